@@ -1,0 +1,308 @@
+//! `watchpost-bench`: end-to-end benchmarks that drive a real `watchpost`
+//! binary over HTTP, measured side by side with peer engines.
+//!
+//! Suite `ingest`: replays the Data Collector batches made by
+//! `shared/bench/gen_events.py` (`events-<size>.batches.jsonl`) through
+//! `POST /api/logs` with WAL fsync on, and reports events/s, MB/s and the
+//! server's peak RSS per run and their medians; then measures the time from
+//! a 200 to the rows being returned by a query. With `--peer-script` it runs
+//! DuckDB's NDJSON load (`run_peers.py --ingest-only`) before each run, so
+//! both are measured on the same machine state, and prints the ratio.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context};
+use base64::Engine as _;
+use clap::Parser;
+use serde_json::{json, Value as Json};
+
+const WORKSPACE: &str = "b0b0b0b0-0000-4000-8000-00000000be4c";
+const KEY: &[u8] = b"watchpost-benchmark-shared-key!!";
+
+#[derive(Debug, Parser)]
+#[command(about = "Watchpost end-to-end benchmarks")]
+struct Args {
+    /// Path of the watchpost binary (a release build).
+    #[arg(long, default_value = "target/release/watchpost")]
+    bin: PathBuf,
+    /// Data Collector batches, one JSON array per line.
+    #[arg(long)]
+    batches: PathBuf,
+    /// Timed runs; medians are reported.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Concurrent HTTP connections.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Posts used to measure 200-to-queryable latency.
+    #[arg(long, default_value_t = 200)]
+    latency_samples: usize,
+    /// `run_peers.py` of the benchmark kit: run DuckDB's ingest beside ours.
+    #[arg(long)]
+    peer_script: Option<PathBuf>,
+    /// Python with duckdb installed, for the peer script.
+    #[arg(long, default_value = "python3")]
+    peer_python: PathBuf,
+    /// Folder with events-<size>.ndjson for the peer script.
+    #[arg(long)]
+    peer_data: Option<PathBuf>,
+    #[arg(long, default_value = "1m")]
+    peer_size: String,
+    /// Where temporary data directories go.
+    #[arg(long, default_value = "/tmp")]
+    work: PathBuf,
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(bin: &PathBuf, data_dir: &PathBuf) -> anyhow::Result<Server> {
+        let mut child = Command::new(bin)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .arg("--workspace")
+            .arg(format!("{WORKSPACE}={}", base64::engine::general_purpose::STANDARD.encode(KEY)))
+            .env("WATCHPOST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let stdout = child.stdout.take().context("server stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            let Some(line) = lines.next() else { bail!("server exited before listening") };
+            let line = line?;
+            if let Some(url) = line.strip_prefix("Watchpost is listening on ") {
+                break url.trim().to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Server { child, url })
+    }
+
+    fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+            .unwrap_or(0)
+    }
+
+    fn stop(mut self) -> anyhow::Result<()> {
+        Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+fn post(agent: &ureq::Agent, url: &str, log_type: &str, body: &[u8]) -> anyhow::Result<()> {
+    let date = httpdate::fmt_http_date(SystemTime::now());
+    let auth = watchpost_ingest::data_collector::authorization(WORKSPACE, KEY, body.len(), "application/json", &date);
+    let response = agent
+        .post(&format!("{url}/api/logs?api-version=2016-04-01"))
+        .set("Authorization", &auth)
+        .set("Content-Type", "application/json")
+        .set("Log-Type", log_type)
+        .set("x-ms-date", &date)
+        .set("time-generated-field", "TimeGenerated")
+        .send_bytes(body);
+    match response {
+        Ok(response) if response.status() == 200 => Ok(()),
+        Ok(response) => bail!("unexpected status {}", response.status()),
+        Err(err) => bail!("post failed: {err}"),
+    }
+}
+
+struct IngestRun {
+    seconds: f64,
+    events: u64,
+    bytes: u64,
+    peak_rss: u64,
+}
+
+fn ingest_run(args: &Args, batches: &Arc<Vec<(usize, Vec<u8>)>>, run: usize) -> anyhow::Result<IngestRun> {
+    let data_dir = args.work.join(format!("watchpost-bench-{}-{run}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let server = Server::start(&args.bin, &data_dir)?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let events = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(server.rss_bytes()));
+    let pid = server.child.id();
+    let sampler = {
+        let (done, peak) = (done.clone(), peak.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                if let Some(kib) = status
+                    .lines()
+                    .find_map(|line| line.strip_prefix("VmRSS:"))
+                    .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                {
+                    peak.fetch_max(kib * 1024, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let started = Instant::now();
+    let workers: Vec<_> = (0..args.connections)
+        .map(|_| {
+            let (batches, next, events, url) = (batches.clone(), next.clone(), events.clone(), server.url.clone());
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(300)).build();
+                loop {
+                    let idx = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((n_events, body)) = batches.get(idx) else { return Ok(()) };
+                    post(&agent, &url, "Events", body)?;
+                    events.fetch_add(*n_events as u64, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().map_err(|_| anyhow::anyhow!("worker panicked"))??;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    sampler.join().ok();
+    let peak_rss = peak.load(Ordering::Relaxed).max(server.rss_bytes());
+    let bytes = batches.iter().map(|(_, body)| body.len() as u64).sum();
+    server.stop()?;
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(IngestRun { seconds, events: events.load(Ordering::Relaxed), bytes, peak_rss })
+}
+
+/// Posts single events and times how long after the 200 a query returns them.
+fn latency_run(args: &Args) -> anyhow::Result<Vec<f64>> {
+    let data_dir = args.work.join(format!("watchpost-bench-latency-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let server = Server::start(&args.bin, &data_dir)?;
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build();
+    let key = base64::engine::general_purpose::STANDARD.encode(KEY);
+    let mut samples = Vec::new();
+    for idx in 0..args.latency_samples {
+        let marker = format!("probe-{idx}");
+        let body = serde_json::to_vec(&json!([{"Marker": marker, "N": idx}]))?;
+        post(&agent, &server.url, "Probe", &body)?;
+        let acknowledged = Instant::now();
+        loop {
+            let query = format!("Probe_CL | where Marker_s == '{marker}' | count");
+            let response: Json = agent
+                .post(&format!("{}/v1/workspaces/{WORKSPACE}/query", server.url))
+                .set("Authorization", &format!("Bearer {key}"))
+                .send_json(json!({ "query": query }))?
+                .into_json()?;
+            if response["tables"][0]["rows"][0][0].as_u64() == Some(1) {
+                break;
+            }
+            if acknowledged.elapsed() > Duration::from_secs(10) {
+                bail!("event {marker} not queryable 10 s after its 200");
+            }
+        }
+        samples.push(acknowledged.elapsed().as_secs_f64() * 1000.0);
+    }
+    server.stop()?;
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(samples)
+}
+
+/// Runs DuckDB's NDJSON ingest once; returns its MB/s.
+fn peer_run(args: &Args, script: &PathBuf) -> anyhow::Result<f64> {
+    let data = args.peer_data.as_ref().context("--peer-data is required with --peer-script")?;
+    let out = args.work.join(format!("watchpost-bench-peer-{}.json", std::process::id()));
+    let work = args.work.join(format!("watchpost-bench-peer-{}", std::process::id()));
+    let status = Command::new(&args.peer_python)
+        .arg(script)
+        .args(["--engines", "duckdb", "--ingest-only", "--sizes", &args.peer_size, "--data"])
+        .arg(data)
+        .arg("--work")
+        .arg(&work)
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .context("running the peer script")?;
+    if !status.success() {
+        bail!("peer script failed");
+    }
+    let results: Json = serde_json::from_slice(&std::fs::read(&out)?)?;
+    let _ = std::fs::remove_dir_all(&work);
+    let ingest = &results["ingest"][0];
+    let (bytes, wall) = (ingest["input_bytes"].as_f64(), ingest["wall"].as_f64());
+    match (bytes, wall) {
+        (Some(bytes), Some(wall)) if wall > 0.0 => Ok(bytes / wall / 1e6),
+        _ => bail!("peer script reported no ingest figures: {ingest}"),
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn percentile(values: &mut [f64], p: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let idx = ((values.len() as f64 - 1.0) * p).round() as usize;
+    values[idx]
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let text = std::fs::read(&args.batches).with_context(|| format!("reading {}", args.batches.display()))?;
+    let mut batches = Vec::new();
+    for line in text.split(|byte| *byte == b'\n').filter(|line| !line.is_empty()) {
+        let n_events = serde_json::from_slice::<Vec<serde_json::value::Value>>(line)?.len();
+        batches.push((n_events, line.to_vec()));
+    }
+    drop(text);
+    let batches = Arc::new(batches);
+    let (mut events_per_s, mut mb_per_s, mut peer_mb_per_s, mut ratios) = (vec![], vec![], vec![], vec![]);
+    let mut peak_rss = 0u64;
+    for run in 0..args.runs {
+        let peer = match &args.peer_script {
+            Some(script) => Some(peer_run(&args, script)?),
+            None => None,
+        };
+        let result = ingest_run(&args, &batches, run)?;
+        let mbs = result.bytes as f64 / result.seconds / 1e6;
+        println!(
+            "run {run}: watchpost {} events in {:.2}s = {:.0} events/s, {:.0} MB/s, peak RSS {} MiB{}",
+            result.events,
+            result.seconds,
+            result.events as f64 / result.seconds,
+            mbs,
+            result.peak_rss >> 20,
+            peer.map(|p| format!("; duckdb {p:.0} MB/s; ratio {:.2}", mbs / p)).unwrap_or_default()
+        );
+        events_per_s.push(result.events as f64 / result.seconds);
+        mb_per_s.push(mbs);
+        peak_rss = peak_rss.max(result.peak_rss);
+        if let Some(peer) = peer {
+            peer_mb_per_s.push(peer);
+            ratios.push(mbs / peer);
+        }
+    }
+    let mut latencies = latency_run(&args)?;
+    let summary = json!({
+        "suite": "ingest",
+        "runs": args.runs,
+        "connections": args.connections,
+        "median_events_per_s": median(&mut events_per_s),
+        "median_mb_per_s": median(&mut mb_per_s),
+        "peak_rss_mib": peak_rss >> 20,
+        "duckdb_median_mb_per_s": (!peer_mb_per_s.is_empty()).then(|| median(&mut peer_mb_per_s)),
+        "median_ratio_vs_duckdb": (!ratios.is_empty()).then(|| median(&mut ratios)),
+        "ack_to_queryable_ms": {"p50": percentile(&mut latencies, 0.5), "p99": percentile(&mut latencies, 0.99), "max": percentile(&mut latencies, 1.0)},
+    });
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! `watchpost serve`: opens the data directory, replays the WAL, and serves
+//! the HTTP APIs until SIGTERM or Ctrl-C, then flushes buffers to segments.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use watchpost_engine::{EngineOptions, QueryEngine};
+use watchpost_metastore::Metastore;
+use watchpost_server::{router, AppState, ServerOptions};
+use watchpost_storage::{Store, StoreOptions};
+
+use crate::config::{parse_listen, parse_workspace_flag, FileConfig, ServeConfig};
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Data directory [default: ./watchpost-data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// TOML configuration file; flags override its values.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Creates the workspace if absent and sets its primary key (repeatable).
+    #[arg(long = "workspace", value_name = "ID=BASE64KEY")]
+    workspaces: Vec<String>,
+    /// Log format.
+    #[arg(long, value_parser = ["text", "json"])]
+    log_format: Option<String>,
+}
+
+impl ServeArgs {
+    fn resolve(self) -> anyhow::Result<ServeConfig> {
+        let file = match &self.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        let listen = self.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".to_string());
+        let mut workspaces = file.workspaces.into_iter().map(|entry| (entry.id, entry.key)).collect::<Vec<_>>();
+        for flag in &self.workspaces {
+            workspaces.push(parse_workspace_flag(flag)?);
+        }
+        let log_format = self.log_format.or(file.log_format).unwrap_or_else(|| "text".to_string());
+        if log_format != "text" && log_format != "json" {
+            anyhow::bail!("log_format must be `text` or `json`, got `{log_format}`");
+        }
+        Ok(ServeConfig {
+            listen: parse_listen(&listen)?,
+            data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(crate::default_data_dir),
+            json_logs: log_format == "json",
+            date_window_seconds: file.date_window_seconds.unwrap_or(15 * 60),
+            flush_buffer_bytes: file.flush_buffer_mib.unwrap_or(256) * 1024 * 1024,
+            flush_interval_seconds: file.flush_interval_seconds.unwrap_or(60),
+            wal_fsync: file.wal_fsync.unwrap_or(true),
+            workspaces,
+        })
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WATCHPOST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = args.resolve()?;
+    init_logging(config.json_logs);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(serve(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let metastore = Arc::new(Metastore::open(&config.data_dir).context("opening the metastore")?);
+    for (id, key) in &config.workspaces {
+        metastore.ensure_workspace(Some(id), Some(key)).with_context(|| format!("configuring workspace {id}"))?;
+    }
+    if metastore.workspaces().is_empty() {
+        let workspace = metastore.ensure_workspace(None, None)?;
+        println!("Created workspace {}", workspace.id);
+        println!("  Workspace ID: {}", workspace.id);
+        println!("  Primary key:  {}", workspace.primary_key);
+        println!("  (send events with the HTTP Data Collector API; query with `watchpost query`)");
+    }
+    let store_options = StoreOptions { wal_fsync: config.wal_fsync, ..StoreOptions::default() };
+    let data_dir = config.data_dir.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, store_options))
+        .await?
+        .context("opening storage")?;
+    let store = Arc::new(store);
+    let engine = QueryEngine::new(store.clone(), EngineOptions::default());
+    let date_window = (config.date_window_seconds > 0).then(|| Duration::from_secs(config.date_window_seconds));
+    let options = ServerOptions { date_window, ..ServerOptions::default() };
+    let state = AppState { metastore: metastore.clone(), store: store.clone(), engine, options };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    for workspace in metastore.workspaces() {
+        tracing::info!(workspace = %workspace.id, "workspace ready");
+    }
+    println!("Watchpost is listening on http://{address}");
+    tracing::info!(%address, data_dir = %config.data_dir.display(), "ServerStarted");
+    let background = tokio::spawn(maintenance(store.clone(), config.clone()));
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    background.abort();
+    tracing::info!("shutting down: flushing buffers");
+    let flushed = tokio::task::spawn_blocking(move || store.flush()).await?.context("final flush")?;
+    tracing::info!(rows = flushed.rows_written, segments = flushed.segments_written, "ServerStopped");
+    Ok(())
+}
+
+/// Flushes buffers when they grow past the threshold or age past the
+/// interval, and enforces retention hourly.
+async fn maintenance(store: Arc<Store>, config: ServeConfig) {
+    let mut last_flush = Instant::now();
+    let mut last_retention: Option<Instant> = None;
+    let mut ticker = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        ticker.tick().await;
+        let due = store.buffered_bytes() >= config.flush_buffer_bytes
+            || (store.buffered_bytes() > 0 && last_flush.elapsed() >= Duration::from_secs(config.flush_interval_seconds));
+        if due {
+            let store = store.clone();
+            match tokio::task::spawn_blocking(move || store.flush()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => tracing::error!(error = %err, "SegmentFlushError"),
+                Err(err) => tracing::error!(error = %err, "flush task failed"),
+            }
+            last_flush = Instant::now();
+        }
+        if last_retention.is_none_or(|at| at.elapsed() >= Duration::from_secs(3600)) {
+            let store = store.clone();
+            let now_us = chrono::Utc::now().timestamp_micros();
+            if let Ok(Err(err)) = tokio::task::spawn_blocking(move || store.enforce_retention(now_us)).await {
+                tracing::error!(error = %err, "RetentionError");
+            }
+            last_retention = Some(Instant::now());
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

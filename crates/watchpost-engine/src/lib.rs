@@ -1,0 +1,220 @@
+//! The query engine: runs KQL over a workspace's stored tables on
+//! DataFusion.
+//!
+//! A query goes text → [`watchpost_kql_syntax::parse`] → binder
+//! ([`watchpost_kql_binder::bind`]) → lowering to a DataFusion
+//! `LogicalPlan` (`lower`) → execution over the storage snapshot (`scan`)
+//! → Arrow batches with KQL types, which [`result`] encodes as the query
+//! API's cells.
+//!
+//! Invariants: this crate and `watchpost-engine-functions` (today the `udf`
+//! module) are the only places that know DataFusion; a user's mistake is a
+//! [`Diagnostic`] from the front end, never a DataFusion message; every
+//! query runs with a memory limit, a timeout and a row cap.
+//!
+//! Start reading at [`QueryEngine::run`].
+
+mod lower;
+pub mod result;
+mod scan;
+mod udf;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::StreamExt;
+use watchpost_diagnostics::Diagnostic;
+use watchpost_kql_binder::TableCatalog;
+use watchpost_schema::{ColumnDef, TableSchema};
+use watchpost_storage::Store;
+
+pub use scan::TimeWindow;
+
+/// Limits applied to every query.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Memory one query may use for joins, sorts and aggregations.
+    pub memory_limit_bytes: usize,
+    /// Rows returned at most; more makes a partial result.
+    pub max_rows: usize,
+    pub target_partitions: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> EngineOptions {
+        EngineOptions { memory_limit_bytes: 1 << 30, max_rows: 500_000, target_partitions: 2 }
+    }
+}
+
+/// One query to run.
+#[derive(Debug, Clone)]
+pub struct QueryRequest {
+    pub workspace: String,
+    pub text: String,
+    /// Restricts `TimeGenerated` of every table read.
+    pub window: Option<TimeWindow>,
+    /// The query's "now" (microseconds since the epoch): `now()` and `ago()`
+    /// evaluate against it, so callers such as rule runs and tests can fix it.
+    pub now_us: i64,
+    pub timeout: Duration,
+}
+
+/// A query's result.
+#[derive(Debug, Clone)]
+pub struct QueryOutput {
+    pub columns: Vec<ColumnDef>,
+    pub batches: Vec<RecordBatch>,
+    /// The row cap was reached and rows were left out.
+    pub truncated: bool,
+    pub stats: QueryStats,
+}
+
+/// Figures reported with `Prefer: include-statistics=true`.
+#[derive(Debug, Clone, Default)]
+pub struct QueryStats {
+    pub execution_time: Duration,
+    pub rows: usize,
+    pub segments_scanned: usize,
+    pub segments_pruned: usize,
+}
+
+/// Why a query produced no result.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The query text is wrong; the diagnostics say where and why.
+    #[error("the query is not valid")]
+    Invalid { diagnostics: Vec<Diagnostic> },
+    #[error("the query ran longer than {0:?}")]
+    Timeout(Duration),
+    /// The engine failed; the message is for logs, not for users.
+    #[error("query execution failed: {0}")]
+    Execution(String),
+}
+
+impl From<datafusion::error::DataFusionError> for QueryError {
+    fn from(err: datafusion::error::DataFusionError) -> QueryError {
+        QueryError::Execution(err.to_string())
+    }
+}
+
+/// Runs queries against one store.
+#[derive(Debug, Clone)]
+pub struct QueryEngine {
+    store: Arc<Store>,
+    options: EngineOptions,
+}
+
+impl QueryEngine {
+    pub fn new(store: Arc<Store>, options: EngineOptions) -> QueryEngine {
+        QueryEngine { store, options }
+    }
+
+    /// The row cap of every query.
+    pub fn max_rows(&self) -> usize {
+        self.options.max_rows
+    }
+
+    /// Parses and binds `text` against the workspace's tables without
+    /// running it.
+    pub fn check(&self, workspace: &str, text: &str) -> Result<watchpost_kql_binder::bound::BoundTabular, QueryError> {
+        let (query, syntax_errors) = watchpost_kql_syntax::parse(text);
+        if !syntax_errors.is_empty() {
+            return Err(QueryError::Invalid { diagnostics: syntax_errors });
+        }
+        let catalog = StoreCatalog { store: &self.store, workspace };
+        let (bound, diagnostics) = watchpost_kql_binder::bind(&query, &catalog);
+        match bound {
+            Some(bound) if diagnostics.is_empty() => Ok(bound),
+            _ => Err(QueryError::Invalid { diagnostics }),
+        }
+    }
+
+    /// Runs a query to completion, within the request's timeout.
+    pub async fn run(&self, request: &QueryRequest) -> Result<QueryOutput, QueryError> {
+        let started = Instant::now();
+        let bound = self.check(&request.workspace, &request.text)?;
+        let execution = self.execute(bound, request, started);
+        match tokio::time::timeout(request.timeout, execution).await {
+            Ok(result) => result,
+            Err(_) => Err(QueryError::Timeout(request.timeout)),
+        }
+    }
+
+    async fn execute(
+        &self,
+        bound: watchpost_kql_binder::bound::BoundTabular,
+        request: &QueryRequest,
+        started: Instant,
+    ) -> Result<QueryOutput, QueryError> {
+        let session = self.session()?;
+        let mut stats = QueryStats::default();
+        let mut scans = HashMap::new();
+        for table in bound.source_tables() {
+            if scans.contains_key(&table) {
+                continue;
+            }
+            let snapshot = self.store.snapshot(&request.workspace, &table);
+            let scan = scan::scan_table(&session, &table, snapshot, request.window, &mut stats).await?;
+            scans.insert(table, scan);
+        }
+        let scan_fn = |name: &str| {
+            scans.get(name).cloned().ok_or_else(|| {
+                datafusion::error::DataFusionError::Internal(format!("table {name} was not prepared"))
+            })
+        };
+        let context = lower::LowerContext { session: &session, now_us: request.now_us, scan: &scan_fn };
+        let plan = lower::lower_query(&bound, &context)?;
+        let frame = session.execute_logical_plan(plan).await?;
+        let mut stream = frame.execute_stream().await?;
+        let mut batches = Vec::new();
+        let mut truncated = false;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            let room = self.options.max_rows - stats.rows;
+            if batch.num_rows() > room {
+                batches.push(batch.slice(0, room));
+                stats.rows += room;
+                truncated = true;
+                break;
+            }
+            stats.rows += batch.num_rows();
+            batches.push(batch);
+        }
+        stats.execution_time = started.elapsed();
+        Ok(QueryOutput { columns: bound.schema.columns, batches, truncated, stats })
+    }
+
+    fn session(&self) -> Result<SessionContext, QueryError> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(self.options.memory_limit_bytes)))
+            .build_arc()?;
+        let config = SessionConfig::new()
+            .with_target_partitions(self.options.target_partitions)
+            .with_information_schema(false);
+        Ok(SessionContext::new_with_config_rt(config, runtime))
+    }
+}
+
+/// The binder's view of a workspace's tables.
+struct StoreCatalog<'a> {
+    store: &'a Store,
+    workspace: &'a str,
+}
+
+impl TableCatalog for StoreCatalog<'_> {
+    fn table(&self, name: &str) -> Option<TableSchema> {
+        self.store.table_schema(self.workspace, name)
+    }
+
+    fn table_names(&self) -> Vec<String> {
+        self.store.tables(self.workspace)
+    }
+}
+
+#[cfg(test)]
+mod tests;

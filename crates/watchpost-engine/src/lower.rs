@@ -1,0 +1,384 @@
+//! Lowering of the bound KQL tree to a DataFusion `LogicalPlan`.
+//!
+//! The binder has already checked every name and type, so a failure here is
+//! a bug or an unsupported combination, reported as an internal error.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano, TimeUnit};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::MemTable;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::functions::{datetime as dt_fn, math as math_fn, string as str_fn, unicode as uni_fn};
+use datafusion::functions_aggregate::expr_fn as agg;
+use datafusion::logical_expr::{
+    cast, try_cast, when, Expr, LogicalPlan, LogicalPlanBuilder, Operator,
+};
+use datafusion::prelude::{ident, lit, SessionContext};
+use watchpost_kql_binder::bound::{
+    AggregateFunction, BoundAggregate, BoundExpr, BoundTabular, ExprKind, ScalarFunction, TabularKind, Value,
+};
+use watchpost_kql_syntax::ast::{BinaryOp, ListOp};
+use watchpost_schema::{KqlType, TableSchema, TIME_RECEIVED};
+
+use crate::udf;
+
+/// What lowering needs from its surroundings.
+pub(crate) struct LowerContext<'a> {
+    pub session: &'a SessionContext,
+    /// The query's "now", microseconds since the epoch.
+    pub now_us: i64,
+    /// Returns the scan of a stored table, already restricted to the query
+    /// window.
+    pub scan: &'a dyn Fn(&str) -> Result<LogicalPlan>,
+}
+
+/// Lowers `tabular` and casts its output to the Arrow types of its KQL schema.
+pub(crate) fn lower_query(tabular: &BoundTabular, context: &LowerContext<'_>) -> Result<LogicalPlan> {
+    let plan = lower(tabular, context)?;
+    let schema = plan.schema().clone();
+    let outputs = tabular
+        .schema
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(idx, column)| {
+            let (qualifier, field) = schema.qualified_field(idx);
+            let expr = Expr::Column(datafusion::common::Column::new(qualifier.cloned(), field.name()));
+            let target = column.kql_type.arrow_type();
+            let expr = if field.data_type() == &target { expr } else { cast(expr, target) };
+            expr.alias(&column.name)
+        })
+        .collect::<Vec<_>>();
+    LogicalPlanBuilder::from(plan).project(outputs)?.build()
+}
+
+fn lower(tabular: &BoundTabular, context: &LowerContext<'_>) -> Result<LogicalPlan> {
+    match &tabular.kind {
+        TabularKind::Table { name } => (context.scan)(name),
+        TabularKind::Values { rows } => lower_values(rows, &tabular.schema, context),
+        TabularKind::Filter { input, predicate } => {
+            let input = lower(input, context)?;
+            LogicalPlanBuilder::from(input).filter(lower_expr(predicate, context)?)?.build()
+        }
+        TabularKind::Project { input, columns } => {
+            let input = lower(input, context)?;
+            let exprs = columns
+                .iter()
+                .map(|(name, expr)| Ok(lower_expr(expr, context)?.alias(name)))
+                .collect::<Result<Vec<_>>>()?;
+            LogicalPlanBuilder::from(input).project(exprs)?.build()
+        }
+        TabularKind::Aggregate { input, group_by, aggregates } => {
+            let input = lower(input, context)?;
+            let groups = group_by
+                .iter()
+                .map(|(name, expr)| Ok(lower_expr(expr, context)?.alias(name)))
+                .collect::<Result<Vec<_>>>()?;
+            let aggregates = aggregates
+                .iter()
+                .map(|(name, aggregate)| Ok(lower_aggregate(aggregate, context)?.alias(name)))
+                .collect::<Result<Vec<_>>>()?;
+            let plan = LogicalPlanBuilder::from(input).aggregate(groups, aggregates)?.build()?;
+            rename_outputs(plan, &tabular.schema)
+        }
+        TabularKind::Sort { input, keys } => {
+            let input = lower(input, context)?;
+            let sorts = keys
+                .iter()
+                .map(|key| Ok(lower_expr(&key.expr, context)?.sort(!key.descending, key.nulls_first)))
+                .collect::<Result<Vec<_>>>()?;
+            LogicalPlanBuilder::from(input).sort(sorts)?.build()
+        }
+        TabularKind::Limit { input, count } => {
+            let input = lower(input, context)?;
+            LogicalPlanBuilder::from(input).limit(0, Some(*count as usize))?.build()
+        }
+        TabularKind::Distinct { input } => {
+            let input = lower(input, context)?;
+            LogicalPlanBuilder::from(input).distinct()?.build()
+        }
+    }
+}
+
+/// Gives a plan's columns the names of `schema`, in order.
+fn rename_outputs(plan: LogicalPlan, schema: &TableSchema) -> Result<LogicalPlan> {
+    let plan_schema = plan.schema().clone();
+    let exprs = schema
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(idx, column)| {
+            let (qualifier, field) = plan_schema.qualified_field(idx);
+            Expr::Column(datafusion::common::Column::new(qualifier.cloned(), field.name())).alias(&column.name)
+        })
+        .collect::<Vec<_>>();
+    LogicalPlanBuilder::from(plan).project(exprs)?.build()
+}
+
+fn lower_values(rows: &[Vec<Value>], schema: &TableSchema, context: &LowerContext<'_>) -> Result<LogicalPlan> {
+    if schema.columns.is_empty() {
+        return LogicalPlanBuilder::empty(rows.len() == 1).build();
+    }
+    let arrow_schema = schema.arrow_schema();
+    let mut columns = Vec::new();
+    for (idx, column) in schema.columns.iter().enumerate() {
+        let target = column.kql_type.arrow_type();
+        let scalars = rows
+            .iter()
+            .map(|row| scalar_of(&row[idx], &target))
+            .collect::<Result<Vec<_>>>()?;
+        let array = if scalars.is_empty() {
+            datafusion::arrow::array::new_empty_array(&target)
+        } else {
+            ScalarValue::iter_to_array(scalars)?
+        };
+        columns.push(array);
+    }
+    let batch = RecordBatch::try_new(arrow_schema.clone(), columns)?;
+    let table = MemTable::try_new(arrow_schema, vec![vec![batch]])?;
+    let frame = context.session.read_table(Arc::new(table))?;
+    Ok(frame.into_unoptimized_plan())
+}
+
+fn scalar_of(value: &Value, target: &DataType) -> Result<ScalarValue> {
+    let scalar = value_scalar(value);
+    if scalar.data_type() == *target {
+        return Ok(scalar);
+    }
+    scalar.cast_to(target)
+}
+
+/// The DataFusion scalar of a bound literal.
+fn value_scalar(value: &Value) -> ScalarValue {
+    let utc = Some(Arc::from("UTC"));
+    match value {
+        Value::Null => ScalarValue::Null,
+        Value::Bool(v) => ScalarValue::Boolean(Some(*v)),
+        Value::Int(v) => ScalarValue::Int32(Some(*v)),
+        Value::Long(v) => ScalarValue::Int64(Some(*v)),
+        Value::Real(v) => ScalarValue::Float64(Some(*v)),
+        Value::String(v) | Value::Guid(v) | Value::Dynamic(v) => ScalarValue::Utf8(Some(v.clone())),
+        Value::Datetime(v) => ScalarValue::TimestampMicrosecond(Some(*v), utc),
+        Value::Timespan(v) => ScalarValue::DurationMicrosecond(Some(*v)),
+    }
+}
+
+fn lower_expr(expr: &BoundExpr, context: &LowerContext<'_>) -> Result<Expr> {
+    Ok(match &expr.kind {
+        ExprKind::Column(name) => ident(name),
+        ExprKind::Literal(Value::Null) => lit(ScalarValue::try_from(&expr.ty.arrow_type())?),
+        ExprKind::Literal(value) => lit(value_scalar(value)),
+        ExprKind::Not(inner) => Expr::Not(Box::new(lower_expr(inner, context)?)),
+        ExprKind::Negate(inner) => Expr::Negative(Box::new(lower_expr(inner, context)?)),
+        ExprKind::Binary { op, left, right } => lower_binary(*op, left, right, context)?,
+        ExprKind::InList { op, expr: value, list } => lower_in_list(*op, value, list, context)?,
+        ExprKind::Between { expr: value, low, high, negated } => {
+            let between = lower_expr(value, context)?.between(lower_expr(low, context)?, lower_expr(high, context)?);
+            if *negated {
+                Expr::Not(Box::new(between))
+            } else {
+                between
+            }
+        }
+        ExprKind::Call { function, args } => lower_call(*function, args, expr.ty, context)?,
+    })
+}
+
+fn as_text(expr: &BoundExpr, context: &LowerContext<'_>) -> Result<Expr> {
+    let lowered = lower_expr(expr, context)?;
+    Ok(match expr.ty {
+        KqlType::String | KqlType::Guid | KqlType::Dynamic => lowered,
+        _ => cast(lowered, DataType::Utf8),
+    })
+}
+
+fn lower_binary(op: BinaryOp, left: &BoundExpr, right: &BoundExpr, context: &LowerContext<'_>) -> Result<Expr> {
+    use BinaryOp::*;
+    let arithmetic = |operator: Operator| -> Result<Expr> {
+        Ok(Expr::BinaryExpr(datafusion::logical_expr::BinaryExpr::new(
+            Box::new(lower_expr(left, context)?),
+            operator,
+            Box::new(lower_expr(right, context)?),
+        )))
+    };
+    let text = |f: &dyn Fn(Expr, Expr) -> Expr| -> Result<Expr> { Ok(f(as_text(left, context)?, as_text(right, context)?)) };
+    let lower_text = |expr: Expr| str_fn::lower().call(vec![expr]);
+    let negate = |expr: Expr| Expr::Not(Box::new(expr));
+    let contains = |hay: Expr, needle: Expr| uni_fn::strpos().call(vec![hay, needle]).gt(lit(0i32));
+    Ok(match op {
+        Or => lower_expr(left, context)?.or(lower_expr(right, context)?),
+        And => lower_expr(left, context)?.and(lower_expr(right, context)?),
+        Eq => arithmetic(Operator::Eq)?,
+        NotEq => arithmetic(Operator::NotEq)?,
+        Lt => arithmetic(Operator::Lt)?,
+        Le => arithmetic(Operator::LtEq)?,
+        Gt => arithmetic(Operator::Gt)?,
+        Ge => arithmetic(Operator::GtEq)?,
+        Add => arithmetic(Operator::Plus)?,
+        Sub => arithmetic(Operator::Minus)?,
+        Mul => arithmetic(Operator::Multiply)?,
+        Div => arithmetic(Operator::Divide)?,
+        Mod => arithmetic(Operator::Modulo)?,
+        EqTilde => text(&|l, r| lower_text(l).eq(lower_text(r)))?,
+        NotEqTilde => text(&|l, r| lower_text(l).not_eq(lower_text(r)))?,
+        Has => text(&|l, r| udf::has().call(vec![l, r, lit(false)]))?,
+        NotHas => text(&|l, r| negate(udf::has().call(vec![l, r, lit(false)])))?,
+        HasCs => text(&|l, r| udf::has().call(vec![l, r, lit(true)]))?,
+        NotHasCs => text(&|l, r| negate(udf::has().call(vec![l, r, lit(true)])))?,
+        Contains => text(&|l, r| contains(lower_text(l), lower_text(r)))?,
+        NotContains => text(&|l, r| negate(contains(lower_text(l), lower_text(r))))?,
+        ContainsCs => text(&|l, r| contains(l, r))?,
+        NotContainsCs => text(&|l, r| negate(contains(l, r)))?,
+        StartsWith | HasPrefix => text(&|l, r| str_fn::starts_with().call(vec![lower_text(l), lower_text(r)]))?,
+        NotStartsWith => text(&|l, r| negate(str_fn::starts_with().call(vec![lower_text(l), lower_text(r)])))?,
+        StartsWithCs => text(&|l, r| str_fn::starts_with().call(vec![l, r]))?,
+        NotStartsWithCs => text(&|l, r| negate(str_fn::starts_with().call(vec![l, r])))?,
+        EndsWith | HasSuffix => text(&|l, r| str_fn::ends_with().call(vec![lower_text(l), lower_text(r)]))?,
+        NotEndsWith => text(&|l, r| negate(str_fn::ends_with().call(vec![lower_text(l), lower_text(r)])))?,
+        EndsWithCs => text(&|l, r| str_fn::ends_with().call(vec![l, r]))?,
+        NotEndsWithCs => text(&|l, r| negate(str_fn::ends_with().call(vec![l, r])))?,
+        MatchesRegex => text(&|l, r| {
+            Expr::BinaryExpr(datafusion::logical_expr::BinaryExpr::new(Box::new(l), Operator::RegexMatch, Box::new(r)))
+        })?,
+    })
+}
+
+fn lower_in_list(op: ListOp, value: &BoundExpr, list: &[BoundExpr], context: &LowerContext<'_>) -> Result<Expr> {
+    let lower_text = |expr: Expr| str_fn::lower().call(vec![expr]);
+    match op {
+        ListOp::In | ListOp::NotIn => {
+            let target = value.ty;
+            let items = list
+                .iter()
+                .map(|item| {
+                    let lowered = lower_expr(item, context)?;
+                    Ok(if item.ty == target { lowered } else { cast(lowered, target.arrow_type()) })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(lower_expr(value, context)?.in_list(items, op == ListOp::NotIn))
+        }
+        ListOp::InCi | ListOp::NotInCi => {
+            let items = list.iter().map(|item| Ok(lower_text(as_text(item, context)?))).collect::<Result<Vec<_>>>()?;
+            Ok(lower_text(as_text(value, context)?).in_list(items, op == ListOp::NotInCi))
+        }
+        ListOp::HasAny | ListOp::HasAll => {
+            let haystack = as_text(value, context)?;
+            let mut terms = list
+                .iter()
+                .map(|item| Ok(udf::has().call(vec![haystack.clone(), as_text(item, context)?, lit(false)])));
+            let first = terms.next().unwrap_or(Ok(lit(op == ListOp::HasAll)))?;
+            terms.try_fold(first, |acc, term| Ok(if op == ListOp::HasAny { acc.or(term?) } else { acc.and(term?) }))
+        }
+    }
+}
+
+fn interval_of_micros(micros: i64) -> Expr {
+    lit(ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano::new(0, 0, micros.saturating_mul(1000)))))
+}
+
+fn now_literal(context: &LowerContext<'_>) -> Expr {
+    lit(ScalarValue::TimestampMicrosecond(Some(context.now_us), Some(Arc::from("UTC"))))
+}
+
+fn lower_call(function: ScalarFunction, args: &[BoundExpr], ty: KqlType, context: &LowerContext<'_>) -> Result<Expr> {
+    use ScalarFunction::*;
+    let arg = |idx: usize| lower_expr(&args[idx], context);
+    let literal_micros = |idx: usize| match args.get(idx).map(|arg| &arg.kind) {
+        Some(ExprKind::Literal(Value::Timespan(v))) => Some(*v),
+        _ => None,
+    };
+    Ok(match function {
+        Now => match literal_micros(0) {
+            Some(offset) => lit(ScalarValue::TimestampMicrosecond(Some(context.now_us + offset), Some(Arc::from("UTC")))),
+            None if args.is_empty() => now_literal(context),
+            None => now_literal(context) + arg(0)?,
+        },
+        Ago => match literal_micros(0) {
+            Some(span) => lit(ScalarValue::TimestampMicrosecond(Some(context.now_us - span), Some(Arc::from("UTC")))),
+            None => now_literal(context) - arg(0)?,
+        },
+        Bin | Floor => lower_bin(args, context)?,
+        StartOfDay => {
+            let day = ScalarValue::TimestampMicrosecond(Some(0), Some(Arc::from("UTC")));
+            dt_fn::date_bin().call(vec![interval_of_micros(86_400_000_000), arg(0)?, lit(day)])
+        }
+        IngestionTime => ident(TIME_RECEIVED),
+        ToLower => str_fn::lower().call(vec![as_text(&args[0], context)?]),
+        ToUpper => str_fn::upper().call(vec![as_text(&args[0], context)?]),
+        StrLen => cast(uni_fn::character_length().call(vec![as_text(&args[0], context)?]), DataType::Int64),
+        StrCat => {
+            let parts = args.iter().map(|arg| as_text(arg, context)).collect::<Result<Vec<_>>>()?;
+            str_fn::concat().call(parts)
+        }
+        Substring => {
+            // KQL counts from 0, DataFusion from 1.
+            let mut call_args = vec![as_text(&args[0], context)?, cast(arg(1)?, DataType::Int64) + lit(1i64)];
+            if args.len() == 3 {
+                call_args.push(cast(arg(2)?, DataType::Int64));
+            }
+            uni_fn::substr().call(call_args)
+        }
+        ToString => as_text(&args[0], context)?,
+        ToLong | ToInt | ToReal | ToBool | ToDatetime | ToTimespan => try_cast(arg(0)?, ty.arrow_type()),
+        IsNull => arg(0)?.is_null(),
+        IsNotNull => arg(0)?.is_not_null(),
+        IsEmpty => {
+            let text = as_text(&args[0], context)?;
+            text.clone().is_null().or(text.eq(lit("")))
+        }
+        IsNotEmpty => {
+            let text = as_text(&args[0], context)?;
+            text.clone().is_not_null().and(text.not_eq(lit("")))
+        }
+        Iff => when(arg(0)?, arg(1)?).otherwise(cast(arg(2)?, args[1].ty.arrow_type()))?,
+        Abs => math_fn::abs().call(vec![arg(0)?]),
+        Round => {
+            let mut call_args = vec![cast(arg(0)?, DataType::Float64)];
+            if args.len() == 2 {
+                call_args.push(cast(arg(1)?, DataType::Int64));
+            }
+            math_fn::round().call(call_args)
+        }
+    })
+}
+
+/// `bin(value, size)`: date_bin for datetimes, floor(value / size) * size
+/// for numbers and timespans.
+fn lower_bin(args: &[BoundExpr], context: &LowerContext<'_>) -> Result<Expr> {
+    let value = lower_expr(&args[0], context)?;
+    let size = &args[1];
+    match (args[0].ty, &size.kind) {
+        (KqlType::Datetime, ExprKind::Literal(Value::Timespan(micros))) => {
+            let origin = ScalarValue::TimestampMicrosecond(Some(0), Some(Arc::from("UTC")));
+            Ok(dt_fn::date_bin().call(vec![interval_of_micros(*micros), value, lit(origin)]))
+        }
+        (KqlType::Datetime, _) => Err(DataFusionError::Plan("bin() of a datetime needs a constant timespan".into())),
+        (KqlType::Timespan, _) => {
+            let micros = cast(value, DataType::Int64);
+            let step = cast(lower_expr(size, context)?, DataType::Int64);
+            let floored = math_fn::floor().call(vec![cast(micros, DataType::Float64) / cast(step.clone(), DataType::Float64)]);
+            Ok(cast(cast(floored, DataType::Int64) * step, DataType::Duration(TimeUnit::Microsecond)))
+        }
+        (ty, _) => {
+            let step = lower_expr(size, context)?;
+            let floored = math_fn::floor().call(vec![cast(value, DataType::Float64) / cast(step.clone(), DataType::Float64)]);
+            Ok(cast(floored * cast(step, DataType::Float64), ty.arrow_type()))
+        }
+    }
+}
+
+fn lower_aggregate(aggregate: &BoundAggregate, context: &LowerContext<'_>) -> Result<Expr> {
+    let arg = |idx: usize| lower_expr(&aggregate.args[idx], context);
+    Ok(match aggregate.function {
+        AggregateFunction::Count => agg::count(lit(1i64)),
+        AggregateFunction::CountIf => agg::count(when(arg(0)?, lit(1i64)).end()?),
+        AggregateFunction::Sum => agg::sum(arg(0)?),
+        AggregateFunction::Avg => agg::avg(cast(arg(0)?, DataType::Float64)),
+        AggregateFunction::Min => agg::min(arg(0)?),
+        AggregateFunction::Max => agg::max(arg(0)?),
+        AggregateFunction::DCount => agg::count_distinct(arg(0)?),
+        AggregateFunction::Any => agg::first_value(arg(0)?, vec![]),
+    })
+}

@@ -1,0 +1,137 @@
+//! The bound query tree: every name resolved, every expression typed, every
+//! tabular node carrying its output schema. The engine lowers this tree and
+//! never needs to check names or types again.
+
+use watchpost_kql_syntax::ast::{BinaryOp, ListOp};
+use watchpost_schema::{KqlType, TableSchema};
+
+/// A tabular value and its output columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoundTabular {
+    pub kind: TabularKind,
+    pub schema: TableSchema,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TabularKind {
+    /// A stored table, read in full (the engine adds time pruning).
+    Table { name: String },
+    /// Literal rows (`datatable`, `print`), row-major, typed as `schema`.
+    Values { rows: Vec<Vec<Value>> },
+    Filter { input: Box<BoundTabular>, predicate: BoundExpr },
+    /// Computes exactly the output columns, in order.
+    Project { input: Box<BoundTabular>, columns: Vec<(String, BoundExpr)> },
+    /// Group-by columns first, then aggregates, as `summarize` outputs them.
+    Aggregate { input: Box<BoundTabular>, group_by: Vec<(String, BoundExpr)>, aggregates: Vec<(String, BoundAggregate)> },
+    Sort { input: Box<BoundTabular>, keys: Vec<BoundSortKey> },
+    Limit { input: Box<BoundTabular>, count: u64 },
+    Distinct { input: Box<BoundTabular> },
+}
+
+impl BoundTabular {
+    /// The name of the table this pipeline starts from, if it reads one.
+    pub fn source_tables(&self) -> Vec<String> {
+        match &self.kind {
+            TabularKind::Table { name } => vec![name.clone()],
+            TabularKind::Values { .. } => Vec::new(),
+            TabularKind::Filter { input, .. }
+            | TabularKind::Project { input, .. }
+            | TabularKind::Aggregate { input, .. }
+            | TabularKind::Sort { input, .. }
+            | TabularKind::Limit { input, .. }
+            | TabularKind::Distinct { input } => input.source_tables(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoundSortKey {
+    pub expr: BoundExpr,
+    pub descending: bool,
+    pub nulls_first: bool,
+}
+
+/// A typed scalar expression.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoundExpr {
+    pub kind: ExprKind,
+    pub ty: KqlType,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExprKind {
+    Column(String),
+    Literal(Value),
+    Not(Box<BoundExpr>),
+    Negate(Box<BoundExpr>),
+    Binary { op: BinaryOp, left: Box<BoundExpr>, right: Box<BoundExpr> },
+    InList { op: ListOp, expr: Box<BoundExpr>, list: Vec<BoundExpr> },
+    Between { expr: Box<BoundExpr>, low: Box<BoundExpr>, high: Box<BoundExpr>, negated: bool },
+    Call { function: ScalarFunction, args: Vec<BoundExpr> },
+}
+
+/// A literal value. Datetimes are microseconds since the Unix epoch and
+/// timespans are microseconds, matching storage.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i32),
+    Long(i64),
+    Real(f64),
+    String(String),
+    Datetime(i64),
+    Timespan(i64),
+    Guid(String),
+    Dynamic(String),
+}
+
+/// Built-in scalar functions known to the binder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScalarFunction {
+    Now,
+    Ago,
+    Bin,
+    Floor,
+    IngestionTime,
+    ToLower,
+    ToUpper,
+    StrLen,
+    StrCat,
+    Substring,
+    ToString,
+    ToLong,
+    ToInt,
+    ToReal,
+    ToBool,
+    ToDatetime,
+    ToTimespan,
+    IsNull,
+    IsNotNull,
+    IsEmpty,
+    IsNotEmpty,
+    Iff,
+    Abs,
+    Round,
+    StartOfDay,
+}
+
+/// An aggregate call in `summarize`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoundAggregate {
+    pub function: AggregateFunction,
+    pub args: Vec<BoundExpr>,
+    pub ty: KqlType,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggregateFunction {
+    Count,
+    CountIf,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    DCount,
+    Any,
+}

@@ -1,0 +1,129 @@
+//! The KQL binder: resolves names against table schemas and `let`
+//! statements, types every expression, and produces the bound tree
+//! ([`bound`]) the engine lowers.
+//!
+//! Errors are reported the way Kusto reports them (what is wrong, where, and
+//! a hint), as [`Diagnostic`]s with spans into the query text; no engine
+//! message ever reaches the user from here. The binder knows nothing of
+//! DataFusion or storage: tables come from a [`TableCatalog`].
+//!
+//! Start reading at [`bind`].
+
+pub mod bound;
+mod expr;
+mod functions;
+mod tabular;
+
+use std::collections::HashMap;
+
+use watchpost_diagnostics::Diagnostic;
+use watchpost_kql_syntax::ast::{LetValue, Query, Statement};
+use watchpost_schema::TableSchema;
+
+use crate::bound::{BoundExpr, BoundTabular};
+
+/// Where the binder looks up tables.
+pub trait TableCatalog {
+    /// The schema of the table called `name`, if it exists.
+    fn table(&self, name: &str) -> Option<TableSchema>;
+    /// Every table name, for "did you mean" hints.
+    fn table_names(&self) -> Vec<String>;
+}
+
+/// Binds a parsed query. Returns the tree of the query's result (if it has
+/// one and binding succeeded) and every problem found.
+pub fn bind(query: &Query, catalog: &dyn TableCatalog) -> (Option<BoundTabular>, Vec<Diagnostic>) {
+    let mut binder = Binder { catalog, scalars: HashMap::new(), tabulars: HashMap::new(), diagnostics: Vec::new() };
+    let mut result = None;
+    for statement in &query.statements {
+        match statement {
+            Statement::Let(let_stmt) => match &let_stmt.value {
+                LetValue::Scalar(expr) => {
+                    // `let t = T;` parses as a scalar name; it is tabular when
+                    // the name is a table or a tabular `let`.
+                    if let Some(tabular) = binder.tabular_alias(expr) {
+                        binder.tabulars.insert(let_stmt.name.name.clone(), tabular);
+                        continue;
+                    }
+                    let empty = TableSchema::default();
+                    if let Some(bound) = binder.bind_expr(expr, &empty) {
+                        binder.scalars.insert(let_stmt.name.name.clone(), bound);
+                    }
+                }
+                LetValue::Tabular(tabular) => {
+                    if let Some(bound) = binder.bind_tabular(tabular) {
+                        binder.tabulars.insert(let_stmt.name.name.clone(), bound);
+                    }
+                }
+            },
+            Statement::Tabular(tabular) => result = binder.bind_tabular(tabular),
+        }
+    }
+    if binder.diagnostics.is_empty() && result.is_none() {
+        binder.diagnostics.push(Diagnostic::semantic(
+            "KQL2000",
+            query.span,
+            "the query has no tabular expression to return",
+        ));
+    }
+    if !binder.diagnostics.is_empty() {
+        return (None, binder.diagnostics);
+    }
+    (result, binder.diagnostics)
+}
+
+pub(crate) struct Binder<'a> {
+    catalog: &'a dyn TableCatalog,
+    scalars: HashMap<String, BoundExpr>,
+    tabulars: HashMap<String, BoundTabular>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Binder<'_> {
+    /// The tabular value a bare name in a `let` refers to, if any.
+    fn tabular_alias(&self, expr: &watchpost_kql_syntax::ast::Expr) -> Option<BoundTabular> {
+        let watchpost_kql_syntax::ast::ExprKind::Name(ident) = &expr.kind else { return None };
+        if self.scalars.contains_key(&ident.name) {
+            return None;
+        }
+        if let Some(bound) = self.tabulars.get(&ident.name) {
+            return Some(bound.clone());
+        }
+        let schema = self.catalog.table(&ident.name)?;
+        Some(BoundTabular { kind: bound::TabularKind::Table { name: ident.name.clone() }, schema })
+    }
+
+    fn report(&mut self, diagnostic: Diagnostic) {
+        self.diagnostics.push(diagnostic);
+    }
+}
+
+/// Returns the candidate closest to `name` (case-insensitive edit distance of
+/// at most a third of its length), for "did you mean" hints.
+pub(crate) fn closest<'n>(name: &str, candidates: impl IntoIterator<Item = &'n str>) -> Option<&'n str> {
+    let lower = name.to_lowercase();
+    candidates
+        .into_iter()
+        .map(|candidate| (edit_distance(&lower, &candidate.to_lowercase()), candidate))
+        .filter(|(distance, _)| *distance <= (name.len() / 3).max(1))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous + usize::from(ca != *cb);
+            previous = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,425 @@
+//! Binding of tabular sources and pipe operators, including the column
+//! naming rules Kusto applies (`count_`, `sum_X`, `Column1`, extend moving a
+//! redefined column to the end).
+
+use watchpost_diagnostics::{Diagnostic, Span};
+use watchpost_kql_syntax::ast::{
+    Expr, ExprKind as Ast, NamedExpr, NullsOrder, Operator, OperatorKind, SortKey, SortOrder, TabularExpr,
+    TabularSource,
+};
+use watchpost_schema::{ColumnDef, KqlType, TableSchema};
+
+use crate::bound::{BoundAggregate, BoundSortKey, BoundTabular, ExprKind, TabularKind, Value};
+use crate::expr::literal_value;
+use crate::{closest, functions, Binder};
+
+impl Binder<'_> {
+    pub(crate) fn bind_tabular(&mut self, tabular: &TabularExpr) -> Option<BoundTabular> {
+        let mut current = self.bind_source(&tabular.source)?;
+        for operator in &tabular.operators {
+            current = self.bind_operator(current, operator)?;
+        }
+        Some(current)
+    }
+
+    fn bind_source(&mut self, source: &TabularSource) -> Option<BoundTabular> {
+        match source {
+            TabularSource::Table(ident) => {
+                if let Some(bound) = self.tabulars.get(&ident.name) {
+                    return Some(bound.clone());
+                }
+                if let Some(schema) = self.catalog.table(&ident.name) {
+                    return Some(BoundTabular { kind: TabularKind::Table { name: ident.name.clone() }, schema });
+                }
+                let mut diagnostic = Diagnostic::semantic(
+                    "KQL2001",
+                    ident.span,
+                    format!("Failed to resolve table or column expression named '{}'", ident.name),
+                );
+                let names = self.catalog.table_names();
+                if let Some(similar) = closest(&ident.name, names.iter().map(String::as_str)) {
+                    diagnostic = diagnostic.with_hint(format!("did you mean '{similar}'?"));
+                }
+                self.report(diagnostic);
+                None
+            }
+            TabularSource::Parenthesized(inner) => self.bind_tabular(inner),
+            TabularSource::Print(columns) => {
+                let unit = BoundTabular {
+                    kind: TabularKind::Values { rows: vec![Vec::new()] },
+                    schema: TableSchema::default(),
+                };
+                let bound = self.bind_named_list(columns, &unit.schema, NamingStyle::Print)?;
+                let schema = schema_of(&bound);
+                Some(BoundTabular { kind: TabularKind::Project { input: Box::new(unit), columns: bound }, schema })
+            }
+            TabularSource::Datatable { columns, values, span } => self.bind_datatable(columns, values, *span),
+            TabularSource::Range { span, .. } => {
+                self.report(Diagnostic::semantic("KQL2010", *span, "the range operator is not supported yet"));
+                None
+            }
+        }
+    }
+
+    fn bind_datatable(
+        &mut self,
+        columns: &[watchpost_kql_syntax::ast::ColumnDecl],
+        values: &[Expr],
+        span: Span,
+    ) -> Option<BoundTabular> {
+        let mut schema = TableSchema::default();
+        for column in columns {
+            let Some(ty) = KqlType::from_name(&column.type_name.name) else {
+                self.report(Diagnostic::semantic(
+                    "KQL2008",
+                    column.type_name.span,
+                    format!("unknown type '{}'", column.type_name.name),
+                ));
+                return None;
+            };
+            schema.columns.push(ColumnDef::new(&column.name.name, ty));
+        }
+        if schema.columns.is_empty() || values.len() % schema.columns.len() != 0 {
+            self.report(Diagnostic::semantic(
+                "KQL2009",
+                span,
+                format!("datatable has {} values, not a multiple of its {} columns", values.len(), schema.columns.len()),
+            ));
+            return None;
+        }
+        let mut rows = Vec::new();
+        for chunk in values.chunks(schema.columns.len()) {
+            let mut row = Vec::new();
+            for (value, column) in chunk.iter().zip(&schema.columns) {
+                row.push(self.constant_value(value, column.kql_type)?);
+            }
+            rows.push(row);
+        }
+        Some(BoundTabular { kind: TabularKind::Values { rows }, schema })
+    }
+
+    /// Evaluates a datatable cell: a literal, possibly negated.
+    fn constant_value(&mut self, expr: &Expr, ty: KqlType) -> Option<Value> {
+        let (value, _) = match &expr.kind {
+            Ast::Literal(literal) => literal_value(literal),
+            Ast::Unary { op: watchpost_kql_syntax::ast::UnaryOp::Neg, operand } => match &operand.kind {
+                Ast::Literal(literal) => match literal_value(literal) {
+                    (Value::Long(v), t) => (Value::Long(-v), t),
+                    (Value::Int(v), t) => (Value::Int(-v), t),
+                    (Value::Real(v), t) => (Value::Real(-v), t),
+                    (Value::Timespan(v), t) => (Value::Timespan(-v), t),
+                    other => other,
+                },
+                _ => return self.not_constant(expr),
+            },
+            _ => return self.not_constant(expr),
+        };
+        Some(coerce_value(value, ty))
+    }
+
+    fn not_constant(&mut self, expr: &Expr) -> Option<Value> {
+        self.report(Diagnostic::semantic("KQL2009", expr.span, "datatable values must be literals"));
+        None
+    }
+
+    fn bind_operator(&mut self, input: BoundTabular, operator: &Operator) -> Option<BoundTabular> {
+        match &operator.kind {
+            OperatorKind::Where(predicate) => {
+                let predicate = self.bind_expr(predicate, &input.schema)?;
+                if predicate.ty != KqlType::Bool && predicate.ty != KqlType::Dynamic {
+                    self.report(Diagnostic::semantic(
+                        "KQL2005",
+                        operator.span,
+                        format!("where expects a bool predicate, got {}", predicate.ty),
+                    ));
+                    return None;
+                }
+                let schema = input.schema.clone();
+                Some(BoundTabular { kind: TabularKind::Filter { input: Box::new(input), predicate }, schema })
+            }
+            OperatorKind::Project(columns) => {
+                let bound = self.bind_named_list(columns, &input.schema, NamingStyle::Column)?;
+                Some(project(input, bound))
+            }
+            OperatorKind::Extend(columns) => {
+                let bound = self.bind_named_list(columns, &input.schema, NamingStyle::Column)?;
+                let mut all: Vec<_> = input
+                    .schema
+                    .columns
+                    .iter()
+                    .filter(|column| !bound.iter().any(|(name, _)| *name == column.name))
+                    .map(|column| (column.name.clone(), column_ref(column)))
+                    .collect();
+                all.extend(bound);
+                Some(project(input, all))
+            }
+            OperatorKind::ProjectAway(names) => {
+                for name in names {
+                    self.require_column(&input.schema, &name.name, name.span)?;
+                }
+                let kept = input
+                    .schema
+                    .columns
+                    .iter()
+                    .filter(|column| !names.iter().any(|name| name.name == column.name))
+                    .map(|column| (column.name.clone(), column_ref(column)))
+                    .collect();
+                Some(project(input, kept))
+            }
+            OperatorKind::ProjectRename(pairs) => {
+                for (_, old) in pairs {
+                    self.require_column(&input.schema, &old.name, old.span)?;
+                }
+                let renamed = input
+                    .schema
+                    .columns
+                    .iter()
+                    .map(|column| {
+                        let new_name = pairs.iter().find(|(_, old)| old.name == column.name).map(|(new, _)| &new.name);
+                        (new_name.unwrap_or(&column.name).clone(), column_ref(column))
+                    })
+                    .collect();
+                Some(project(input, renamed))
+            }
+            OperatorKind::Summarize { aggregates, by } => self.bind_summarize(input, aggregates, by, operator.span),
+            OperatorKind::Sort(keys) => {
+                let keys = self.bind_sort_keys(keys, &input.schema)?;
+                let schema = input.schema.clone();
+                Some(BoundTabular { kind: TabularKind::Sort { input: Box::new(input), keys }, schema })
+            }
+            OperatorKind::Take(count) => {
+                let count = self.constant_count(count)?;
+                let schema = input.schema.clone();
+                Some(BoundTabular { kind: TabularKind::Limit { input: Box::new(input), count }, schema })
+            }
+            OperatorKind::Top { count, key } => {
+                let count = self.constant_count(count)?;
+                let keys = self.bind_sort_keys(std::slice::from_ref(key), &input.schema)?;
+                let schema = input.schema.clone();
+                let sorted = BoundTabular { kind: TabularKind::Sort { input: Box::new(input), keys }, schema: schema.clone() };
+                Some(BoundTabular { kind: TabularKind::Limit { input: Box::new(sorted), count }, schema })
+            }
+            OperatorKind::Count => {
+                let aggregate = BoundAggregate {
+                    function: crate::bound::AggregateFunction::Count,
+                    args: Vec::new(),
+                    ty: KqlType::Long,
+                };
+                let schema = TableSchema::new(vec![ColumnDef::new("Count", KqlType::Long)]);
+                Some(BoundTabular {
+                    kind: TabularKind::Aggregate {
+                        input: Box::new(input),
+                        group_by: Vec::new(),
+                        aggregates: vec![("Count".to_string(), aggregate)],
+                    },
+                    schema,
+                })
+            }
+            OperatorKind::Distinct(exprs) => {
+                let named: Vec<NamedExpr> =
+                    exprs.iter().map(|expr| NamedExpr { name: None, expr: expr.clone(), span: expr.span }).collect();
+                let bound = self.bind_named_list(&named, &input.schema, NamingStyle::Column)?;
+                let projected = project(input, bound);
+                let schema = projected.schema.clone();
+                Some(BoundTabular { kind: TabularKind::Distinct { input: Box::new(projected) }, schema })
+            }
+        }
+    }
+
+    fn bind_summarize(
+        &mut self,
+        input: BoundTabular,
+        aggregates: &[NamedExpr],
+        by: &[NamedExpr],
+        span: Span,
+    ) -> Option<BoundTabular> {
+        let group_by = self.bind_named_list(by, &input.schema, NamingStyle::Column)?;
+        let mut bound_aggregates = Vec::new();
+        for named in aggregates {
+            let Ast::Call { name, args } = &named.expr.kind else {
+                self.report(
+                    Diagnostic::semantic("KQL2011", named.expr.span, "summarize expects an aggregate function call")
+                        .with_hint("for example count(), sum(Bytes) or dcount(UserPrincipalName)"),
+                );
+                return None;
+            };
+            let Some(function) = functions::aggregate(&name.name) else {
+                self.report(Diagnostic::semantic(
+                    "KQL2003",
+                    name.span,
+                    format!("Unknown aggregate function: '{}'", name.name),
+                ));
+                return None;
+            };
+            let (min, max) = functions::aggregate_arity(function);
+            if args.len() < min || args.len() > max {
+                self.report(Diagnostic::semantic(
+                    "KQL2007",
+                    named.expr.span,
+                    format!("aggregate '{}' expects {min} to {max} argument(s), got {}", name.name, args.len()),
+                ));
+                return None;
+            }
+            let bound_args: Vec<_> = args.iter().map(|arg| self.bind_expr(arg, &input.schema)).collect();
+            let bound_args = bound_args.into_iter().collect::<Option<Vec<_>>>()?;
+            let ty = functions::aggregate_return_type(function, bound_args.first().map(|arg| arg.ty));
+            let column_name = match &named.name {
+                Some(ident) => ident.name.clone(),
+                None => {
+                    let prefix = functions::aggregate_prefix(function);
+                    match args.first().map(|arg| &arg.kind) {
+                        Some(Ast::Name(ident)) => format!("{prefix}_{}", ident.name),
+                        _ => format!("{prefix}_"),
+                    }
+                }
+            };
+            bound_aggregates.push((column_name, BoundAggregate { function, args: bound_args, ty }));
+        }
+        if bound_aggregates.is_empty() && group_by.is_empty() {
+            self.report(Diagnostic::syntax("KQL1010", span, "summarize needs an aggregate or a by clause"));
+            return None;
+        }
+        let mut columns: Vec<ColumnDef> = group_by.iter().map(|(name, expr)| ColumnDef::new(name, expr.ty)).collect();
+        columns.extend(bound_aggregates.iter().map(|(name, aggregate)| ColumnDef::new(name, aggregate.ty)));
+        let schema = TableSchema::new(dedupe_names(columns));
+        Some(BoundTabular {
+            kind: TabularKind::Aggregate { input: Box::new(input), group_by, aggregates: bound_aggregates },
+            schema,
+        })
+    }
+
+    fn bind_named_list(
+        &mut self,
+        items: &[NamedExpr],
+        input: &TableSchema,
+        style: NamingStyle,
+    ) -> Option<Vec<(String, crate::bound::BoundExpr)>> {
+        let mut out = Vec::new();
+        let mut failed = false;
+        let mut unnamed = 0;
+        for (position, item) in items.iter().enumerate() {
+            let Some(bound) = self.bind_expr(&item.expr, input) else {
+                failed = true;
+                continue;
+            };
+            let name = match (&item.name, &item.expr.kind) {
+                (Some(ident), _) => ident.name.clone(),
+                (None, Ast::Name(ident)) => ident.name.clone(),
+                (None, Ast::Call { name, args }) if matches!(name.name.as_str(), "bin" | "floor") => {
+                    match args.first().map(|arg| &arg.kind) {
+                        Some(Ast::Name(ident)) => ident.name.clone(),
+                        _ => generated_name(style, position, &mut unnamed),
+                    }
+                }
+                _ => generated_name(style, position, &mut unnamed),
+            };
+            out.retain(|(existing, _)| *existing != name);
+            out.push((name, bound));
+        }
+        (!failed).then_some(out)
+    }
+
+    fn bind_sort_keys(&mut self, keys: &[SortKey], input: &TableSchema) -> Option<Vec<BoundSortKey>> {
+        let mut out = Vec::new();
+        for key in keys {
+            let expr = self.bind_expr(&key.expr, input)?;
+            let descending = key.order != Some(SortOrder::Ascending);
+            let nulls_first = match key.nulls {
+                Some(NullsOrder::First) => true,
+                Some(NullsOrder::Last) => false,
+                None => !descending,
+            };
+            out.push(BoundSortKey { expr, descending, nulls_first });
+        }
+        Some(out)
+    }
+
+    fn constant_count(&mut self, expr: &Expr) -> Option<u64> {
+        let value = match &expr.kind {
+            Ast::Literal(literal) => literal_value(literal).0,
+            Ast::Name(ident) => match self.scalars.get(&ident.name).map(|bound| &bound.kind) {
+                Some(ExprKind::Literal(value)) => value.clone(),
+                _ => Value::Null,
+            },
+            _ => Value::Null,
+        };
+        match value {
+            Value::Long(n) if n >= 0 => Some(n as u64),
+            Value::Int(n) if n >= 0 => Some(n as u64),
+            _ => {
+                self.report(Diagnostic::semantic("KQL2012", expr.span, "expected a non-negative integer constant"));
+                None
+            }
+        }
+    }
+
+    fn require_column(&mut self, schema: &TableSchema, name: &str, span: Span) -> Option<()> {
+        if schema.column(name).is_some() {
+            return Some(());
+        }
+        let mut diagnostic =
+            Diagnostic::semantic("KQL2002", span, format!("Failed to resolve column named '{name}'"));
+        if let Some(similar) = closest(name, schema.columns.iter().map(|column| column.name.as_str())) {
+            diagnostic = diagnostic.with_hint(format!("did you mean '{similar}'?"));
+        }
+        self.report(diagnostic);
+        None
+    }
+}
+
+#[derive(Clone, Copy)]
+enum NamingStyle {
+    /// `Column1`, `Column2`... as `extend` and `project` name expressions.
+    Column,
+    /// `print_0`, `print_1`... as `print` names its columns.
+    Print,
+}
+
+fn generated_name(style: NamingStyle, position: usize, unnamed: &mut usize) -> String {
+    *unnamed += 1;
+    match style {
+        NamingStyle::Column => format!("Column{unnamed}"),
+        NamingStyle::Print => format!("print_{position}"),
+    }
+}
+
+fn column_ref(column: &ColumnDef) -> crate::bound::BoundExpr {
+    crate::bound::BoundExpr { kind: ExprKind::Column(column.name.clone()), ty: column.kql_type }
+}
+
+fn schema_of(columns: &[(String, crate::bound::BoundExpr)]) -> TableSchema {
+    TableSchema::new(columns.iter().map(|(name, expr)| ColumnDef::new(name, expr.ty)).collect())
+}
+
+fn project(input: BoundTabular, columns: Vec<(String, crate::bound::BoundExpr)>) -> BoundTabular {
+    let schema = schema_of(&columns);
+    BoundTabular { kind: TabularKind::Project { input: Box::new(input), columns }, schema }
+}
+
+/// Kusto suffixes a repeated output name with `1`, `2`...
+fn dedupe_names(columns: Vec<ColumnDef>) -> Vec<ColumnDef> {
+    let mut out: Vec<ColumnDef> = Vec::new();
+    for mut column in columns {
+        let base = column.name.clone();
+        let mut n = 1;
+        while out.iter().any(|existing| existing.name == column.name) {
+            column.name = format!("{base}{n}");
+            n += 1;
+        }
+        out.push(column);
+    }
+    out
+}
+
+/// Converts a literal to a column's declared type where KQL would.
+fn coerce_value(value: Value, ty: KqlType) -> Value {
+    match (value, ty) {
+        (Value::Long(v), KqlType::Int) => Value::Int(v as i32),
+        (Value::Long(v), KqlType::Real) => Value::Real(v as f64),
+        (Value::Int(v), KqlType::Long) => Value::Long(i64::from(v)),
+        (Value::Int(v), KqlType::Real) => Value::Real(f64::from(v)),
+        (Value::String(text), KqlType::Guid) => Value::Guid(text),
+        (Value::String(text), KqlType::Dynamic) => Value::Dynamic(text),
+        (value, _) => value,
+    }
+}

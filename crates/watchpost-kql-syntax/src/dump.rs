@@ -1,0 +1,221 @@
+//! A readable, one-node-per-line rendering of a tree for golden tests and
+//! debugging: each line is a node kind, its details and its span, indented
+//! under its parent.
+
+use watchpost_diagnostics::Span;
+
+use crate::ast::{
+    Expr, ExprKind, Ident, LetValue, NamedExpr, Operator, OperatorKind, Query, SortKey, Statement, TabularExpr,
+    TabularSource,
+};
+
+/// Renders `query` one node per line, with spans.
+pub fn dump(query: &Query) -> String {
+    let mut dumper = Dumper {
+        out: String::new(),
+        depth: 0,
+        with_spans: true,
+    };
+    dumper.query(query);
+    dumper.out
+}
+
+/// Renders `query` like [`dump`] but without spans, so two trees can be
+/// compared structurally.
+pub fn dump_without_spans(query: &Query) -> String {
+    let mut dumper = Dumper {
+        out: String::new(),
+        depth: 0,
+        with_spans: false,
+    };
+    dumper.query(query);
+    dumper.out
+}
+
+struct Dumper {
+    out: String,
+    depth: usize,
+    with_spans: bool,
+}
+
+impl Dumper {
+    /// Writes one line, then runs `children` one level deeper.
+    fn node(&mut self, label: String, span: Option<Span>, children: impl FnOnce(&mut Self)) {
+        self.out.push_str(&"  ".repeat(self.depth));
+        self.out.push_str(&label);
+        if let (Some(span), true) = (span, self.with_spans) {
+            self.out.push_str(&format!(" {span}"));
+        }
+        self.out.push('\n');
+        self.depth += 1;
+        children(self);
+        self.depth -= 1;
+    }
+
+    fn leaf(&mut self, label: String, span: Option<Span>) {
+        self.node(label, span, |_| {});
+    }
+
+    fn ident(&self, ident: &Ident) -> String {
+        match self.with_spans {
+            true => format!("{:?}@{}", ident.name, ident.span),
+            false => format!("{:?}", ident.name),
+        }
+    }
+
+    fn query(&mut self, query: &Query) {
+        self.node("Query".to_string(), Some(query.span), |dumper| {
+            for statement in &query.statements {
+                match statement {
+                    Statement::Let(let_stmt) => {
+                        let label = format!("Let {}", dumper.ident(&let_stmt.name));
+                        dumper.node(label, Some(let_stmt.span), |dumper| match &let_stmt.value {
+                            LetValue::Scalar(expr) => dumper.expr(expr),
+                            LetValue::Tabular(tabular) => dumper.tabular(tabular),
+                        });
+                    }
+                    Statement::Tabular(tabular) => dumper.tabular(tabular),
+                }
+            }
+        });
+    }
+
+    fn tabular(&mut self, tabular: &TabularExpr) {
+        self.node("Tabular".to_string(), Some(tabular.span), |dumper| {
+            dumper.source(&tabular.source);
+            for operator in &tabular.operators {
+                dumper.operator(operator);
+            }
+        });
+    }
+
+    fn source(&mut self, source: &TabularSource) {
+        match source {
+            TabularSource::Table(name) => self.leaf(format!("Table {}", self.ident(name)), None),
+            TabularSource::Print(items) => self.node("Print".to_string(), None, |dumper| dumper.named_list(items)),
+            TabularSource::Datatable { columns, values, span } => {
+                self.node("Datatable".to_string(), Some(*span), |dumper| {
+                    for column in columns {
+                        let label = format!(
+                            "Column {}: {}",
+                            dumper.ident(&column.name),
+                            dumper.ident(&column.type_name)
+                        );
+                        dumper.leaf(label, None);
+                    }
+                    values.iter().for_each(|value| dumper.expr(value));
+                })
+            }
+            TabularSource::Range {
+                column,
+                from,
+                to,
+                step,
+                span,
+            } => {
+                let label = format!("Range {}", self.ident(column));
+                self.node(label, Some(*span), |dumper| {
+                    [from, to, step].into_iter().for_each(|expr| dumper.expr(expr))
+                });
+            }
+            TabularSource::Parenthesized(inner) => {
+                self.node("Parenthesized".to_string(), None, |dumper| dumper.tabular(inner))
+            }
+        }
+    }
+
+    fn operator(&mut self, operator: &Operator) {
+        let span = Some(operator.span);
+        match &operator.kind {
+            OperatorKind::Where(predicate) => self.node("Where".to_string(), span, |dumper| dumper.expr(predicate)),
+            OperatorKind::Project(items) => self.node("Project".to_string(), span, |dumper| dumper.named_list(items)),
+            OperatorKind::ProjectAway(names) => self.node("ProjectAway".to_string(), span, |dumper| {
+                names
+                    .iter()
+                    .for_each(|name| dumper.leaf(format!("Column {}", dumper.ident(name)), None));
+            }),
+            OperatorKind::ProjectRename(pairs) => self.node("ProjectRename".to_string(), span, |dumper| {
+                for (new_name, old_name) in pairs {
+                    dumper.leaf(
+                        format!("Rename {} = {}", dumper.ident(new_name), dumper.ident(old_name)),
+                        None,
+                    );
+                }
+            }),
+            OperatorKind::Extend(items) => self.node("Extend".to_string(), span, |dumper| dumper.named_list(items)),
+            OperatorKind::Summarize { aggregates, by } => self.node("Summarize".to_string(), span, |dumper| {
+                dumper.node("Aggregates".to_string(), None, |dumper| dumper.named_list(aggregates));
+                dumper.node("By".to_string(), None, |dumper| dumper.named_list(by));
+            }),
+            OperatorKind::Sort(keys) => self.node("Sort".to_string(), span, |dumper| {
+                keys.iter().for_each(|key| dumper.sort_key(key))
+            }),
+            OperatorKind::Take(count) => self.node("Take".to_string(), span, |dumper| dumper.expr(count)),
+            OperatorKind::Top { count, key } => self.node("Top".to_string(), span, |dumper| {
+                dumper.expr(count);
+                dumper.sort_key(key);
+            }),
+            OperatorKind::Count => self.leaf("Count".to_string(), span),
+            OperatorKind::Distinct(exprs) => self.node("Distinct".to_string(), span, |dumper| {
+                exprs.iter().for_each(|expr| dumper.expr(expr))
+            }),
+        }
+    }
+
+    fn sort_key(&mut self, key: &SortKey) {
+        let label = format!("SortKey order={:?} nulls={:?}", key.order, key.nulls);
+        self.node(label, None, |dumper| dumper.expr(&key.expr));
+    }
+
+    fn named_list(&mut self, items: &[NamedExpr]) {
+        for item in items {
+            let label = match &item.name {
+                Some(name) => format!("Named {}", self.ident(name)),
+                None => "Unnamed".to_string(),
+            };
+            self.node(label, Some(item.span), |dumper| dumper.expr(&item.expr));
+        }
+    }
+
+    fn expr(&mut self, expr: &Expr) {
+        let span = Some(expr.span);
+        match &expr.kind {
+            ExprKind::Literal(literal) => self.leaf(format!("Literal {literal:?}"), span),
+            ExprKind::Name(name) => self.leaf(format!("Name {:?}", name.name), span),
+            ExprKind::Call { name, args } => {
+                let args: Vec<&Expr> = args.iter().collect();
+                self.with_operands(format!("Call {}", self.ident(name)), span, &args);
+            }
+            ExprKind::Unary { op, operand } => self.with_operands(format!("Unary {op:?}"), span, &[operand]),
+            ExprKind::Binary { op, left, right } => {
+                self.with_operands(format!("Binary {}", op.as_str()), span, &[left, right])
+            }
+            ExprKind::InList { op, expr, list } => self.node(format!("InList {}", op.as_str()), span, |dumper| {
+                dumper.expr(expr);
+                let items: Vec<&Expr> = list.iter().collect();
+                dumper.with_operands("List".to_string(), None, &items);
+            }),
+            ExprKind::Between {
+                expr,
+                low,
+                high,
+                negated,
+            } => {
+                let label = if *negated { "Between negated" } else { "Between" };
+                self.with_operands(label.to_string(), span, &[expr, low, high]);
+            }
+            ExprKind::Paren(inner) => self.with_operands("Paren".to_string(), span, &[inner]),
+            ExprKind::Member { expr, name } => {
+                self.with_operands(format!("Member {}", self.ident(name)), span, &[expr])
+            }
+            ExprKind::Index { expr, index } => self.with_operands("Index".to_string(), span, &[expr, index]),
+        }
+    }
+
+    /// Writes a node whose children are `operands`.
+    fn with_operands(&mut self, label: String, span: Option<Span>, operands: &[&Expr]) {
+        self.node(label, span, |dumper| {
+            operands.iter().for_each(|operand| dumper.expr(operand))
+        });
+    }
+}

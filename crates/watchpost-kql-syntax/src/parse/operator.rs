@@ -1,0 +1,243 @@
+//! Pipe operators: everything between one `|` and the next.
+
+use watchpost_diagnostics::{Diagnostic, Span};
+
+use super::Parser;
+use crate::ast::{Ident, NamedExpr, NullsOrder, Operator, OperatorKind, SortKey, SortOrder};
+use crate::lexer::TokenKind;
+
+/// The operators this parser knows, for "did you mean" hints.
+const SUPPORTED_OPERATORS: [&str; 14] = [
+    "where",
+    "filter",
+    "project",
+    "project-away",
+    "project-rename",
+    "extend",
+    "summarize",
+    "sort",
+    "order",
+    "take",
+    "limit",
+    "top",
+    "count",
+    "distinct",
+];
+
+/// KQL operators that exist but are not supported yet.
+const UNSUPPORTED_OPERATORS: [&str; 25] = [
+    "as",
+    "join",
+    "union",
+    "lookup",
+    "mv-expand",
+    "mv-apply",
+    "parse",
+    "parse-where",
+    "parse-kv",
+    "make-series",
+    "render",
+    "evaluate",
+    "invoke",
+    "getschema",
+    "serialize",
+    "sample",
+    "sample-distinct",
+    "search",
+    "find",
+    "project-keep",
+    "project-reorder",
+    "top-nested",
+    "top-hitters",
+    "facet",
+    "fork",
+];
+
+const OPERATOR_HINT: &str = "for example `where`, `project`, `extend`, `summarize`, `sort by` or `take`";
+
+impl Parser<'_> {
+    /// Parses the operator after the `|` at `pipe`.
+    pub(super) fn operator(&mut self, pipe: Span) -> Option<Operator> {
+        if !self.at(&TokenKind::Ident) {
+            self.missing_operator(pipe);
+            return None;
+        }
+        let keyword = self.bump();
+        let kind = match self.text_of(&keyword) {
+            "where" | "filter" => OperatorKind::Where(self.expr()?),
+            "project" => OperatorKind::Project(self.named_exprs()?),
+            "project-away" => OperatorKind::ProjectAway(self.comma_list(|parser| parser.ident("a column name"))?),
+            "project-rename" => OperatorKind::ProjectRename(self.comma_list(Self::rename)?),
+            "extend" => OperatorKind::Extend(self.named_exprs()?),
+            "summarize" => self.summarize(keyword.span)?,
+            "sort" | "order" => self.sort(self.text_of(&keyword))?,
+            "take" | "limit" => OperatorKind::Take(self.expr()?),
+            "top" => self.top()?,
+            "count" => OperatorKind::Count,
+            "distinct" => OperatorKind::Distinct(self.comma_list(Self::expr)?),
+            name => {
+                self.unknown_operator(name, keyword.span);
+                return None;
+            }
+        };
+        Some(Operator {
+            kind,
+            span: self.span_from(keyword.span.start as usize),
+        })
+    }
+
+    fn missing_operator(&mut self, pipe: Span) {
+        if self.at(&TokenKind::Error) {
+            return;
+        }
+        let message = format!("expected an operator after `|`, found {}", self.describe_current());
+        self.error(Diagnostic::syntax("KQL1010", pipe, message).with_hint(OPERATOR_HINT));
+    }
+
+    fn unknown_operator(&mut self, name: &str, span: Span) {
+        if UNSUPPORTED_OPERATORS.contains(&name) {
+            let message = format!("the `{name}` operator is not supported yet");
+            self.error(Diagnostic::syntax("KQL3001", span, message));
+            return;
+        }
+        let message = format!("unknown operator `{name}`");
+        let hint = match closest_operator(name) {
+            Some(close) if close.eq_ignore_ascii_case(name) => format!("operator names are lower-case: `{close}`"),
+            Some(close) => format!("did you mean `{close}`?"),
+            None => OPERATOR_HINT.to_string(),
+        };
+        self.error(Diagnostic::syntax("KQL1011", span, message).with_hint(hint));
+    }
+
+    /// Parses `item, item, ...` where each item is `name = expr` or `expr`.
+    pub(super) fn named_exprs(&mut self) -> Option<Vec<NamedExpr>> {
+        self.comma_list(Self::named_expr)
+    }
+
+    fn named_expr(&mut self) -> Option<NamedExpr> {
+        let start = self.start();
+        let name_len = if self.at(&TokenKind::Ident) { 1 } else { 3 };
+        let name = if self.at_ident() && self.nth(name_len).kind == TokenKind::Assign {
+            let name = self.ident("a name")?;
+            self.bump();
+            Some(name)
+        } else {
+            None
+        };
+        let expr = self.expr()?;
+        Some(NamedExpr {
+            name,
+            expr,
+            span: self.span_from(start),
+        })
+    }
+
+    /// Parses `new = old` in `project-rename`.
+    fn rename(&mut self) -> Option<(Ident, Ident)> {
+        let new_name = self.ident("the new column name")?;
+        self.expect(&TokenKind::Assign, "`=` between the new and the old name")?;
+        let old_name = self.ident("the column to rename")?;
+        Some((new_name, old_name))
+    }
+
+    /// Parses `summarize [aggregates] [by keys]`.
+    fn summarize(&mut self, keyword: Span) -> Option<OperatorKind> {
+        let aggregates = if self.at_word("by") || self.at_boundary() {
+            Vec::new()
+        } else {
+            self.named_exprs()?
+        };
+        let by = if self.eat_word("by") {
+            self.named_exprs()?
+        } else {
+            Vec::new()
+        };
+        if aggregates.is_empty() && by.is_empty() {
+            let message = "`summarize` needs an aggregation, a `by` clause or both";
+            let hint = "for example `summarize count() by Computer`";
+            self.error(Diagnostic::syntax("KQL1016", keyword, message).with_hint(hint));
+            return None;
+        }
+        Some(OperatorKind::Summarize { aggregates, by })
+    }
+
+    /// Parses `by key, ...` after `sort` or `order`.
+    fn sort(&mut self, keyword: &str) -> Option<OperatorKind> {
+        if !self.at_word("by") {
+            let message = format!("expected `by` after `{keyword}`, found {}", self.describe_current());
+            let hint = format!("write `{keyword} by Column [asc|desc] [nulls first|last], ...`");
+            self.error(Diagnostic::syntax("KQL1012", self.peek().span, message).with_hint(hint));
+            return None;
+        }
+        self.bump();
+        Some(OperatorKind::Sort(self.comma_list(Self::sort_key)?))
+    }
+
+    /// Parses `top n by key [asc|desc] [nulls first|last]`.
+    fn top(&mut self) -> Option<OperatorKind> {
+        let count = self.expr()?;
+        self.expect_word("by")?;
+        let key = self.sort_key()?;
+        Some(OperatorKind::Top { count, key })
+    }
+
+    fn sort_key(&mut self) -> Option<SortKey> {
+        let expr = self.expr()?;
+        let order = if self.eat_word("asc") {
+            Some(SortOrder::Ascending)
+        } else if self.eat_word("desc") {
+            Some(SortOrder::Descending)
+        } else {
+            None
+        };
+        let nulls = if self.eat_word("nulls") {
+            Some(self.nulls_order()?)
+        } else {
+            None
+        };
+        Some(SortKey { expr, order, nulls })
+    }
+
+    fn nulls_order(&mut self) -> Option<NullsOrder> {
+        if self.eat_word("first") {
+            return Some(NullsOrder::First);
+        }
+        if self.eat_word("last") {
+            return Some(NullsOrder::Last);
+        }
+        self.error_expected("`first` or `last` after `nulls`");
+        None
+    }
+}
+
+/// Returns the supported operator closest to `name` when it looks like a typo.
+fn closest_operator(name: &str) -> Option<&'static str> {
+    let lower_case = name.to_ascii_lowercase();
+    if let Some(operator) = SUPPORTED_OPERATORS.iter().find(|&&operator| operator == lower_case) {
+        return Some(operator);
+    }
+    let candidates = SUPPORTED_OPERATORS.iter();
+    let (distance, closest) = candidates
+        .map(|&operator| (edit_distance(name, operator), operator))
+        .min()?;
+    (distance <= 2 && distance < name.len()).then_some(closest)
+}
+
+/// Levenshtein distance between two short words.
+fn edit_distance(left: &str, right: &str) -> usize {
+    let right: Vec<char> = right.chars().collect();
+    let mut previous: Vec<usize> = (0..=right.len()).collect();
+    for (left_idx, left_char) in left.chars().enumerate() {
+        let mut current = vec![left_idx + 1];
+        for (right_idx, &right_char) in right.iter().enumerate() {
+            let substitution = previous[right_idx] + usize::from(left_char != right_char);
+            current.push(
+                substitution
+                    .min(previous[right_idx + 1] + 1)
+                    .min(current[right_idx] + 1),
+            );
+        }
+        previous = current;
+    }
+    previous[right.len()]
+}

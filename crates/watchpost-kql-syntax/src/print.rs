@@ -1,0 +1,151 @@
+//! The pretty printer: renders a tree in canonical KQL.
+//!
+//! Canonical form: each `let` ends with `;` and a newline; a query's source
+//! is followed by one `| operator` per line (indented inside `let`, on one
+//! line inside parentheses); spacing is normalized. Parenthesized
+//! expressions print as written ([`ExprKind::Paren`](crate::ast::ExprKind)),
+//! and parentheses are added wherever precedence needs them, so the output
+//! parses back to the same tree.
+
+mod expr;
+
+use crate::ast::{
+    LetStmt, LetValue, NamedExpr, NullsOrder, Operator, OperatorKind, Query, SortKey, SortOrder, Statement,
+    TabularExpr, TabularSource,
+};
+use expr::{expr_text, ident_text};
+
+/// Renders `query` as canonical KQL text.
+pub fn print(query: &Query) -> String {
+    let mut out = String::new();
+    let n_statements = query.statements.len();
+    for (statement_idx, statement) in query.statements.iter().enumerate() {
+        match statement {
+            Statement::Let(let_stmt) => {
+                out.push_str(&let_text(let_stmt));
+                out.push_str(";\n");
+            }
+            Statement::Tabular(tabular) => {
+                out.push_str(&tabular_text(tabular, "\n"));
+                if statement_idx + 1 < n_statements {
+                    out.push_str(";\n");
+                }
+            }
+        }
+    }
+    out
+}
+
+fn let_text(let_stmt: &LetStmt) -> String {
+    let value = match &let_stmt.value {
+        LetValue::Scalar(expr) => expr_text(expr),
+        LetValue::Tabular(tabular) => tabular_text(tabular, "\n    "),
+    };
+    format!("let {} = {value}", ident_text(&let_stmt.name.name))
+}
+
+/// Renders a pipeline with `separator` before each `|`.
+fn tabular_text(tabular: &TabularExpr, separator: &str) -> String {
+    let mut out = source_text(&tabular.source);
+    for operator in &tabular.operators {
+        out.push_str(separator);
+        out.push_str("| ");
+        out.push_str(&operator_text(operator));
+    }
+    out
+}
+
+fn source_text(source: &TabularSource) -> String {
+    match source {
+        TabularSource::Table(name) => ident_text(&name.name),
+        TabularSource::Print(items) => format!("print {}", named_list(items)),
+        TabularSource::Datatable { columns, values, .. } => {
+            let columns: Vec<String> = columns
+                .iter()
+                .map(|column| format!("{}: {}", ident_text(&column.name.name), column.type_name.name))
+                .collect();
+            let values: Vec<String> = values.iter().map(expr_text).collect();
+            format!("datatable({}) [{}]", columns.join(", "), values.join(", "))
+        }
+        TabularSource::Range {
+            column, from, to, step, ..
+        } => format!(
+            "range {} from {} to {} step {}",
+            ident_text(&column.name),
+            expr_text(from),
+            expr_text(to),
+            expr_text(step)
+        ),
+        TabularSource::Parenthesized(inner) => format!("({})", tabular_text(inner, " ")),
+    }
+}
+
+fn operator_text(operator: &Operator) -> String {
+    match &operator.kind {
+        OperatorKind::Where(predicate) => format!("where {}", expr_text(predicate)),
+        OperatorKind::Project(items) => format!("project {}", named_list(items)),
+        OperatorKind::ProjectAway(names) => {
+            let names: Vec<String> = names.iter().map(|name| ident_text(&name.name)).collect();
+            format!("project-away {}", names.join(", "))
+        }
+        OperatorKind::ProjectRename(pairs) => {
+            let pairs: Vec<String> = pairs
+                .iter()
+                .map(|(new_name, old_name)| format!("{} = {}", ident_text(&new_name.name), ident_text(&old_name.name)))
+                .collect();
+            format!("project-rename {}", pairs.join(", "))
+        }
+        OperatorKind::Extend(items) => format!("extend {}", named_list(items)),
+        OperatorKind::Summarize { aggregates, by } => summarize_text(aggregates, by),
+        OperatorKind::Sort(keys) => {
+            let keys: Vec<String> = keys.iter().map(sort_key_text).collect();
+            format!("sort by {}", keys.join(", "))
+        }
+        OperatorKind::Take(count) => format!("take {}", expr_text(count)),
+        OperatorKind::Top { count, key } => format!("top {} by {}", expr_text(count), sort_key_text(key)),
+        OperatorKind::Count => "count".to_string(),
+        OperatorKind::Distinct(exprs) => {
+            let exprs: Vec<String> = exprs.iter().map(expr_text).collect();
+            format!("distinct {}", exprs.join(", "))
+        }
+    }
+}
+
+fn summarize_text(aggregates: &[NamedExpr], by: &[NamedExpr]) -> String {
+    let mut out = "summarize".to_string();
+    if !aggregates.is_empty() {
+        out.push(' ');
+        out.push_str(&named_list(aggregates));
+    }
+    if !by.is_empty() {
+        out.push_str(" by ");
+        out.push_str(&named_list(by));
+    }
+    out
+}
+
+fn sort_key_text(key: &SortKey) -> String {
+    let mut out = expr_text(&key.expr);
+    match key.order {
+        Some(SortOrder::Ascending) => out.push_str(" asc"),
+        Some(SortOrder::Descending) => out.push_str(" desc"),
+        None => {}
+    }
+    match key.nulls {
+        Some(NullsOrder::First) => out.push_str(" nulls first"),
+        Some(NullsOrder::Last) => out.push_str(" nulls last"),
+        None => {}
+    }
+    out
+}
+
+fn named_list(items: &[NamedExpr]) -> String {
+    let items: Vec<String> = items
+        .iter()
+        .map(|item| match &item.name {
+            Some(name) => format!("{} = {}", ident_text(&name.name), expr_text(&item.expr)),
+            None => expr_text(&item.expr),
+        })
+        .collect();
+    items.join(", ")
+}

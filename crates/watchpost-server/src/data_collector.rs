@@ -1,0 +1,151 @@
+//! `POST /api/logs`: the HTTP Data Collector API.
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use watchpost_ingest::data_collector::{
+    self, DataCollectorError, DataCollectorRequest, WorkspaceKeyState, WorkspaceKeys, MAX_BODY_BYTES,
+};
+use watchpost_metastore::Metastore;
+use watchpost_storage::{AppendOutcome, AppendRequest, StorageError, StorageErrorKind};
+
+use crate::AppState;
+
+/// Header carrying what a request stored, for clients that care.
+pub(crate) const RECEIPT_HEADER: &str = "x-watchpost-receipt";
+
+struct MetastoreKeys<'a>(&'a Metastore);
+
+impl WorkspaceKeys for MetastoreKeys<'_> {
+    fn keys(&self, workspace_id: &str) -> Option<WorkspaceKeyState> {
+        let workspace = self.0.workspace(workspace_id)?;
+        if !workspace.active {
+            return Some(WorkspaceKeyState::Inactive);
+        }
+        let (primary, secondary) = workspace.shared_key_bytes();
+        Some(WorkspaceKeyState::Active { primary, secondary })
+    }
+}
+
+pub(crate) async fn post_logs(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let declared_length = headers
+        .get("content-length")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if declared_length.is_some_and(|length| length > MAX_BODY_BYTES) {
+        return error_response(&too_large());
+    }
+    let body = match to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(body) => body,
+        Err(_) => return error_response(&too_large()),
+    };
+    let header_pairs: Vec<(String, String)> = headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .collect();
+    let request = DataCollectorRequest {
+        method: method.as_str(),
+        path: uri.path(),
+        query: query.as_deref(),
+        headers: &header_pairs,
+        body: &body,
+    };
+    let received = Utc::now();
+    let keys = MetastoreKeys(&state.metastore);
+    let post = match data_collector::validate(&request, &keys, received, state.options.date_window) {
+        Ok(post) => post.into_owned(),
+        Err(err) => return error_response(&err),
+    };
+    let idempotency_key = header_value(&headers, "idempotency-key").or_else(|| header_value(&headers, "x-ms-client-request-id"));
+    let store = state.store.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let schema = store.table_schema(&post.workspace_id, &post.table).unwrap_or_default();
+        let decoded = data_collector::decode(&post, &schema, received).map_err(IngestFailure::Rejected)?;
+        for warning in &decoded.warnings {
+            tracing::warn!(table = %post.table, %warning, "BatchWarning");
+        }
+        let request = AppendRequest {
+            workspace: post.workspace_id.clone(),
+            table: post.table.clone(),
+            idempotency_key,
+            received_us: received.timestamp_micros(),
+            batch: decoded.batch,
+        };
+        store.append(request).map_err(IngestFailure::Storage)
+    })
+    .await;
+    match outcome {
+        Ok(Ok(outcome)) => accepted(&outcome),
+        Ok(Err(IngestFailure::Rejected(err))) => error_response(&err),
+        Ok(Err(IngestFailure::Storage(err))) => storage_error(&err),
+        Err(join_error) => {
+            tracing::error!(error = %join_error, "ingest task failed");
+            error_response(&DataCollectorError::internal("internal error"))
+        }
+    }
+}
+
+enum IngestFailure {
+    Rejected(DataCollectorError),
+    Storage(StorageError),
+}
+
+fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    let value = headers.get(name)?.to_str().ok()?.trim();
+    (!value.is_empty()).then(|| value.to_string())
+}
+
+fn accepted(outcome: &AppendOutcome) -> Response {
+    let receipt = outcome.receipt();
+    let repeated = matches!(outcome, AppendOutcome::Repeated(_));
+    let text = format!("rows={}; columns={}; repeated={repeated}", receipt.rows, receipt.columns.join(","));
+    let mut response = StatusCode::OK.into_response();
+    if let Ok(value) = HeaderValue::from_str(&text) {
+        response.headers_mut().insert(RECEIPT_HEADER, value);
+    }
+    response
+}
+
+fn too_large() -> DataCollectorError {
+    DataCollectorError::too_large(format!("The request body is larger than the limit of {MAX_BODY_BYTES} bytes"))
+}
+
+fn storage_error(err: &StorageError) -> Response {
+    match err.kind() {
+        StorageErrorKind::Conflict => {
+            let mut response = error_response(&DataCollectorError::new(
+                503,
+                Some("ServiceUnavailable"),
+                "A request with the same idempotency key is in progress; retry later",
+            ));
+            response.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+            response
+        }
+        _ => {
+            tracing::error!(error = %err, "StorageAppendError");
+            error_response(&DataCollectorError::internal("The events could not be stored"))
+        }
+    }
+}
+
+fn error_response(err: &DataCollectorError) -> Response {
+    let status = StatusCode::from_u16(err.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if status.is_server_error() {
+        tracing::warn!(status = err.status, message = %err.message, "BatchRejected");
+    } else {
+        tracing::debug!(status = err.status, message = %err.message, "BatchRejected");
+    }
+    let mut response = (status, err.body_json()).into_response();
+    response.headers_mut().insert("content-type", HeaderValue::from_static("application/json; charset=utf-8"));
+    response
+}
+

@@ -1,0 +1,92 @@
+//! The HTTP server: the axum router, wire DTOs, authentication and the
+//! mapping of errors to status codes and Azure-shaped bodies.
+//!
+//! Routes: `POST /api/logs` (HTTP Data Collector API, [`data_collector`]),
+//! `POST|GET /v1/workspaces/{id}/query` (Log Analytics query API, [`query`]),
+//! `GET /healthz`. Business rules live in `watchpost-ingest`,
+//! `watchpost-storage` and `watchpost-engine`; this crate only translates
+//! between HTTP and them.
+//!
+//! Invariants: the only crate that speaks server-side HTTP; every response
+//! carries `x-ms-request-id`; an internal failure is logged in full and
+//! masked in the response.
+//!
+//! Start reading at [`router`] and [`AppState`].
+
+mod data_collector;
+mod query;
+mod timespan;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use watchpost_engine::QueryEngine;
+use watchpost_metastore::Metastore;
+use watchpost_storage::Store;
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// How far `x-ms-date` may be from the server clock; `None` disables the check.
+    pub date_window: Option<Duration>,
+    /// Default query timeout (`Prefer: wait=N` overrides it, up to 10 minutes).
+    pub query_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> ServerOptions {
+        ServerOptions { date_window: Some(Duration::from_secs(15 * 60)), query_timeout: Duration::from_secs(180) }
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub metastore: Arc<Metastore>,
+    pub store: Arc<Store>,
+    pub engine: QueryEngine,
+    pub options: ServerOptions,
+}
+
+/// Builds the router; tests drive it with `tower::ServiceExt::oneshot`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/logs", post(data_collector::post_logs))
+        .route("//api/logs", post(data_collector::post_logs))
+        .route("/v1/workspaces/{workspace}/query", post(query::post_query).get(query::get_query))
+        .route("/v1/$batch", post(query::post_batch))
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+async fn not_found() -> Response {
+    query::api_error(StatusCode::NOT_FOUND, "PathNotFoundError", "The requested path does not exist", None)
+}
+
+/// Gives every response an `x-ms-request-id`, and logs the request.
+async fn request_id(request: Request, next: Next) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let mut response = next.run(request).await;
+    let status = response.status().as_u16();
+    tracing::debug!(%method, %path, status, %request_id, "request handled");
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-ms-request-id", value);
+    }
+    response
+}
+
+/// A JSON response with a status.
+pub(crate) fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, Json(body)).into_response()
+}

@@ -1,0 +1,156 @@
+use std::sync::Arc;
+
+use arrow::array::{Array, Float64Array, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::Schema;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use watchpost_schema::{ColumnDef, KqlType};
+
+use super::*;
+
+const WS: &str = "00000000-0000-0000-0000-000000000001";
+const DAY_US: i64 = 86_400 * 1_000_000;
+
+fn batch(times_us: &[i64], names: &[&str], extra: Option<&[f64]>) -> RecordBatch {
+    let mut columns = vec![
+        ColumnDef::new("TimeGenerated", KqlType::Datetime),
+        ColumnDef::new("Name_s", KqlType::String),
+    ];
+    if extra.is_some() {
+        columns.push(ColumnDef::new("Value_d", KqlType::Real));
+    }
+    let schema = TableSchema::new(columns).arrow_schema();
+    let mut arrays: Vec<ArrayRef> = vec![
+        Arc::new(TimestampMicrosecondArray::from(times_us.to_vec()).with_timezone("UTC")),
+        Arc::new(StringArray::from(names.to_vec())),
+    ];
+    if let Some(values) = extra {
+        arrays.push(Arc::new(Float64Array::from(values.to_vec())));
+    }
+    RecordBatch::try_new(schema, arrays).unwrap()
+}
+
+fn append(store: &Store, batch: RecordBatch, key: Option<&str>) -> AppendOutcome {
+    store
+        .append(AppendRequest {
+            workspace: WS.into(),
+            table: "Demo_CL".into(),
+            idempotency_key: key.map(str::to_string),
+            received_us: 10 * DAY_US,
+            batch,
+        })
+        .unwrap()
+}
+
+fn row_count(snapshot: &TableSnapshot) -> usize {
+    let in_memory: usize = snapshot.batches.iter().map(RecordBatch::num_rows).sum();
+    let on_disk: u64 = snapshot.segments.iter().map(|(_, meta)| meta.n_rows).sum();
+    in_memory + on_disk as usize
+}
+
+fn options() -> StoreOptions {
+    StoreOptions { wal_fsync: false, ..StoreOptions::default() }
+}
+
+#[test]
+fn appended_rows_are_visible_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), options()).unwrap();
+        append(&store, batch(&[1, 2], &["a", "b"], None), None);
+        let snapshot = store.snapshot(WS, "Demo_CL").unwrap();
+        assert_eq!(row_count(&snapshot), 2);
+    }
+    let store = Store::open(dir.path(), options()).unwrap();
+    assert_eq!(row_count(&store.snapshot(WS, "Demo_CL").unwrap()), 2);
+    assert_eq!(store.tables(WS), vec!["Demo_CL".to_string()]);
+}
+
+#[test]
+fn flush_writes_sorted_parquet_and_trims_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), options()).unwrap();
+        append(&store, batch(&[30, 10], &["c", "a"], None), None);
+        append(&store, batch(&[20], &["b"], Some(&[1.5])), None);
+        let stats = store.flush().unwrap();
+        assert_eq!((stats.segments_written, stats.rows_written), (1, 3));
+        assert_eq!(store.buffered_bytes(), 0);
+        let snapshot = store.snapshot(WS, "Demo_CL").unwrap();
+        assert!(snapshot.batches.is_empty());
+        let (path, meta) = &snapshot.segments[0];
+        assert_eq!((meta.min_time_us, meta.max_time_us), (Some(10), Some(30)));
+        let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(path).unwrap()).unwrap().build().unwrap();
+        let batches: Vec<_> = reader.map(Result::unwrap).collect();
+        let names = batches[0].column_by_name("Name_s").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(names.iter().flatten().collect::<Vec<_>>(), ["a", "b", "c"]);
+        let values = batches[0].column_by_name("Value_d").unwrap();
+        assert_eq!(values.null_count(), 2, "rows without the new column read back as nulls");
+    }
+    let store = Store::open(dir.path(), options()).unwrap();
+    let snapshot = store.snapshot(WS, "Demo_CL").unwrap();
+    assert_eq!(row_count(&snapshot), 3, "flushed records are not replayed twice");
+    assert_eq!(snapshot.schema.columns.len(), 3);
+}
+
+#[test]
+fn old_segments_gain_new_columns_as_nulls() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    append(&store, batch(&[1], &["old"], None), None);
+    store.flush().unwrap();
+    append(&store, batch(&[2], &["new"], Some(&[2.0])), None);
+    let snapshot = store.snapshot(WS, "Demo_CL").unwrap();
+    assert_eq!(snapshot.schema.columns.len(), 3);
+    assert_eq!(snapshot.batches[0].schema(), Arc::new(Schema::clone(&snapshot.schema.arrow_schema())));
+    assert_eq!(snapshot.segments.len(), 1);
+}
+
+#[test]
+fn repeated_idempotency_key_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), options()).unwrap();
+        let first = append(&store, batch(&[1, 2], &["a", "b"], None), Some("req-1"));
+        assert!(matches!(first, AppendOutcome::Stored(_)));
+        let second = append(&store, batch(&[1, 2], &["a", "b"], None), Some("req-1"));
+        assert_eq!(second, AppendOutcome::Repeated(first.receipt().clone()));
+        assert_eq!(row_count(&store.snapshot(WS, "Demo_CL").unwrap()), 2);
+    }
+    // The key survives a restart before and after a flush.
+    let store = Store::open(dir.path(), options()).unwrap();
+    assert!(matches!(append(&store, batch(&[3], &["c"], None), Some("req-1")), AppendOutcome::Repeated(_)));
+    store.flush().unwrap();
+    drop(store);
+    let store = Store::open(dir.path(), options()).unwrap();
+    assert!(matches!(append(&store, batch(&[3], &["c"], None), Some("req-1")), AppendOutcome::Repeated(_)));
+    assert_eq!(row_count(&store.snapshot(WS, "Demo_CL").unwrap()), 2);
+}
+
+#[test]
+fn retention_drops_whole_expired_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    append(&store, batch(&[DAY_US], &["old"], None), None);
+    store.flush().unwrap();
+    append(&store, batch(&[95 * DAY_US], &["new"], None), None);
+    store.flush().unwrap();
+    let old_path = store.snapshot(WS, "Demo_CL").unwrap().segments[0].0.clone();
+    assert_eq!(store.enforce_retention(100 * DAY_US).unwrap(), 1);
+    assert!(!old_path.exists());
+    assert_eq!(row_count(&store.snapshot(WS, "Demo_CL").unwrap()), 1);
+    assert!(store.set_retention(WS, "Demo_CL", 1).unwrap());
+    assert_eq!(store.enforce_retention(100 * DAY_US).unwrap(), 1);
+    drop(store);
+    let store = Store::open(dir.path(), options()).unwrap();
+    assert_eq!(row_count(&store.snapshot(WS, "Demo_CL").unwrap()), 0);
+}
+
+#[test]
+fn orphan_segment_files_are_removed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let orphan = dir.path().join(format!("workspaces/{WS}/tables/Demo_CL/stray.parquet"));
+    fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    fs::write(&orphan, b"half-written").unwrap();
+    let _store = Store::open(dir.path(), options()).unwrap();
+    assert!(!orphan.exists());
+}

@@ -1,0 +1,223 @@
+//! The write side of the log: the active segment, rolling to new segments, and deleting old
+//! ones.
+//!
+//! Only one thread uses the [`Writer`] at a time (the group-commit leader, or a truncation),
+//! so it is plain `&mut self` code; the locking lives in [`crate::Wal`].
+
+use std::collections::VecDeque;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::frame::SealedFrame;
+use crate::segment::SegmentFile;
+use crate::{Lsn, WalError, WalOptions, WalResult};
+
+/// Owns the segment files of one log directory.
+pub struct Writer {
+    dir: PathBuf,
+    options: WalOptions,
+    /// Segments before the active one, oldest first.
+    closed: VecDeque<SegmentFile>,
+    active: ActiveSegment,
+    /// Reused buffer that concatenates a group's frames into one write.
+    scratch: Vec<u8>,
+    #[cfg(test)]
+    pub test_hooks: TestHooks,
+}
+
+/// Fault injection and counters for the crate's own tests.
+#[cfg(test)]
+#[derive(Default)]
+pub struct TestHooks {
+    pub fail_next_sync: bool,
+    pub batches_written: usize,
+}
+
+struct ActiveSegment {
+    segment: SegmentFile,
+    file: File,
+    len: u64,
+}
+
+impl Writer {
+    /// Creates the first segment of an empty log directory.
+    pub fn create(dir: &Path, options: WalOptions, first_lsn: Lsn) -> WalResult<Writer> {
+        let active = ActiveSegment::create(dir, options, SegmentFile::new(dir, first_lsn))?;
+        Ok(Writer::with_active(dir, options, VecDeque::new(), active))
+    }
+
+    /// Continues writing at the end of `last`, whose valid prefix is `len` bytes long.
+    pub fn resume(
+        dir: &Path,
+        options: WalOptions,
+        closed: Vec<SegmentFile>,
+        last: SegmentFile,
+        len: u64,
+    ) -> WalResult<Writer> {
+        let file = File::options()
+            .append(true)
+            .open(&last.path)
+            .map_err(|source| WalError::WriteSegment {
+                path: last.path.clone(),
+                source,
+            })?;
+        let active = ActiveSegment {
+            segment: last,
+            file,
+            len,
+        };
+        Ok(Writer::with_active(dir, options, closed.into(), active))
+    }
+
+    fn with_active(dir: &Path, options: WalOptions, closed: VecDeque<SegmentFile>, active: ActiveSegment) -> Writer {
+        Writer {
+            dir: dir.to_owned(),
+            options,
+            closed,
+            active,
+            scratch: Vec::new(),
+            #[cfg(test)]
+            test_hooks: TestHooks::default(),
+        }
+    }
+
+    /// Writes `frames` (consecutive LSNs) and makes them durable, rolling to a new segment
+    /// before any frame that would push a non-empty segment past `segment_bytes`.
+    ///
+    /// On error the tail of the active segment is in an unknown state; the caller must stop
+    /// writing (recovery on the next open cuts whatever is torn).
+    pub fn write_batch(&mut self, frames: &[SealedFrame]) -> WalResult<()> {
+        #[cfg(test)]
+        {
+            self.test_hooks.batches_written += 1;
+        }
+        let mut chunk_start = 0;
+        let mut chunk_len = 0u64;
+        for (index, frame) in frames.iter().enumerate() {
+            let frame_len = frame.bytes.len() as u64;
+            let used = self.active.len + chunk_len;
+            if used > 0 && used + frame_len > self.options.segment_bytes {
+                self.write_chunk(&frames[chunk_start..index])?;
+                self.roll(frame.lsn)?;
+                chunk_start = index;
+                chunk_len = 0;
+            }
+            chunk_len += frame_len;
+        }
+        self.write_chunk(&frames[chunk_start..])
+    }
+
+    /// Deletes the closed segments whose every record has an LSN of at most `upto`.
+    pub fn truncate_through(&mut self, upto: Lsn) -> WalResult<()> {
+        let mut deleted = 0;
+        while let Some(oldest) = self.closed.front() {
+            let next_first_lsn = self
+                .closed
+                .get(1)
+                .map_or(self.active.segment.first_lsn, |next| next.first_lsn);
+            if next_first_lsn - 1 > upto {
+                break;
+            }
+            match fs::remove_file(&oldest.path) {
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(WalError::DeleteSegment {
+                        path: oldest.path.clone(),
+                        source,
+                    })
+                }
+            }
+            tracing::debug!(path = %oldest.path.display(), upto, "deleted wal segment");
+            self.closed.pop_front();
+            deleted += 1;
+        }
+        if deleted > 0 && self.options.fsync {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Writes one run of frames to the active segment with a single write and a single sync.
+    fn write_chunk(&mut self, frames: &[SealedFrame]) -> WalResult<()> {
+        let bytes: &[u8] = match frames {
+            [] => return Ok(()),
+            [single] => &single.bytes,
+            many => {
+                self.scratch.clear();
+                for frame in many {
+                    self.scratch.extend_from_slice(&frame.bytes);
+                }
+                &self.scratch
+            }
+        };
+        let active = &mut self.active;
+        let path = &active.segment.path;
+        active.file.write_all(bytes).map_err(|source| WalError::WriteSegment {
+            path: path.clone(),
+            source,
+        })?;
+        active.len += bytes.len() as u64;
+        if self.scratch.capacity() > (1 << 20) {
+            // A huge group should not pin its buffer for the life of the log.
+            self.scratch = Vec::new();
+        }
+        if !self.options.fsync {
+            return Ok(());
+        }
+        #[cfg(test)]
+        if std::mem::take(&mut self.test_hooks.fail_next_sync) {
+            let source = io::Error::other("injected sync failure");
+            return Err(WalError::SyncSegment {
+                path: path.clone(),
+                source,
+            });
+        }
+        active.file.sync_data().map_err(|source| WalError::SyncSegment {
+            path: path.clone(),
+            source,
+        })
+    }
+
+    /// Starts a new active segment whose first record will be `first_lsn`.
+    fn roll(&mut self, first_lsn: Lsn) -> WalResult<()> {
+        let next = ActiveSegment::create(&self.dir, self.options, SegmentFile::new(&self.dir, first_lsn))?;
+        let previous = std::mem::replace(&mut self.active, next);
+        tracing::debug!(path = %previous.segment.path.display(), len = previous.len, "rolled wal segment");
+        self.closed.push_back(previous.segment);
+        Ok(())
+    }
+}
+
+impl ActiveSegment {
+    fn create(dir: &Path, options: WalOptions, segment: SegmentFile) -> WalResult<ActiveSegment> {
+        let file = File::options()
+            .append(true)
+            .create_new(true)
+            .open(&segment.path)
+            .map_err(|source| WalError::CreateSegment {
+                path: segment.path.clone(),
+                source,
+            })?;
+        if options.fsync {
+            sync_dir(dir)?;
+        }
+        Ok(ActiveSegment { segment, file, len: 0 })
+    }
+}
+
+/// Makes the creation or deletion of directory entries durable.
+pub fn sync_dir(dir: &Path) -> WalResult<()> {
+    let sync_error = |source| WalError::SyncDir {
+        path: dir.to_owned(),
+        source,
+    };
+    #[cfg(unix)]
+    File::open(dir)
+        .and_then(|handle| handle.sync_all())
+        .map_err(sync_error)?;
+    #[cfg(not(unix))]
+    let _ = sync_error;
+    Ok(())
+}
