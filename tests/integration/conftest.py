@@ -342,6 +342,7 @@ class WatchpostServer:
         stderr = open(self.stderr_path, "wb")
         env = dict(os.environ)
         env.setdefault("WATCHPOST_LOG", "info")
+        env.setdefault("NO_COLOR", "1")
         self.proc = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, env=env, cwd=str(self.log_dir)
         )
@@ -623,15 +624,21 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(line)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    item._watchpost_started = time.time()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     if report.failed:
+        began = getattr(item, "_watchpost_started", 0)
         for srv in _ALL_SERVERS:
             if srv.proc is None:
                 continue
-            if not srv.running and srv.started_at < getattr(report, "start", 0) - 300:
+            if not srv.running and srv.started_at < began:
                 continue
             state = "running" if srv.running else f"exited {srv.proc.returncode}"
             report.sections.append((f"{srv.name} {srv.data_dir} ({state}) stderr tail", srv.stderr_tail(40)))

@@ -204,7 +204,7 @@ def client_records(created: list[dt.datetime]):
             "Count": -1.5,
             "Ratio": 1000,
             "Enabled": False,
-            "Seen": "2024-05-01T12:30:45.1234567+02:00",
+            "Seen": "2024-05-01T12:30:45.123456+02:00",
             "Corr": GUID_BARE,
             "Tags": {"env": "prod", "idx": 1, "deep": {"a": [1, 2]}},
             "List": [],
@@ -324,7 +324,7 @@ def test_client_posts_reach_watchpost_unchanged_and_are_typed_per_spec(server, r
     assert (r1["Ratio_d"], r2["Ratio_d"], r3["Ratio_d"]) == (0.25, 1000, 0.001)
     assert (r1["Enabled_b"], r2["Enabled_b"], r3["Enabled_b"]) == (True, False, True)
     assert r1["Seen_t"] == "2024-05-01T10:00:00.0000000Z"
-    assert r2["Seen_t"] == "2024-05-01T10:30:45.1234567Z", "offsets are converted to UTC, 7 digits kept"
+    assert r2["Seen_t"] == "2024-05-01T10:30:45.1234560Z", "offsets are converted to UTC, fraction kept"
     assert r3["Seen_t"] == "2024-05-01T23:59:59.0000000Z", "a space instead of T is accepted"
     assert r1["Corr_g"] == GUID_UPPER.lower()
     assert r2["Corr_g"] == "6f9619ff-8b86-d011-b42d-00c04fc964fe", "GUID without dashes is normalised"
@@ -363,18 +363,19 @@ def test_client_existing_table_converts_else_adds_column(server, routed_client):
         "Seen": "2024-06-01T08:00:00Z",  # ISO text -> existing Seen_t
         "Corr": GUID_BARE,  # GUID text -> existing Corr_g
         "Ratio": "not a number",  # cannot convert -> new Ratio_s
-        "Note": 5,  # number into existing string column -> "5"
+        "Note": 5,  # a JSON number is not text: new Note_d (the doc's example 3: `string_d`)
     }
     response = client.post_data(log_type, [second])
     assert response.status_code == 200, response.text
     receipt = Receipt.parse(response.headers.get("x-watchpost-receipt"))
-    assert "Ratio_s" in receipt.columns
+    assert {"Ratio_s", "Note_d"} <= set(receipt.columns)
 
     result = server.query(f"{table} | sort by EventId_s asc")
     assert result.types["Count_d"] == "real"
     assert result.types["Ratio_s"] == "string"
     assert result.types["Ratio_d"] == "real"
-    assert not any(c in result.columns for c in ("Count_s", "Enabled_s", "Seen_s", "Corr_s", "Note_d"))
+    assert not any(c in result.columns for c in ("Count_s", "Enabled_s", "Seen_s", "Corr_s"))
+    assert result.types["Note_d"] == "real"
     c1, c2 = result.dicts()
     assert (c1["Count_d"], c2["Count_d"]) == (1, 17)
     assert (c1["Enabled_b"], c2["Enabled_b"]) == (True, False)
@@ -382,7 +383,8 @@ def test_client_existing_table_converts_else_adds_column(server, routed_client):
     assert c2["Corr_g"] == "6f9619ff-8b86-d011-b42d-00c04fc964fe"
     assert c1["Ratio_d"] == 0.5 and c1["Ratio_s"] in (None, "")
     assert (c2["Ratio_d"], c2["Ratio_s"]) == (None, "not a number")
-    assert (c1["Note_s"], c2["Note_s"]) == ("x", "5")
+    assert c1["Note_s"] == "x" and c1["Note_d"] is None
+    assert c2["Note_d"] == 5 and c2["Note_s"] in (None, "")
 
 
 def test_client_without_time_generated_field_uses_ingestion_time(server, routed_client):
@@ -422,3 +424,50 @@ def test_client_bad_key_is_rejected(server, routed_client):
     response = wrong.post_data(unique_log_type("DcWrongKey"), [{"a": 1}])
     assert response.status_code == 403
     assert response.json()["Error"] == "InvalidAuthorization"
+
+
+def test_seven_digit_fractions_keep_100ns_precision(server):
+    """Spec 1.5 accepts `.fffffff` and the query API prints 7 digits: Kusto
+    datetimes have 100 ns ticks, so the 7th digit must survive."""
+    log_type = unique_log_type("Ticks")
+    when = utcnow().replace(microsecond=0) - dt.timedelta(hours=2)
+    text = when.strftime("%Y-%m-%dT%H:%M:%S") + ".1234567Z"
+    server.ingest(log_type, [{"At": text, "Other": "2024-05-01T12:30:45.7654321+02:00"}], time_generated_field="At")
+    [row] = server.query(f"{log_type}_CL").dicts()
+    assert row["Other_t"] == "2024-05-01T10:30:45.7654321Z"
+    assert row["At_t"] == text.replace("Z", "") + "Z"
+    assert row["TimeGenerated"] == row["At_t"]
+
+
+def test_time_generated_field_fallbacks_use_receive_time(server):
+    """Spec 1.2 time-generated-field: a value missing, unparsable, more than
+    2 days old or more than 1 day ahead gives TimeGenerated = receive time;
+    the field itself is still kept as its own column when it is a date."""
+    log_type = unique_log_type("TgFallback")
+    now = utcnow().replace(microsecond=0)
+    good = now - dt.timedelta(hours=40)
+    records = [
+        {"Case": "good", "At": iso_z(good)},
+        {"Case": "old", "At": iso_z(now - dt.timedelta(days=3))},
+        {"Case": "future", "At": iso_z(now + dt.timedelta(days=2))},
+        {"Case": "unparsable", "At": "not a date"},
+        {"Case": "missing"},
+    ]
+    before = utcnow()
+    server.ingest(log_type, records, time_generated_field="At")
+    after = utcnow()
+    rows = {r["Case_s"]: r for r in server.query(f"{log_type}_CL").dicts()}
+    assert rows["good"]["TimeGenerated"] == kusto_datetime(good)
+    for case in ("old", "future", "unparsable", "missing"):
+        generated = parse_datetime(rows[case]["TimeGenerated"])
+        assert before - dt.timedelta(seconds=1) <= generated <= after + dt.timedelta(seconds=1), case
+        assert rows[case]["TimeGenerated"] == rows[case]["_TimeReceived"], case
+    assert rows["old"]["At_t"] == kusto_datetime(now - dt.timedelta(days=3))
+    assert rows["unparsable"]["At_s"] == "not a date"
+
+
+def test_log_type_suffix_is_appended_unconditionally(server):
+    log_type = unique_log_type("Suffix") + "_CL"
+    server.ingest(log_type, [{"EventId": "s"}])
+    [row] = server.query(f"{log_type}_CL").dicts()
+    assert row["Type"] == f"{log_type}_CL" and row["Type"].endswith("_CL_CL")

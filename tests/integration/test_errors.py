@@ -454,6 +454,30 @@ def test_idempotency_key_repeats_are_acknowledged_and_not_stored(server):
     assert server.count(f"{log_type}_CL") == 6
 
 
+# --- configuration that changes these rules ---------------------------------------------
+
+
+def test_date_window_is_configurable_and_zero_turns_it_off(make_server):
+    strict = make_server(config={"date_window_seconds": 60, "log_format": "json"})
+    log_type = unique_log_type("Window")
+    assert_ok(strict.post(log_type, ONE, date=rfc1123(time.time() - 20)))
+    assert_error(strict.post(log_type, ONE, date=rfc1123(time.time() - 5 * 60)), 403, "InvalidAuthorization")
+    # log_format = "json": every stderr line is a JSON object.
+    assert strict.stop() == 0
+    lines = [line for line in strict.stderr_path.read_text().splitlines() if line.strip()]
+    assert lines, "no log output"
+    for line in lines:
+        assert isinstance(json.loads(line), dict), line
+
+    off = make_server(config={"date_window_seconds": 0})
+    assert_ok(off.post(log_type, ONE, date=rfc1123(time.time() - 3 * 86400)))
+    assert_ok(off.post(log_type, ONE, date=rfc1123(time.time() + 3 * 86400)))
+    # Off means no window, not no date: a missing or unparsable date still fails.
+    assert_error(off.post(log_type, ONE, date=OMIT), 403, "InvalidAuthorization")
+    assert_error(off.post(log_type, ONE, date="soon"), 403, "InvalidAuthorization")
+    assert off.count(f"{log_type}_CL") == 2
+
+
 # --- must stay last -----------------------------------------------------------------------
 
 

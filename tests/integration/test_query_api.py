@@ -147,7 +147,8 @@ def test_response_shape_and_cell_encoding(server):
         'print b = true, l = 1, big = 10000000000, r = 1.5, s = "x", d = datetime(2024-05-01T10:00:00Z), t = 1h, t2 = 2d'
     )
     assert response.status_code == 200, response.text
-    assert response.headers["content-type"].replace(" ", "").lower() == "application/json;charset=utf-8"
+    assert response.headers["content-type"].split(";")[0].strip() == "application/json"
+    assert response.headers.get("x-ms-request-id")
     payload = response.json()
     assert list(payload) == ["tables"], "no statistics unless asked"
     [table] = payload["tables"]
@@ -163,6 +164,13 @@ def test_response_shape_and_cell_encoding(server):
         {"name": "t2", "type": "timespan"},
     ]
     assert table["rows"] == [[True, 1, 10000000000, 1.5, "x", "2024-05-01T10:00:00.0000000Z", "01:00:00", "2.00:00:00"]]
+
+
+def test_response_content_type_has_charset(server):
+    """query-api.md 3: `Content-Type: application/json; charset=utf-8`."""
+    response = server.query_raw("print a = 1")
+    assert response.status_code == 200
+    assert response.headers["content-type"].replace(" ", "").lower() == "application/json;charset=utf-8"
 
 
 def test_empty_result_is_200_with_no_rows(server):

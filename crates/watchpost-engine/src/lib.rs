@@ -162,13 +162,15 @@ impl QueryEngine {
             let scan = scan::scan_table(&session, &table, snapshot, request.window, &mut stats).await?;
             scans.insert(table, scan);
         }
-        let scan_fn = |name: &str| {
-            scans.get(name).cloned().ok_or_else(|| {
-                datafusion::error::DataFusionError::Internal(format!("table {name} was not prepared"))
-            })
+        let plan = {
+            let scan_fn = |name: &str| {
+                scans.get(name).cloned().ok_or_else(|| {
+                    datafusion::error::DataFusionError::Internal(format!("table {name} was not prepared"))
+                })
+            };
+            let context = lower::LowerContext { session: &session, now_us: request.now_us, scan: &scan_fn };
+            lower::lower_query(&bound, &context)?
         };
-        let context = lower::LowerContext { session: &session, now_us: request.now_us, scan: &scan_fn };
-        let plan = lower::lower_query(&bound, &context)?;
         let frame = session.execute_logical_plan(plan).await?;
         let mut stream = frame.execute_stream().await?;
         let mut batches = Vec::new();

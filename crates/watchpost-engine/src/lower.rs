@@ -31,7 +31,7 @@ pub(crate) struct LowerContext<'a> {
     pub now_us: i64,
     /// Returns the scan of a stored table, already restricted to the query
     /// window.
-    pub scan: &'a dyn Fn(&str) -> Result<LogicalPlan>,
+    pub scan: &'a (dyn Fn(&str) -> Result<LogicalPlan> + Sync),
 }
 
 /// Lowers `tabular` and casts its output to the Arrow types of its KQL schema.
@@ -130,7 +130,7 @@ fn lower_values(rows: &[Vec<Value>], schema: &TableSchema, context: &LowerContex
             .map(|row| scalar_of(&row[idx], &target))
             .collect::<Result<Vec<_>>>()?;
         let array = if scalars.is_empty() {
-            datafusion::arrow::array::new_empty_array(&target)
+            arrow::array::new_empty_array(&target)
         } else {
             ScalarValue::iter_to_array(scalars)?
         };
@@ -265,11 +265,16 @@ fn lower_in_list(op: ListOp, value: &BoundExpr, list: &[BoundExpr], context: &Lo
         }
         ListOp::HasAny | ListOp::HasAll => {
             let haystack = as_text(value, context)?;
-            let mut terms = list
-                .iter()
-                .map(|item| Ok(udf::has().call(vec![haystack.clone(), as_text(item, context)?, lit(false)])));
-            let first = terms.next().unwrap_or(Ok(lit(op == ListOp::HasAll)))?;
-            terms.try_fold(first, |acc, term| Ok(if op == ListOp::HasAny { acc.or(term?) } else { acc.and(term?) }))
+            let mut combined: Option<Expr> = None;
+            for item in list {
+                let term = udf::has().call(vec![haystack.clone(), as_text(item, context)?, lit(false)]);
+                combined = Some(match combined {
+                    None => term,
+                    Some(acc) if op == ListOp::HasAny => acc.or(term),
+                    Some(acc) => acc.and(term),
+                });
+            }
+            Ok(combined.unwrap_or_else(|| lit(op == ListOp::HasAll)))
         }
     }
 }

@@ -34,7 +34,7 @@ pub fn encode_cell(kql_type: KqlType, array: &ArrayRef, row: usize) -> Json {
             Json::String(format_timespan(array.as_primitive::<DurationMicrosecondType>().value(row)))
         }
         (_, DataType::Utf8) => Json::String(array.as_string::<i32>().value(row).to_string()),
-        _ => match datafusion::arrow::util::display::array_value_to_string(array, row) {
+        _ => match arrow::util::display::array_value_to_string(array, row) {
             Ok(text) => Json::String(text),
             Err(_) => Json::Null,
         },

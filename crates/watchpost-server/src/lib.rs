@@ -88,5 +88,7 @@ async fn request_id(request: Request, next: Next) -> Response {
 
 /// A JSON response with a status.
 pub(crate) fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
-    (status, Json(body)).into_response()
+    let mut response = (status, Json(body)).into_response();
+    response.headers_mut().insert("content-type", HeaderValue::from_static("application/json; charset=utf-8"));
+    response
 }

@@ -278,8 +278,9 @@ pub(crate) async fn post_batch(State(state): State<AppState>, headers: HeaderMap
         return bad_argument("DuplicateRequestId", &format!("The batch repeats the id '{}'", duplicate.id));
     }
     let mut responses = Vec::new();
-    for member in batch.requests {
-        let (status, body) = run_member(&state, &headers, member.body, &member).await;
+    for mut member in batch.requests {
+        let body = member.body.take();
+        let (status, body) = run_member(&state, &headers, body, &member).await;
         responses.push(json!({"id": member.id, "status": status.as_u16(), "body": body}));
     }
     json_response(StatusCode::OK, json!({ "responses": responses }))

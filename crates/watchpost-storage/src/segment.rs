@@ -44,7 +44,7 @@ pub(crate) fn write_segment(
     let properties = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level 1 is valid")))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_size(128 * 1024)
+        .set_max_row_group_row_count(Some(128 * 1024))
         .build();
     let tmp = path.with_extension("parquet.tmp");
     if let Some(parent) = path.parent() {

@@ -67,6 +67,12 @@ impl Default for WalOptions {
     }
 }
 
+impl std::fmt::Debug for Wal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wal").field("dir", &self.dir).field("last_lsn", &self.last_lsn()).finish()
+    }
+}
+
 impl Wal {
     /// Opens the log in `dir`, creating the directory if needed, and recovers it.
     ///

@@ -429,34 +429,3 @@ fn oversized_body_is_rejected_by_decode() {
     let error = reject(&big);
     assert_eq!(error.status, 413);
 }
-
-/// Rough throughput check; run with
-/// `cargo test --profile release-nonlto -p watchpost-ingest -- --ignored --nocapture throughput`.
-#[test]
-#[ignore = "timing, not a pass/fail check"]
-fn throughput() {
-    let mut body = String::from("[");
-    let mut idx = 0;
-    while body.len() < 20 * 1024 * 1024 {
-        if idx > 0 {
-            body.push(',');
-        }
-        body.push_str(&format!(
-            r#"{{"Computer":"host-{}.contoso.local","EventID":{},"Level":"Information","Success":true,"Duration":{}.25,"EventTime":"2024-05-01T11:{:02}:00.123Z","CorrelationId":"9909ed01-a74c-4874-8abf-{:012x}","Message":"User alice logged on from 10.0.{}.{} using a \"password\"","Tags":{{"env":"prod","idx":{}}},"Missing":null}}"#,
-            idx % 100, 4000 + idx % 50, idx % 1000, idx % 60, idx, idx % 255, idx % 250, idx
-        ));
-        idx += 1;
-    }
-    body.push(']');
-    let mut post = post(&body);
-    post.time_generated_field = Some("EventTime".to_string());
-    let start = std::time::Instant::now();
-    let n_iterations = 5;
-    for _ in 0..n_iterations {
-        let decoded = decode(&post, &TableSchema::default(), received()).unwrap();
-        assert_eq!(decoded.n_rows, idx);
-    }
-    let elapsed = start.elapsed() / n_iterations;
-    let megabytes = body.len() as f64 / (1024.0 * 1024.0);
-    eprintln!("{idx} rows, {megabytes:.1} MB in {elapsed:?}: {:.0} MB/s", megabytes / elapsed.as_secs_f64());
-}
