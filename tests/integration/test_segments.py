@@ -47,10 +47,6 @@ def to_utc(value) -> dt.datetime:
     return value.astimezone(dt.timezone.utc)
 
 
-def epoch_us(value: dt.datetime) -> int:
-    return (value - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(microseconds=1)
-
-
 def test_sigterm_flushes_readable_segments_and_restart_serves_them_once(make_server):
     server = make_server()
     log_type = unique_log_type("Seg")
@@ -90,12 +86,17 @@ def test_sigterm_flushes_readable_segments_and_restart_serves_them_once(make_ser
         assert pa.types.is_floating(schema.field("N_d").type)
         assert pa.types.is_boolean(schema.field("Flag_b").type)
         assert pa.types.is_string(schema.field("EventId_s").type) or pa.types.is_large_string(schema.field("EventId_s").type)
-        times = [to_utc(t) for t in segment.column("TimeGenerated").to_pylist()]
+        # Nanoseconds since the epoch, as stored (KQL keeps 100 ns ticks).
+        times = segment.column("TimeGenerated").cast(pa.int64()).to_pylist()
         assert times == sorted(times), f"{path.name}: TimeGenerated not ascending"
         if times:
-            assert meta["min_time_us"] == epoch_us(times[0]), (meta, times[0])
-            assert meta["max_time_us"] == epoch_us(times[-1]), (meta, times[-1])
-        for record in segment.to_pylist():
+            assert meta["min_time_ns"] == times[0], (meta, times[0])
+            assert meta["max_time_ns"] == times[-1], (meta, times[-1])
+        # Python datetimes hold microseconds; the segment keeps nanoseconds.
+        as_micros = pa.schema(
+            [f.with_type(pa.timestamp("us", tz="UTC")) if pa.types.is_timestamp(f.type) else f for f in segment.schema]
+        )
+        for record in segment.cast(as_micros, safe=False).to_pylist():
             event_id = record["EventId_s"]
             assert event_id not in seen, f"{event_id} in two segments"
             seen[event_id] = record
@@ -126,7 +127,7 @@ def test_sigterm_flushes_readable_segments_and_restart_serves_them_once(make_ser
     ).fetchone()[0] == 15
     for path in paths:
         ordered = con.execute(
-            "SELECT epoch_us(TimeGenerated) FROM read_parquet(?, file_row_number = true) ORDER BY file_row_number",
+            "SELECT epoch_ns(TimeGenerated::TIMESTAMP_NS) FROM read_parquet(?, file_row_number = true) ORDER BY file_row_number",
             [path],
         ).fetchall()
         values = [v for (v,) in ordered]

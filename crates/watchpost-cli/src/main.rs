@@ -13,7 +13,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "watchpost", version, about = "A self-hosted security-log workspace, wire-compatible with Azure Log Analytics")]
+#[command(
+    name = "watchpost",
+    version,
+    about = "A self-hosted security-log workspace, wire-compatible with Azure Log Analytics"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

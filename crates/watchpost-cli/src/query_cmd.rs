@@ -89,7 +89,11 @@ fn columns_and_rows(table: &Json) -> (Vec<String>, Vec<Vec<String>>) {
         .unwrap_or_default();
     let rows = table["rows"]
         .as_array()
-        .map(|rows| rows.iter().map(|row| row.as_array().map(|cells| cells.iter().map(cell_text).collect()).unwrap_or_default()).collect())
+        .map(|rows| {
+            rows.iter()
+                .map(|row| row.as_array().map(|cells| cells.iter().map(cell_text).collect()).unwrap_or_default())
+                .collect()
+        })
         .unwrap_or_default();
     (columns, rows)
 }

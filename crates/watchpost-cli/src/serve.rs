@@ -95,9 +95,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     let store_options = StoreOptions { wal_fsync: config.wal_fsync, ..StoreOptions::default() };
     let data_dir = config.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, store_options))
-        .await?
-        .context("opening storage")?;
+    let store =
+        tokio::task::spawn_blocking(move || Store::open(&data_dir, store_options)).await?.context("opening storage")?;
     let store = Arc::new(store);
     let engine = QueryEngine::new(store.clone(), EngineOptions::default());
     let date_window = (config.date_window_seconds > 0).then(|| Duration::from_secs(config.date_window_seconds));
@@ -130,7 +129,8 @@ async fn maintenance(store: Arc<Store>, config: ServeConfig) {
     loop {
         ticker.tick().await;
         let due = store.buffered_bytes() >= config.flush_buffer_bytes
-            || (store.buffered_bytes() > 0 && last_flush.elapsed() >= Duration::from_secs(config.flush_interval_seconds));
+            || (store.buffered_bytes() > 0
+                && last_flush.elapsed() >= Duration::from_secs(config.flush_interval_seconds));
         if due {
             let store = store.clone();
             match tokio::task::spawn_blocking(move || store.flush()).await {
@@ -142,8 +142,8 @@ async fn maintenance(store: Arc<Store>, config: ServeConfig) {
         }
         if last_retention.is_none_or(|at| at.elapsed() >= Duration::from_secs(3600)) {
             let store = store.clone();
-            let now_us = chrono::Utc::now().timestamp_micros();
-            if let Ok(Err(err)) = tokio::task::spawn_blocking(move || store.enforce_retention(now_us)).await {
+            let now_ns = chrono::Utc::now().timestamp_nanos_opt().expect("the clock is before 2262");
+            if let Ok(Err(err)) = tokio::task::spawn_blocking(move || store.enforce_retention(now_ns)).await {
                 tracing::error!(error = %err, "RetentionError");
             }
             last_retention = Some(Instant::now());

@@ -58,9 +58,9 @@ pub struct QueryRequest {
     pub text: String,
     /// Restricts `TimeGenerated` of every table read.
     pub window: Option<TimeWindow>,
-    /// The query's "now" (microseconds since the epoch): `now()` and `ago()`
+    /// The query's "now" (nanoseconds since the epoch): `now()` and `ago()`
     /// evaluate against it, so callers such as rule runs and tests can fix it.
-    pub now_us: i64,
+    pub now_ns: i64,
     pub timeout: Duration,
 }
 
@@ -168,7 +168,7 @@ impl QueryEngine {
                     datafusion::error::DataFusionError::Internal(format!("table {name} was not prepared"))
                 })
             };
-            let context = lower::LowerContext { session: &session, now_us: request.now_us, scan: &scan_fn };
+            let context = lower::LowerContext { session: &session, now_ns: request.now_ns, scan: &scan_fn };
             lower::lower_query(&bound, &context)?
         };
         let frame = session.execute_logical_plan(plan).await?;
@@ -195,9 +195,8 @@ impl QueryEngine {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(self.options.memory_limit_bytes)))
             .build_arc()?;
-        let config = SessionConfig::new()
-            .with_target_partitions(self.options.target_partitions)
-            .with_information_schema(false);
+        let config =
+            SessionConfig::new().with_target_partitions(self.options.target_partitions).with_information_schema(false);
         Ok(SessionContext::new_with_config_rt(config, runtime))
     }
 }

@@ -12,9 +12,7 @@ use datafusion::datasource::MemTable;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::functions::{datetime as dt_fn, math as math_fn, string as str_fn, unicode as uni_fn};
 use datafusion::functions_aggregate::expr_fn as agg;
-use datafusion::logical_expr::{
-    cast, try_cast, when, Expr, LogicalPlan, LogicalPlanBuilder, Operator,
-};
+use datafusion::logical_expr::{cast, try_cast, when, Expr, LogicalPlan, LogicalPlanBuilder, Operator};
 use datafusion::prelude::{ident, lit, SessionContext};
 use watchpost_kql_binder::bound::{
     AggregateFunction, BoundAggregate, BoundExpr, BoundTabular, ExprKind, ScalarFunction, TabularKind, Value,
@@ -27,8 +25,8 @@ use crate::udf;
 /// What lowering needs from its surroundings.
 pub(crate) struct LowerContext<'a> {
     pub session: &'a SessionContext,
-    /// The query's "now", microseconds since the epoch.
-    pub now_us: i64,
+    /// The query's "now", nanoseconds since the epoch.
+    pub now_ns: i64,
     /// Returns the scan of a stored table, already restricted to the query
     /// window.
     pub scan: &'a (dyn Fn(&str) -> Result<LogicalPlan> + Sync),
@@ -125,10 +123,7 @@ fn lower_values(rows: &[Vec<Value>], schema: &TableSchema, context: &LowerContex
     let mut columns = Vec::new();
     for (idx, column) in schema.columns.iter().enumerate() {
         let target = column.kql_type.arrow_type();
-        let scalars = rows
-            .iter()
-            .map(|row| scalar_of(&row[idx], &target))
-            .collect::<Result<Vec<_>>>()?;
+        let scalars = rows.iter().map(|row| scalar_of(&row[idx], &target)).collect::<Result<Vec<_>>>()?;
         let array = if scalars.is_empty() {
             arrow::array::new_empty_array(&target)
         } else {
@@ -160,8 +155,8 @@ fn value_scalar(value: &Value) -> ScalarValue {
         Value::Long(v) => ScalarValue::Int64(Some(*v)),
         Value::Real(v) => ScalarValue::Float64(Some(*v)),
         Value::String(v) | Value::Guid(v) | Value::Dynamic(v) => ScalarValue::Utf8(Some(v.clone())),
-        Value::Datetime(v) => ScalarValue::TimestampMicrosecond(Some(*v), utc),
-        Value::Timespan(v) => ScalarValue::DurationMicrosecond(Some(*v)),
+        Value::Datetime(v) => ScalarValue::TimestampNanosecond(Some(*v), utc),
+        Value::Timespan(v) => ScalarValue::DurationNanosecond(Some(*v)),
     }
 }
 
@@ -203,7 +198,8 @@ fn lower_binary(op: BinaryOp, left: &BoundExpr, right: &BoundExpr, context: &Low
             Box::new(lower_expr(right, context)?),
         )))
     };
-    let text = |f: &dyn Fn(Expr, Expr) -> Expr| -> Result<Expr> { Ok(f(as_text(left, context)?, as_text(right, context)?)) };
+    let text =
+        |f: &dyn Fn(Expr, Expr) -> Expr| -> Result<Expr> { Ok(f(as_text(left, context)?, as_text(right, context)?)) };
     let lower_text = |expr: Expr| str_fn::lower().call(vec![expr]);
     let negate = |expr: Expr| Expr::Not(Box::new(expr));
     let contains = |hay: Expr, needle: Expr| uni_fn::strpos().call(vec![hay, needle]).gt(lit(0i32));
@@ -279,35 +275,37 @@ fn lower_in_list(op: ListOp, value: &BoundExpr, list: &[BoundExpr], context: &Lo
     }
 }
 
-fn interval_of_micros(micros: i64) -> Expr {
-    lit(ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano::new(0, 0, micros.saturating_mul(1000)))))
+fn interval_of_nanos(nanos: i64) -> Expr {
+    lit(ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano::new(0, 0, nanos))))
 }
 
 fn now_literal(context: &LowerContext<'_>) -> Expr {
-    lit(ScalarValue::TimestampMicrosecond(Some(context.now_us), Some(Arc::from("UTC"))))
+    lit(ScalarValue::TimestampNanosecond(Some(context.now_ns), Some(Arc::from("UTC"))))
 }
 
 fn lower_call(function: ScalarFunction, args: &[BoundExpr], ty: KqlType, context: &LowerContext<'_>) -> Result<Expr> {
     use ScalarFunction::*;
     let arg = |idx: usize| lower_expr(&args[idx], context);
-    let literal_micros = |idx: usize| match args.get(idx).map(|arg| &arg.kind) {
+    let literal_nanos = |idx: usize| match args.get(idx).map(|arg| &arg.kind) {
         Some(ExprKind::Literal(Value::Timespan(v))) => Some(*v),
         _ => None,
     };
     Ok(match function {
-        Now => match literal_micros(0) {
-            Some(offset) => lit(ScalarValue::TimestampMicrosecond(Some(context.now_us + offset), Some(Arc::from("UTC")))),
+        Now => match literal_nanos(0) {
+            Some(offset) => {
+                lit(ScalarValue::TimestampNanosecond(Some(context.now_ns + offset), Some(Arc::from("UTC"))))
+            }
             None if args.is_empty() => now_literal(context),
             None => now_literal(context) + arg(0)?,
         },
-        Ago => match literal_micros(0) {
-            Some(span) => lit(ScalarValue::TimestampMicrosecond(Some(context.now_us - span), Some(Arc::from("UTC")))),
+        Ago => match literal_nanos(0) {
+            Some(span) => lit(ScalarValue::TimestampNanosecond(Some(context.now_ns - span), Some(Arc::from("UTC")))),
             None => now_literal(context) - arg(0)?,
         },
         Bin | Floor => lower_bin(args, context)?,
         StartOfDay => {
-            let day = ScalarValue::TimestampMicrosecond(Some(0), Some(Arc::from("UTC")));
-            dt_fn::date_bin().call(vec![interval_of_micros(86_400_000_000), arg(0)?, lit(day)])
+            let day = ScalarValue::TimestampNanosecond(Some(0), Some(Arc::from("UTC")));
+            dt_fn::date_bin().call(vec![interval_of_nanos(86_400_000_000_000), arg(0)?, lit(day)])
         }
         IngestionTime => ident(TIME_RECEIVED),
         ToLower => str_fn::lower().call(vec![as_text(&args[0], context)?]),
@@ -355,20 +353,22 @@ fn lower_bin(args: &[BoundExpr], context: &LowerContext<'_>) -> Result<Expr> {
     let value = lower_expr(&args[0], context)?;
     let size = &args[1];
     match (args[0].ty, &size.kind) {
-        (KqlType::Datetime, ExprKind::Literal(Value::Timespan(micros))) => {
-            let origin = ScalarValue::TimestampMicrosecond(Some(0), Some(Arc::from("UTC")));
-            Ok(dt_fn::date_bin().call(vec![interval_of_micros(*micros), value, lit(origin)]))
+        (KqlType::Datetime, ExprKind::Literal(Value::Timespan(nanos))) => {
+            let origin = ScalarValue::TimestampNanosecond(Some(0), Some(Arc::from("UTC")));
+            Ok(dt_fn::date_bin().call(vec![interval_of_nanos(*nanos), value, lit(origin)]))
         }
         (KqlType::Datetime, _) => Err(DataFusionError::Plan("bin() of a datetime needs a constant timespan".into())),
         (KqlType::Timespan, _) => {
-            let micros = cast(value, DataType::Int64);
+            let nanos = cast(value, DataType::Int64);
             let step = cast(lower_expr(size, context)?, DataType::Int64);
-            let floored = math_fn::floor().call(vec![cast(micros, DataType::Float64) / cast(step.clone(), DataType::Float64)]);
-            Ok(cast(cast(floored, DataType::Int64) * step, DataType::Duration(TimeUnit::Microsecond)))
+            let floored =
+                math_fn::floor().call(vec![cast(nanos, DataType::Float64) / cast(step.clone(), DataType::Float64)]);
+            Ok(cast(cast(floored, DataType::Int64) * step, DataType::Duration(TimeUnit::Nanosecond)))
         }
         (ty, _) => {
             let step = lower_expr(size, context)?;
-            let floored = math_fn::floor().call(vec![cast(value, DataType::Float64) / cast(step.clone(), DataType::Float64)]);
+            let floored =
+                math_fn::floor().call(vec![cast(value, DataType::Float64) / cast(step.clone(), DataType::Float64)]);
             Ok(cast(floored * cast(step, DataType::Float64), ty.arrow_type()))
         }
     }

@@ -5,7 +5,7 @@
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::datatypes::{
-    DataType, DurationMicrosecondType, Float64Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType,
+    DataType, DurationNanosecondType, Float64Type, Int32Type, Int64Type, TimeUnit, TimestampNanosecondType,
 };
 use serde_json::Value as Json;
 use watchpost_schema::KqlType;
@@ -27,11 +27,11 @@ pub fn encode_cell(kql_type: KqlType, array: &ArrayRef, row: usize) -> Json {
         (_, DataType::Int32) => Json::from(array.as_primitive::<Int32Type>().value(row)),
         (_, DataType::Int64) => Json::from(array.as_primitive::<Int64Type>().value(row)),
         (_, DataType::Float64) => encode_real(array.as_primitive::<Float64Type>().value(row)),
-        (KqlType::Datetime, DataType::Timestamp(TimeUnit::Microsecond, _)) => {
-            Json::String(format_datetime(array.as_primitive::<TimestampMicrosecondType>().value(row)))
+        (KqlType::Datetime, DataType::Timestamp(TimeUnit::Nanosecond, _)) => {
+            Json::String(format_datetime(array.as_primitive::<TimestampNanosecondType>().value(row)))
         }
-        (KqlType::Timespan, DataType::Duration(TimeUnit::Microsecond)) => {
-            Json::String(format_timespan(array.as_primitive::<DurationMicrosecondType>().value(row)))
+        (KqlType::Timespan, DataType::Duration(TimeUnit::Nanosecond)) => {
+            Json::String(format_timespan(array.as_primitive::<DurationNanosecondType>().value(row)))
         }
         (_, DataType::Utf8) => Json::String(array.as_string::<i32>().value(row).to_string()),
         _ => match arrow::util::display::array_value_to_string(array, row) {
@@ -51,22 +51,22 @@ fn encode_real(value: f64) -> Json {
     }
 }
 
-/// Formats microseconds since the epoch as `2024-05-01T10:00:00.0000000Z`.
-pub fn format_datetime(micros: i64) -> String {
-    let seconds = micros.div_euclid(1_000_000);
-    let fraction = micros.rem_euclid(1_000_000);
+/// Formats nanoseconds since the epoch as `2024-05-01T10:00:00.0000000Z`.
+pub fn format_datetime(nanos: i64) -> String {
+    let seconds = nanos.div_euclid(1_000_000_000);
+    let fraction = nanos.rem_euclid(1_000_000_000);
     match chrono::DateTime::from_timestamp(seconds, 0) {
-        Some(time) => format!("{}.{:07}Z", time.format("%Y-%m-%dT%H:%M:%S"), fraction * 10),
+        Some(time) => format!("{}.{:07}Z", time.format("%Y-%m-%dT%H:%M:%S"), fraction / 100),
         None => String::new(),
     }
 }
 
-/// Formats a microsecond duration as `[-][d.]hh:mm:ss[.fffffff]`.
-pub fn format_timespan(micros: i64) -> String {
-    let sign = if micros < 0 { "-" } else { "" };
-    let micros = micros.unsigned_abs();
-    let total_seconds = micros / 1_000_000;
-    let fraction = micros % 1_000_000;
+/// Formats a nanosecond duration as `[-][d.]hh:mm:ss[.fffffff]`.
+pub fn format_timespan(nanos: i64) -> String {
+    let sign = if nanos < 0 { "-" } else { "" };
+    let nanos = nanos.unsigned_abs();
+    let total_seconds = nanos / 1_000_000_000;
+    let fraction = nanos % 1_000_000_000;
     let (days, hours) = (total_seconds / 86_400, (total_seconds / 3600) % 24);
     let (minutes, seconds) = ((total_seconds / 60) % 60, total_seconds % 60);
     let mut out = String::from(sign);
@@ -75,7 +75,7 @@ pub fn format_timespan(micros: i64) -> String {
     }
     out.push_str(&format!("{hours:02}:{minutes:02}:{seconds:02}"));
     if fraction > 0 {
-        out.push_str(&format!(".{:07}", fraction * 10));
+        out.push_str(&format!(".{:07}", fraction / 100));
     }
     out
 }
@@ -86,11 +86,11 @@ mod tests {
 
     #[test]
     fn formats_like_log_analytics() {
-        assert_eq!(format_datetime(1_714_557_600_000_000), "2024-05-01T10:00:00.0000000Z");
-        assert_eq!(format_datetime(1_714_557_600_123_456), "2024-05-01T10:00:00.1234560Z");
-        assert_eq!(format_timespan(90 * 60 * 1_000_000), "01:30:00");
-        assert_eq!(format_timespan((86_400 + 61) * 1_000_000 + 5), "1.00:01:01.0000050");
-        assert_eq!(format_timespan(-1_000_000), "-00:00:01");
+        assert_eq!(format_datetime(1_714_557_600_000_000_000), "2024-05-01T10:00:00.0000000Z");
+        assert_eq!(format_datetime(1_714_557_600_123_456_700), "2024-05-01T10:00:00.1234567Z");
+        assert_eq!(format_timespan(90 * 60 * 1_000_000_000), "01:30:00");
+        assert_eq!(format_timespan((86_400 + 61) * 1_000_000_000 + 500), "1.00:01:01.0000005");
+        assert_eq!(format_timespan(-1_000_000_000), "-00:00:01");
         assert_eq!(encode_real(f64::NAN), Json::String("NaN".into()));
         assert_eq!(encode_real(1.5), Json::from(1.5));
     }

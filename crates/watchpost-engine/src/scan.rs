@@ -15,11 +15,11 @@ use watchpost_storage::TableSnapshot;
 
 use crate::QueryStats;
 
-/// A half-open time range `[start, end)` in microseconds since the epoch.
+/// A half-open time range `[start, end)` in nanoseconds since the epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeWindow {
-    pub start_us: i64,
-    pub end_us: i64,
+    pub start_ns: i64,
+    pub end_ns: i64,
 }
 
 /// Builds the plan that reads `table`.
@@ -36,8 +36,8 @@ pub(crate) async fn scan_table(
     let arrow_schema = snapshot.schema.arrow_schema();
     let mut paths = Vec::new();
     for (path, meta) in &snapshot.segments {
-        let overlaps = match (window, meta.min_time_us, meta.max_time_us) {
-            (Some(window), Some(min), Some(max)) => max >= window.start_us && min < window.end_us,
+        let overlaps = match (window, meta.min_time_ns, meta.max_time_ns) {
+            (Some(window), Some(min), Some(max)) => max >= window.start_ns && min < window.end_ns,
             _ => true,
         };
         if overlaps {
@@ -58,10 +58,9 @@ pub(crate) async fn scan_table(
     let has_time = snapshot.schema.column(TIME_GENERATED).is_some();
     match window {
         Some(window) if has_time => {
-            let at = |micros: i64| lit(ScalarValue::TimestampMicrosecond(Some(micros), Some(Arc::from("UTC"))));
-            let predicate = ident(TIME_GENERATED)
-                .gt_eq(at(window.start_us))
-                .and(ident(TIME_GENERATED).lt(at(window.end_us)));
+            let at = |nanos: i64| lit(ScalarValue::TimestampNanosecond(Some(nanos), Some(Arc::from("UTC"))));
+            let predicate =
+                ident(TIME_GENERATED).gt_eq(at(window.start_ns)).and(ident(TIME_GENERATED).lt(at(window.end_ns)));
             LogicalPlanBuilder::from(plan).filter(predicate)?.build()
         }
         _ => Ok(plan),

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::array::{
+    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray,
+};
 use serde_json::{json, Value as Json};
 use watchpost_schema::{ColumnDef, KqlType, TableSchema};
 use watchpost_storage::{AppendRequest, Store, StoreOptions};
@@ -11,9 +13,9 @@ use watchpost_storage::{AppendRequest, Store, StoreOptions};
 use super::*;
 
 const WS: &str = "00000000-0000-0000-0000-0000000000aa";
-const HOUR: i64 = 3_600_000_000;
+const HOUR: i64 = 3_600_000_000_000;
 /// 2024-06-03T00:00:00Z.
-const T0: i64 = 1_717_372_800_000_000;
+const T0: i64 = 1_717_372_800_000_000_000;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -23,7 +25,8 @@ struct Fixture {
 
 fn fixture(options: EngineOptions) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path(), StoreOptions { wal_fsync: false, ..StoreOptions::default() }).unwrap());
+    let store =
+        Arc::new(Store::open(dir.path(), StoreOptions { wal_fsync: false, ..StoreOptions::default() }).unwrap());
     let engine = QueryEngine::new(store.clone(), options);
     Fixture { _dir: dir, store, engine }
 }
@@ -39,15 +42,15 @@ fn append_signins(store: &Store, rows: &[(i64, &str, &str, f64)]) {
     ]);
     let times: Vec<i64> = rows.iter().map(|row| T0 + row.0 * HOUR).collect();
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(TimestampMicrosecondArray::from(times).with_timezone("UTC")),
+        Arc::new(TimestampNanosecondArray::from(times).with_timezone("UTC")),
         Arc::new(StringArray::from(rows.iter().map(|row| row.1).collect::<Vec<_>>())),
         Arc::new(StringArray::from(rows.iter().map(|row| row.2).collect::<Vec<_>>())),
         Arc::new(Float64Array::from(rows.iter().map(|row| row.3).collect::<Vec<_>>())),
-        Arc::new(TimestampMicrosecondArray::from(vec![T0 + 100 * HOUR; rows.len()]).with_timezone("UTC")),
+        Arc::new(TimestampNanosecondArray::from(vec![T0 + 100 * HOUR; rows.len()]).with_timezone("UTC")),
     ];
     let batch = RecordBatch::try_new(schema.arrow_schema(), columns).unwrap();
     let request =
-        AppendRequest { workspace: WS.into(), table: "SignIn_CL".into(), idempotency_key: None, received_us: 0, batch };
+        AppendRequest { workspace: WS.into(), table: "SignIn_CL".into(), idempotency_key: None, received_ns: 0, batch };
     store.append(request).unwrap();
 }
 
@@ -56,7 +59,7 @@ fn request(text: &str) -> QueryRequest {
         workspace: WS.into(),
         text: text.into(),
         window: None,
-        now_us: T0 + 24 * HOUR,
+        now_ns: T0 + 24 * HOUR,
         timeout: Duration::from_secs(30),
     }
 }
@@ -73,10 +76,7 @@ async fn rows(engine: &QueryEngine, request: &QueryRequest) -> (Vec<(String, &'s
 }
 
 fn sample(store: &Store) {
-    append_signins(
-        store,
-        &[(1, "alice", "failure", 10.0), (2, "alice", "failure", 20.0), (3, "bob", "success", 5.0)],
-    );
+    append_signins(store, &[(1, "alice", "failure", 10.0), (2, "alice", "failure", 20.0), (3, "bob", "success", 5.0)]);
     store.flush().unwrap();
     append_signins(store, &[(4, "alice", "success", 1.0), (30, "carol", "failure", 7.0)]);
 }
@@ -114,7 +114,7 @@ async fn ago_uses_the_query_clock_and_window_limits_time() {
     let (_, recent) = rows(&fx.engine, &request("SignIn_CL | where TimeGenerated >= ago(21h) | count")).await;
     assert_eq!(recent, vec![vec![json!(3)]]);
     let mut windowed = request("SignIn_CL | count");
-    windowed.window = Some(TimeWindow { start_us: T0 + 2 * HOUR, end_us: T0 + 4 * HOUR });
+    windowed.window = Some(TimeWindow { start_ns: T0 + 2 * HOUR, end_ns: T0 + 4 * HOUR });
     let (_, counted) = rows(&fx.engine, &windowed).await;
     assert_eq!(counted, vec![vec![json!(2)]]);
 }

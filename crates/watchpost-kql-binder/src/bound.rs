@@ -15,17 +15,39 @@ pub struct BoundTabular {
 #[derive(Debug, Clone, PartialEq)]
 pub enum TabularKind {
     /// A stored table, read in full (the engine adds time pruning).
-    Table { name: String },
+    Table {
+        name: String,
+    },
     /// Literal rows (`datatable`, `print`), row-major, typed as `schema`.
-    Values { rows: Vec<Vec<Value>> },
-    Filter { input: Box<BoundTabular>, predicate: BoundExpr },
+    Values {
+        rows: Vec<Vec<Value>>,
+    },
+    Filter {
+        input: Box<BoundTabular>,
+        predicate: BoundExpr,
+    },
     /// Computes exactly the output columns, in order.
-    Project { input: Box<BoundTabular>, columns: Vec<(String, BoundExpr)> },
+    Project {
+        input: Box<BoundTabular>,
+        columns: Vec<(String, BoundExpr)>,
+    },
     /// Group-by columns first, then aggregates, as `summarize` outputs them.
-    Aggregate { input: Box<BoundTabular>, group_by: Vec<(String, BoundExpr)>, aggregates: Vec<(String, BoundAggregate)> },
-    Sort { input: Box<BoundTabular>, keys: Vec<BoundSortKey> },
-    Limit { input: Box<BoundTabular>, count: u64 },
-    Distinct { input: Box<BoundTabular> },
+    Aggregate {
+        input: Box<BoundTabular>,
+        group_by: Vec<(String, BoundExpr)>,
+        aggregates: Vec<(String, BoundAggregate)>,
+    },
+    Sort {
+        input: Box<BoundTabular>,
+        keys: Vec<BoundSortKey>,
+    },
+    Limit {
+        input: Box<BoundTabular>,
+        count: u64,
+    },
+    Distinct {
+        input: Box<BoundTabular>,
+    },
 }
 
 impl BoundTabular {
@@ -70,8 +92,8 @@ pub enum ExprKind {
     Call { function: ScalarFunction, args: Vec<BoundExpr> },
 }
 
-/// A literal value. Datetimes are microseconds since the Unix epoch and
-/// timespans are microseconds, matching storage.
+/// A literal value. Datetimes are nanoseconds since the Unix epoch and
+/// timespans are nanoseconds, matching storage.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Null,

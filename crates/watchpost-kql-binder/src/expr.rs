@@ -7,7 +7,7 @@ use watchpost_schema::{KqlType, TableSchema};
 use crate::bound::{BoundExpr, ExprKind, ScalarFunction, Value};
 use crate::{closest, functions, Binder};
 
-const TICKS_PER_MICRO: i64 = 10;
+const NANOS_PER_TICK: i64 = 100;
 
 impl Binder<'_> {
     /// Binds `expr` against the columns of `input`; reports and returns
@@ -38,10 +38,7 @@ impl Binder<'_> {
                 let value = self.bind_expr(value, input);
                 let list: Vec<_> = list.iter().map(|item| self.bind_expr(item, input)).collect();
                 let list = list.into_iter().collect::<Option<Vec<_>>>()?;
-                Some(BoundExpr {
-                    kind: ExprKind::InList { op: *op, expr: Box::new(value?), list },
-                    ty: KqlType::Bool,
-                })
+                Some(BoundExpr { kind: ExprKind::InList { op: *op, expr: Box::new(value?), list }, ty: KqlType::Bool })
             }
             Ast::Between { expr: value, low, high, negated } => {
                 let value = self.bind_expr(value, input);
@@ -80,11 +77,8 @@ impl Binder<'_> {
         if let Some(bound) = self.scalars.get(name) {
             return Some(bound.clone());
         }
-        let mut diagnostic = Diagnostic::semantic(
-            "KQL2002",
-            expr.span,
-            format!("Failed to resolve scalar expression named '{name}'"),
-        );
+        let mut diagnostic =
+            Diagnostic::semantic("KQL2002", expr.span, format!("Failed to resolve scalar expression named '{name}'"));
         if let Some(similar) = closest(name, input.columns.iter().map(|column| column.name.as_str())) {
             diagnostic = diagnostic.with_hint(format!("did you mean '{similar}'?"));
         }
@@ -168,7 +162,11 @@ impl Binder<'_> {
         if is_numeric(operand.ty) || operand.ty == KqlType::Timespan || operand.ty == KqlType::Dynamic {
             return Some(());
         }
-        self.report(Diagnostic::semantic("KQL2005", expr.span, format!("cannot negate a value of type {}", operand.ty)));
+        self.report(Diagnostic::semantic(
+            "KQL2005",
+            expr.span,
+            format!("cannot negate a value of type {}", operand.ty),
+        ));
         None
     }
 }
@@ -191,8 +189,8 @@ pub(crate) fn literal_value(literal: &Literal) -> (Value, KqlType) {
         Literal::Int(value) => (Value::Int(*value), KqlType::Int),
         Literal::Real(value) => (Value::Real(*value), KqlType::Real),
         Literal::String(value) => (Value::String(value.clone()), KqlType::String),
-        Literal::Datetime(ticks) => (Value::Datetime(ticks.div_euclid(TICKS_PER_MICRO)), KqlType::Datetime),
-        Literal::Timespan(ticks) => (Value::Timespan(ticks / TICKS_PER_MICRO), KqlType::Timespan),
+        Literal::Datetime(ticks) => (Value::Datetime(ticks.saturating_mul(NANOS_PER_TICK)), KqlType::Datetime),
+        Literal::Timespan(ticks) => (Value::Timespan(ticks.saturating_mul(NANOS_PER_TICK)), KqlType::Timespan),
         Literal::Guid(text) => (Value::Guid(text.clone()), KqlType::Guid),
         Literal::Dynamic(text) => (Value::Dynamic(text.clone()), KqlType::Dynamic),
     }
@@ -240,19 +238,11 @@ fn arithmetic_type(op: BinaryOp, left: KqlType, right: KqlType) -> Option<KqlTyp
 }
 
 fn type_mismatch(op: &str, left: KqlType, right: KqlType, expr: &Expr) -> Diagnostic {
-    Diagnostic::semantic(
-        "KQL2006",
-        expr.span,
-        format!("Cannot apply '{op}' to values of types {left} and {right}"),
-    )
-    .with_hint("convert one side with tostring(), tolong(), todouble() or todatetime()")
+    Diagnostic::semantic("KQL2006", expr.span, format!("Cannot apply '{op}' to values of types {left} and {right}"))
+        .with_hint("convert one side with tostring(), tolong(), todouble() or todatetime()")
 }
 
 fn arity_error(name: &str, min: usize, max: usize, got: usize, expr: &Expr) -> Diagnostic {
     let expected = if min == max { format!("{min}") } else { format!("{min} to {max}") };
-    Diagnostic::semantic(
-        "KQL2007",
-        expr.span,
-        format!("function '{name}' expects {expected} argument(s), got {got}"),
-    )
+    Diagnostic::semantic("KQL2007", expr.span, format!("function '{name}' expects {expected} argument(s), got {got}"))
 }

@@ -79,11 +79,15 @@ impl Binder<'_> {
             };
             schema.columns.push(ColumnDef::new(&column.name.name, ty));
         }
-        if schema.columns.is_empty() || values.len() % schema.columns.len() != 0 {
+        if schema.columns.is_empty() || !values.len().is_multiple_of(schema.columns.len()) {
             self.report(Diagnostic::semantic(
                 "KQL2009",
                 span,
-                format!("datatable has {} values, not a multiple of its {} columns", values.len(), schema.columns.len()),
+                format!(
+                    "datatable has {} values, not a multiple of its {} columns",
+                    values.len(),
+                    schema.columns.len()
+                ),
             ));
             return None;
         }
@@ -196,7 +200,8 @@ impl Binder<'_> {
                 let count = self.constant_count(count)?;
                 let keys = self.bind_sort_keys(std::slice::from_ref(key), &input.schema)?;
                 let schema = input.schema.clone();
-                let sorted = BoundTabular { kind: TabularKind::Sort { input: Box::new(input), keys }, schema: schema.clone() };
+                let sorted =
+                    BoundTabular { kind: TabularKind::Sort { input: Box::new(input), keys }, schema: schema.clone() };
                 Some(BoundTabular { kind: TabularKind::Limit { input: Box::new(sorted), count }, schema })
             }
             OperatorKind::Count => {
@@ -357,8 +362,7 @@ impl Binder<'_> {
         if schema.column(name).is_some() {
             return Some(());
         }
-        let mut diagnostic =
-            Diagnostic::semantic("KQL2002", span, format!("Failed to resolve column named '{name}'"));
+        let mut diagnostic = Diagnostic::semantic("KQL2002", span, format!("Failed to resolve column named '{name}'"));
         if let Some(similar) = closest(name, schema.columns.iter().map(|column| column.name.as_str())) {
             diagnostic = diagnostic.with_hint(format!("did you mean '{similar}'?"));
         }

@@ -46,7 +46,10 @@ fn output_schemas_follow_kusto_naming() {
         ["TimeGenerated:datetime", "count_:long", "sum_Bytes:long", "dcount_UserPrincipalName:long"]
     );
     assert_eq!(output("SigninLogs | count"), ["Count:long"]);
-    assert_eq!(output("SigninLogs | project UserPrincipalName, Kb = Bytes / 1024.0"), ["UserPrincipalName:string", "Kb:real"]);
+    assert_eq!(
+        output("SigninLogs | project UserPrincipalName, Kb = Bytes / 1024.0"),
+        ["UserPrincipalName:string", "Kb:real"]
+    );
     assert_eq!(
         output("SigninLogs | extend Bytes = Bytes * 2, Bytes + 1"),
         ["TimeGenerated:datetime", "UserPrincipalName:string", "ResultType:string", "Bytes:long", "Column1:long"]
@@ -68,7 +71,10 @@ fn errors_say_what_and_where() {
         ["2:9: KQL2002: Failed to resolve scalar expression named 'ResultTyp' (hint: did you mean 'ResultType'?)"]
     );
     let mismatch = errors("SigninLogs | where Bytes > 'x'");
-    assert!(mismatch[0].starts_with("1:20: KQL2006: Cannot apply '>' to values of types long and string"), "{mismatch:?}");
+    assert!(
+        mismatch[0].starts_with("1:20: KQL2006: Cannot apply '>' to values of types long and string"),
+        "{mismatch:?}"
+    );
     assert!(errors("SigninLogs | where Bytes")[0].contains("where expects a bool predicate"));
     assert!(errors("SigninLogs | extend x = nosuch(1)")[0].contains("Unknown function: 'nosuch'"));
     assert!(errors("SigninLogs | extend x = count()")[0].contains("can only be used in summarize"));

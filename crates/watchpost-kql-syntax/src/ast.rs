@@ -62,19 +62,9 @@ pub enum TabularSource {
     /// `print a = 1, b = "x"`: one row.
     Print(Vec<NamedExpr>),
     /// `datatable(Col: type, ...) [ v1, v2, ... ]`, values row-major.
-    Datatable {
-        columns: Vec<ColumnDecl>,
-        values: Vec<Expr>,
-        span: Span,
-    },
+    Datatable { columns: Vec<ColumnDecl>, values: Vec<Expr>, span: Span },
     /// `range Col from start to stop step step`.
-    Range {
-        column: Ident,
-        from: Expr,
-        to: Expr,
-        step: Expr,
-        span: Span,
-    },
+    Range { column: Ident, from: Expr, to: Expr, step: Expr, span: Span },
     /// `( tabular )`.
     Parenthesized(Box<TabularExpr>),
 }
@@ -107,10 +97,7 @@ pub enum OperatorKind {
     /// `extend a = expr, expr`.
     Extend(Vec<NamedExpr>),
     /// `summarize aggs by keys`; either list may be empty (not both).
-    Summarize {
-        aggregates: Vec<NamedExpr>,
-        by: Vec<NamedExpr>,
-    },
+    Summarize { aggregates: Vec<NamedExpr>, by: Vec<NamedExpr> },
     /// `sort by k [asc|desc] [nulls first|last], ...` (also `order by`).
     Sort(Vec<SortKey>),
     /// `take n` (also `limit n`).

@@ -80,11 +80,7 @@ pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let shifted_month = (5 * day_of_year + 2) / 153;
     let day = (day_of_year - (153 * shifted_month + 2) / 5 + 1) as u32;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    } as u32;
+    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 } as u32;
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
@@ -103,10 +99,7 @@ fn days_in_month(year: i64, month: u32) -> u32 {
 /// `T` or a space and `hh:mm[:ss[.fffffff]]`, optionally ending in `Z`.
 /// Returns ticks since the Unix epoch or a message saying what is wrong.
 pub(crate) fn parse_datetime(text: &str) -> Result<i64, String> {
-    let mut cursor = Cursor {
-        bytes: text.as_bytes(),
-        pos: 0,
-    };
+    let mut cursor = Cursor { bytes: text.as_bytes(), pos: 0 };
     let date = cursor.date().ok_or("expected a date as `YYYY-MM-DD`")?;
     let (year, month, day) = date;
     if !(1..=12).contains(&month) {
@@ -117,9 +110,7 @@ pub(crate) fn parse_datetime(text: &str) -> Result<i64, String> {
     }
     let mut ticks = days_from_civil(year, month, day) * TICKS_PER_DAY;
     if cursor.eat(b'T') || cursor.eat(b' ') {
-        let clock = cursor
-            .clock()
-            .ok_or("expected a time of day as `hh:mm[:ss[.fffffff]]`")?;
+        let clock = cursor.clock().ok_or("expected a time of day as `hh:mm[:ss[.fffffff]]`")?;
         if clock >= TICKS_PER_DAY {
             return Err("the time of day is out of range".to_string());
         }
@@ -140,24 +131,15 @@ pub(crate) fn parse_time(text: &str) -> Result<i64, String> {
         Some(body) => (true, body.trim_start()),
         None => (false, text),
     };
-    let ticks = if body.contains(':') {
-        parse_clock_span(body)?
-    } else {
-        parse_unit_span(body)?
-    };
+    let ticks = if body.contains(':') { parse_clock_span(body)? } else { parse_unit_span(body)? };
     Ok(if negative { -ticks } else { ticks })
 }
 
 fn parse_unit_span(body: &str) -> Result<i64, String> {
-    let unit_start = body
-        .find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
-        .unwrap_or(body.len());
+    let unit_start = body.find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E').unwrap_or(body.len());
     let (number, unit) = body.split_at(unit_start);
-    let unit = if unit.is_empty() {
-        TICKS_PER_DAY
-    } else {
-        unit_ticks(unit).ok_or(format!("unknown unit `{unit}`"))?
-    };
+    let unit =
+        if unit.is_empty() { TICKS_PER_DAY } else { unit_ticks(unit).ok_or(format!("unknown unit `{unit}`"))? };
     if number.is_empty() || !number.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
         return Err("expected a timespan such as `2d`, `1.5h` or `1.02:03:04`".to_string());
     }
@@ -170,17 +152,12 @@ fn parse_clock_span(body: &str) -> Result<i64, String> {
         Some((days, clock)) if clock.contains(':') => (days.parse::<i64>().map_err(|_| malformed())?, clock),
         _ => (0, body),
     };
-    let mut cursor = Cursor {
-        bytes: clock.as_bytes(),
-        pos: 0,
-    };
+    let mut cursor = Cursor { bytes: clock.as_bytes(), pos: 0 };
     let clock_ticks = cursor.clock().ok_or_else(malformed)?;
     if !cursor.rest().is_empty() {
         return Err(malformed());
     }
-    days.checked_mul(TICKS_PER_DAY)
-        .and_then(|ticks| ticks.checked_add(clock_ticks))
-        .ok_or_else(malformed)
+    days.checked_mul(TICKS_PER_DAY).and_then(|ticks| ticks.checked_add(clock_ticks)).ok_or_else(malformed)
 }
 
 /// Formats ticks since the epoch as the text of a `datetime(...)` literal.
@@ -213,11 +190,7 @@ pub(crate) fn format_timespan(ticks: i64) -> String {
     if ticks == 0 {
         return "0s".to_string();
     }
-    let (unit, suffix) = PRINT_UNITS
-        .iter()
-        .find(|(unit, _)| ticks % unit == 0)
-        .copied()
-        .unwrap_or((1, "tick"));
+    let (unit, suffix) = PRINT_UNITS.iter().find(|(unit, _)| ticks % unit == 0).copied().unwrap_or((1, "tick"));
     format!("{}{suffix}", ticks / unit)
 }
 
@@ -241,11 +214,7 @@ impl Cursor<'_> {
             return None;
         }
         self.pos += count;
-        Some(
-            digits
-                .iter()
-                .fold(0, |value, digit| value * 10 + u32::from(digit - b'0')),
-        )
+        Some(digits.iter().fold(0, |value, digit| value * 10 + u32::from(digit - b'0')))
     }
 
     fn rest(&self) -> &str {
@@ -282,9 +251,7 @@ impl Cursor<'_> {
             return None;
         }
         let significant = &digits[..digits.len().min(7)];
-        let value = significant
-            .iter()
-            .fold(0i64, |value, digit| value * 10 + i64::from(digit - b'0'));
+        let value = significant.iter().fold(0i64, |value, digit| value * 10 + i64::from(digit - b'0'));
         Some(value * 10i64.pow(7 - significant.len() as u32))
     }
 }

@@ -11,11 +11,7 @@ use crate::ast::{
 
 /// Renders `query` one node per line, with spans.
 pub fn dump(query: &Query) -> String {
-    let mut dumper = Dumper {
-        out: String::new(),
-        depth: 0,
-        with_spans: true,
-    };
+    let mut dumper = Dumper { out: String::new(), depth: 0, with_spans: true };
     dumper.query(query);
     dumper.out
 }
@@ -23,11 +19,7 @@ pub fn dump(query: &Query) -> String {
 /// Renders `query` like [`dump`] but without spans, so two trees can be
 /// compared structurally.
 pub fn dump_without_spans(query: &Query) -> String {
-    let mut dumper = Dumper {
-        out: String::new(),
-        depth: 0,
-        with_spans: false,
-    };
+    let mut dumper = Dumper { out: String::new(), depth: 0, with_spans: false };
     dumper.query(query);
     dumper.out
 }
@@ -96,27 +88,16 @@ impl Dumper {
             TabularSource::Datatable { columns, values, span } => {
                 self.node("Datatable".to_string(), Some(*span), |dumper| {
                     for column in columns {
-                        let label = format!(
-                            "Column {}: {}",
-                            dumper.ident(&column.name),
-                            dumper.ident(&column.type_name)
-                        );
+                        let label =
+                            format!("Column {}: {}", dumper.ident(&column.name), dumper.ident(&column.type_name));
                         dumper.leaf(label, None);
                     }
                     values.iter().for_each(|value| dumper.expr(value));
                 })
             }
-            TabularSource::Range {
-                column,
-                from,
-                to,
-                step,
-                span,
-            } => {
+            TabularSource::Range { column, from, to, step, span } => {
                 let label = format!("Range {}", self.ident(column));
-                self.node(label, Some(*span), |dumper| {
-                    [from, to, step].into_iter().for_each(|expr| dumper.expr(expr))
-                });
+                self.node(label, Some(*span), |dumper| [from, to, step].into_iter().for_each(|expr| dumper.expr(expr)));
             }
             TabularSource::Parenthesized(inner) => {
                 self.node("Parenthesized".to_string(), None, |dumper| dumper.tabular(inner))
@@ -130,16 +111,11 @@ impl Dumper {
             OperatorKind::Where(predicate) => self.node("Where".to_string(), span, |dumper| dumper.expr(predicate)),
             OperatorKind::Project(items) => self.node("Project".to_string(), span, |dumper| dumper.named_list(items)),
             OperatorKind::ProjectAway(names) => self.node("ProjectAway".to_string(), span, |dumper| {
-                names
-                    .iter()
-                    .for_each(|name| dumper.leaf(format!("Column {}", dumper.ident(name)), None));
+                names.iter().for_each(|name| dumper.leaf(format!("Column {}", dumper.ident(name)), None));
             }),
             OperatorKind::ProjectRename(pairs) => self.node("ProjectRename".to_string(), span, |dumper| {
                 for (new_name, old_name) in pairs {
-                    dumper.leaf(
-                        format!("Rename {} = {}", dumper.ident(new_name), dumper.ident(old_name)),
-                        None,
-                    );
+                    dumper.leaf(format!("Rename {} = {}", dumper.ident(new_name), dumper.ident(old_name)), None);
                 }
             }),
             OperatorKind::Extend(items) => self.node("Extend".to_string(), span, |dumper| dumper.named_list(items)),
@@ -147,18 +123,18 @@ impl Dumper {
                 dumper.node("Aggregates".to_string(), None, |dumper| dumper.named_list(aggregates));
                 dumper.node("By".to_string(), None, |dumper| dumper.named_list(by));
             }),
-            OperatorKind::Sort(keys) => self.node("Sort".to_string(), span, |dumper| {
-                keys.iter().for_each(|key| dumper.sort_key(key))
-            }),
+            OperatorKind::Sort(keys) => {
+                self.node("Sort".to_string(), span, |dumper| keys.iter().for_each(|key| dumper.sort_key(key)))
+            }
             OperatorKind::Take(count) => self.node("Take".to_string(), span, |dumper| dumper.expr(count)),
             OperatorKind::Top { count, key } => self.node("Top".to_string(), span, |dumper| {
                 dumper.expr(count);
                 dumper.sort_key(key);
             }),
             OperatorKind::Count => self.leaf("Count".to_string(), span),
-            OperatorKind::Distinct(exprs) => self.node("Distinct".to_string(), span, |dumper| {
-                exprs.iter().for_each(|expr| dumper.expr(expr))
-            }),
+            OperatorKind::Distinct(exprs) => {
+                self.node("Distinct".to_string(), span, |dumper| exprs.iter().for_each(|expr| dumper.expr(expr)))
+            }
         }
     }
 
@@ -195,12 +171,7 @@ impl Dumper {
                 let items: Vec<&Expr> = list.iter().collect();
                 dumper.with_operands("List".to_string(), None, &items);
             }),
-            ExprKind::Between {
-                expr,
-                low,
-                high,
-                negated,
-            } => {
+            ExprKind::Between { expr, low, high, negated } => {
                 let label = if *negated { "Between negated" } else { "Between" };
                 self.with_operands(label.to_string(), span, &[expr, low, high]);
             }
@@ -214,8 +185,6 @@ impl Dumper {
 
     /// Writes a node whose children are `operands`.
     fn with_operands(&mut self, label: String, span: Option<Span>, operands: &[&Expr]) {
-        self.node(label, span, |dumper| {
-            operands.iter().for_each(|operand| dumper.expr(operand))
-        });
+        self.node(label, span, |dumper| operands.iter().for_each(|operand| dumper.expr(operand)));
     }
 }

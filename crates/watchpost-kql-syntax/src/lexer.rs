@@ -76,12 +76,7 @@ pub enum TokenKind {
 /// Splits `text` into tokens, the last of which is [`TokenKind::Eof`], and
 /// returns them with the problems found.
 pub fn tokenize(text: &str) -> (Vec<Token>, Vec<Diagnostic>) {
-    let mut lexer = Lexer {
-        text,
-        pos: 0,
-        tokens: Vec::new(),
-        diagnostics: Vec::new(),
-    };
+    let mut lexer = Lexer { text, pos: 0, tokens: Vec::new(), diagnostics: Vec::new() };
     lexer.run();
     (lexer.tokens, lexer.diagnostics)
 }
@@ -125,10 +120,7 @@ impl Lexer<'_> {
 
     /// Pushes a token covering `start..self.pos`.
     fn push(&mut self, kind: TokenKind, start: usize) {
-        self.tokens.push(Token {
-            kind,
-            span: Span::new(start, self.pos),
-        });
+        self.tokens.push(Token { kind, span: Span::new(start, self.pos) });
     }
 
     fn error(&mut self, diagnostic: Diagnostic) {
@@ -140,9 +132,7 @@ impl Lexer<'_> {
             if byte.is_ascii_whitespace() {
                 self.pos += 1;
             } else if byte == b'/' && self.peek(1) == Some(b'/') {
-                self.pos = self.text[self.pos..]
-                    .find('\n')
-                    .map_or(self.text.len(), |offset| self.pos + offset);
+                self.pos = self.text[self.pos..].find('\n').map_or(self.text.len(), |offset| self.pos + offset);
             } else {
                 return;
             }
@@ -171,13 +161,7 @@ impl Lexer<'_> {
             self.obfuscated_string(start);
             return;
         }
-        let after_pipe = matches!(
-            self.tokens.last(),
-            Some(Token {
-                kind: TokenKind::Pipe,
-                ..
-            })
-        );
+        let after_pipe = matches!(self.tokens.last(), Some(Token { kind: TokenKind::Pipe, .. }));
         self.pos += 1;
         loop {
             while self.peek(0).is_some_and(is_word_byte) {
@@ -239,10 +223,7 @@ impl Lexer<'_> {
     }
 
     fn unexpected_char(&mut self, start: usize) {
-        let ch = self.text[start..]
-            .chars()
-            .next()
-            .expect("called before the end of the text");
+        let ch = self.text[start..].chars().next().expect("called before the end of the text");
         self.pos += ch.len_utf8();
         let span = Span::new(start, self.pos);
         let mut diagnostic = Diagnostic::syntax("KQL1001", span, format!("unexpected character `{ch}`"));

@@ -22,23 +22,11 @@ use crate::lexer::{tokenize, Token, TokenKind};
 /// diagnostics (sorted by position) next to the tree recovered around them.
 pub fn parse(text: &str) -> (Query, Vec<Diagnostic>) {
     let (tokens, mut diagnostics) = tokenize(text);
-    let mut parser = Parser {
-        text,
-        tokens,
-        pos: 0,
-        prev_end: 0,
-        diagnostics: Vec::new(),
-    };
+    let mut parser = Parser { text, tokens, pos: 0, prev_end: 0, diagnostics: Vec::new() };
     let statements = parser.statements();
     diagnostics.append(&mut parser.diagnostics);
     diagnostics.sort_by_key(|diagnostic| diagnostic.span.start);
-    (
-        Query {
-            statements,
-            span: Span::new(0, text.len()),
-        },
-        diagnostics,
-    )
+    (Query { statements, span: Span::new(0, text.len()) }, diagnostics)
 }
 
 /// The parser's state: the tokens, a cursor and the diagnostics so far.
@@ -59,11 +47,8 @@ impl<'a> Parser<'a> {
             if self.at(&TokenKind::Eof) {
                 return statements;
             }
-            let statement = if self.at_word("let") {
-                self.let_stmt().map(Statement::Let)
-            } else {
-                self.tabular_statement()
-            };
+            let statement =
+                if self.at_word("let") { self.let_stmt().map(Statement::Let) } else { self.tabular_statement() };
             match statement {
                 Some(statement) => {
                     statements.push(statement);
@@ -116,10 +101,7 @@ impl<'a> Parser<'a> {
 
     /// Whether the current token ends a pipe operator.
     fn at_boundary(&self) -> bool {
-        matches!(
-            self.peek().kind,
-            TokenKind::Pipe | TokenKind::Semi | TokenKind::RParen | TokenKind::Eof
-        )
+        matches!(self.peek().kind, TokenKind::Pipe | TokenKind::Semi | TokenKind::RParen | TokenKind::Eof)
     }
 
     fn nth(&self, ahead: usize) -> &Token {
@@ -242,10 +224,7 @@ impl<'a> Parser<'a> {
     fn ident(&mut self, what: &str) -> Option<Ident> {
         if self.at(&TokenKind::Ident) {
             let token = self.bump();
-            return Some(Ident {
-                name: self.text_of(&token).to_string(),
-                span: token.span,
-            });
+            return Some(Ident { name: self.text_of(&token).to_string(), span: token.span });
         }
         if !self.at_bracketed_ident() {
             self.error_expected(what);
@@ -258,10 +237,7 @@ impl<'a> Parser<'a> {
             debug_assert!(false, "at_bracketed_ident checked the string");
             return None;
         };
-        Some(Ident {
-            name,
-            span: open.span.cover(close.span),
-        })
+        Some(Ident { name, span: open.span.cover(close.span) })
     }
 
     /// Parses `item (, item)*`, at least one item.

@@ -67,9 +67,7 @@ fn source_text(source: &TabularSource) -> String {
             let values: Vec<String> = values.iter().map(expr_text).collect();
             format!("datatable({}) [{}]", columns.join(", "), values.join(", "))
         }
-        TabularSource::Range {
-            column, from, to, step, ..
-        } => format!(
+        TabularSource::Range { column, from, to, step, .. } => format!(
             "range {} from {} to {} step {}",
             ident_text(&column.name),
             expr_text(from),

@@ -32,12 +32,7 @@ fn golden_files() {
         check_lexer_case(&input, &mut failures);
     }
     assert!(n_cases > 0, "no test cases found under {}", root.display());
-    assert!(
-        failures.is_empty(),
-        "{} golden failure(s):\n\n{}",
-        failures.len(),
-        failures.join("\n\n")
-    );
+    assert!(failures.is_empty(), "{} golden failure(s):\n\n{}", failures.len(), failures.join("\n\n"));
 }
 
 fn kql_files(dir: &Path) -> Vec<PathBuf> {
@@ -57,24 +52,13 @@ fn check_ok_case(input: &Path, failures: &mut Vec<String>) {
     let (query, diagnostics) = parse(&text);
     if !diagnostics.is_empty() {
         let rendered: Vec<String> = diagnostics.iter().map(|diagnostic| diagnostic.render(&text)).collect();
-        failures.push(format!(
-            "{}: unexpected diagnostics:\n{}",
-            input.display(),
-            rendered.join("\n")
-        ));
+        failures.push(format!("{}: unexpected diagnostics:\n{}", input.display(), rendered.join("\n")));
     }
     let printed = print(&query);
     let (reparsed, reparse_diagnostics) = parse(&printed);
     if !reparse_diagnostics.is_empty() {
-        let rendered: Vec<String> = reparse_diagnostics
-            .iter()
-            .map(|diagnostic| diagnostic.render(&printed))
-            .collect();
-        failures.push(format!(
-            "{}: printed form does not parse:\n{printed}\n{}",
-            input.display(),
-            rendered.join("\n")
-        ));
+        let rendered: Vec<String> = reparse_diagnostics.iter().map(|diagnostic| diagnostic.render(&printed)).collect();
+        failures.push(format!("{}: printed form does not parse:\n{printed}\n{}", input.display(), rendered.join("\n")));
     }
     if dump_without_spans(&query) != dump_without_spans(&reparsed) {
         failures.push(format!(
@@ -101,10 +85,7 @@ fn check_err_case(input: &Path, failures: &mut Vec<String>) {
     if diagnostics.is_empty() {
         failures.push(format!("{}: expected at least one diagnostic", input.display()));
     }
-    let rendered: String = diagnostics
-        .iter()
-        .map(|diagnostic| diagnostic.render(&text) + "\n")
-        .collect();
+    let rendered: String = diagnostics.iter().map(|diagnostic| diagnostic.render(&text) + "\n").collect();
     check_expectation(&input.with_extension("ast"), &dump(&query), failures);
     check_expectation(&input.with_extension("diag"), &rendered, failures);
 }
@@ -114,12 +95,7 @@ fn check_lexer_case(input: &Path, failures: &mut Vec<String>) {
     let (tokens, diagnostics) = tokenize(&text);
     let mut rendered = String::new();
     for token in &tokens {
-        rendered.push_str(&format!(
-            "{:?} {:?} {}\n",
-            token.kind,
-            token.span.text(&text),
-            token.span
-        ));
+        rendered.push_str(&format!("{:?} {:?} {}\n", token.kind, token.span.text(&text), token.span));
     }
     for diagnostic in &diagnostics {
         rendered.push_str(&format!("error: {}\n", diagnostic.render(&text)));

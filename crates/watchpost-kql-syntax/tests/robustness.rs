@@ -25,22 +25,12 @@ fn check(text: &str) {
     let (query, diagnostics) = parse(text);
     for diagnostic in &diagnostics {
         let span = diagnostic.span;
-        assert!(
-            span.start <= span.end && span.end as usize <= text.len(),
-            "{text:?}: bad span {span}"
-        );
+        assert!(span.start <= span.end && span.end as usize <= text.len(), "{text:?}: bad span {span}");
     }
     let printed = print(&query);
     let (reparsed, reparse_diagnostics) = parse(&printed);
-    assert!(
-        reparse_diagnostics.is_empty(),
-        "{text:?} printed as {printed:?}: {reparse_diagnostics:?}"
-    );
-    assert_eq!(
-        dump_without_spans(&query),
-        dump_without_spans(&reparsed),
-        "{text:?} printed as {printed:?}"
-    );
+    assert!(reparse_diagnostics.is_empty(), "{text:?} printed as {printed:?}: {reparse_diagnostics:?}");
+    assert_eq!(dump_without_spans(&query), dump_without_spans(&reparsed), "{text:?} printed as {printed:?}");
 }
 
 #[test]
@@ -118,9 +108,7 @@ fn random_fragment_soups_round_trip() {
     };
     for _ in 0..4000 {
         let n_fragments = 1 + next() % 12;
-        let text: String = (0..n_fragments)
-            .map(|_| FRAGMENTS[(next() % FRAGMENTS.len() as u64) as usize])
-            .collect();
+        let text: String = (0..n_fragments).map(|_| FRAGMENTS[(next() % FRAGMENTS.len() as u64) as usize]).collect();
         check(&text);
     }
 }

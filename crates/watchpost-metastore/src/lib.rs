@@ -89,9 +89,8 @@ impl Metastore {
         fs::create_dir_all(data_dir).map_err(|source| MetastoreError::Io { path: data_dir.to_path_buf(), source })?;
         let path = data_dir.join(FILE_NAME);
         let document = match fs::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|source| MetastoreError::Corrupt { path: path.clone(), source })?
-            }
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|source| MetastoreError::Corrupt { path: path.clone(), source })?,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Document::default(),
             Err(source) => return Err(MetastoreError::Io { path, source }),
         };

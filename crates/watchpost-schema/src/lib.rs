@@ -75,18 +75,18 @@ impl KqlType {
 
     /// The Arrow type a column of this KQL type is stored as.
     ///
-    /// Datetimes are UTC microseconds and timespans are microsecond
-    /// durations: KQL's 100 ns ticks would need nanoseconds, which cannot hold
-    /// KQL's full date range; microseconds can.
+    /// Datetimes are UTC nanoseconds and timespans nanosecond durations,
+    /// so KQL's 100 ns ticks survive; the price is the range of an `i64` of
+    /// nanoseconds (years 1677 to 2262), which covers real log data.
     pub fn arrow_type(self) -> DataType {
         match self {
             KqlType::Bool => DataType::Boolean,
-            KqlType::Datetime => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            KqlType::Datetime => DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
             KqlType::Dynamic | KqlType::Guid | KqlType::String => DataType::Utf8,
             KqlType::Int => DataType::Int32,
             KqlType::Long => DataType::Int64,
             KqlType::Real => DataType::Float64,
-            KqlType::Timespan => DataType::Duration(TimeUnit::Microsecond),
+            KqlType::Timespan => DataType::Duration(TimeUnit::Nanosecond),
             KqlType::Decimal => DataType::Decimal128(38, 18),
         }
     }
@@ -215,7 +215,8 @@ mod tests {
     #[test]
     fn merge_appends_missing_columns_only() {
         let mut schema = TableSchema::new(vec![ColumnDef::new("a_s", KqlType::String)]);
-        let other = TableSchema::new(vec![ColumnDef::new("b_d", KqlType::Real), ColumnDef::new("a_s", KqlType::String)]);
+        let other =
+            TableSchema::new(vec![ColumnDef::new("b_d", KqlType::Real), ColumnDef::new("a_s", KqlType::String)]);
         assert!(schema.merge(&other));
         assert!(!schema.merge(&other));
         let names: Vec<_> = schema.columns.iter().map(|c| c.name.as_str()).collect();

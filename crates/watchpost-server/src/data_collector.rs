@@ -65,7 +65,8 @@ pub(crate) async fn post_logs(
         Ok(post) => post.into_owned(),
         Err(err) => return error_response(&err),
     };
-    let idempotency_key = header_value(&headers, "idempotency-key").or_else(|| header_value(&headers, "x-ms-client-request-id"));
+    let idempotency_key =
+        header_value(&headers, "idempotency-key").or_else(|| header_value(&headers, "x-ms-client-request-id"));
     let store = state.store.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         let schema = store.table_schema(&post.workspace_id, &post.table).unwrap_or_default();
@@ -77,7 +78,7 @@ pub(crate) async fn post_logs(
             workspace: post.workspace_id.clone(),
             table: post.table.clone(),
             idempotency_key,
-            received_us: received.timestamp_micros(),
+            received_ns: received.timestamp_nanos_opt().expect("the clock is before 2262"),
             batch: decoded.batch,
         };
         store.append(request).map_err(IngestFailure::Storage)
@@ -148,4 +149,3 @@ fn error_response(err: &DataCollectorError) -> Response {
     response.headers_mut().insert("content-type", HeaderValue::from_static("application/json; charset=utf-8"));
     response
 }
-

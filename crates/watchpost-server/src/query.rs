@@ -36,7 +36,7 @@ pub(crate) async fn post_query(
 ) -> Response {
     let workspace = match authorize(&state, &workspace, &headers) {
         Ok(workspace) => workspace,
-        Err(response) => return response,
+        Err((status, body)) => return json_response(status, body),
     };
     let content_type = headers.get("content-type").and_then(|value| value.to_str().ok()).unwrap_or("");
     if !content_type.to_ascii_lowercase().starts_with("application/json") {
@@ -57,23 +57,16 @@ pub(crate) async fn get_query(
 ) -> Response {
     let workspace = match authorize(&state, &workspace, &headers) {
         Ok(workspace) => workspace,
-        Err(response) => return response,
+        Err((status, body)) => return json_response(status, body),
     };
-    let body = QueryBody {
-        query: params.get("query").cloned(),
-        timespan: params.get("timespan").cloned(),
-        workspaces: None,
-    };
+    let body =
+        QueryBody { query: params.get("query").cloned(), timespan: params.get("timespan").cloned(), workspaces: None };
     run(&state, &workspace, body, &headers).await
 }
 
 /// Checks `Authorization: Bearer <token>`: a shared key or a query key of
 /// the workspace.
-fn authorize(state: &AppState, workspace_id: &str, headers: &HeaderMap) -> Result<Workspace, Response> {
-    authorize_body(state, workspace_id, headers).map_err(|(status, body)| json_response(status, body))
-}
-
-fn authorize_body(state: &AppState, workspace_id: &str, headers: &HeaderMap) -> Result<Workspace, (StatusCode, Json)> {
+fn authorize(state: &AppState, workspace_id: &str, headers: &HeaderMap) -> Result<Workspace, (StatusCode, Json)> {
     let Some(header) = headers.get("authorization").and_then(|value| value.to_str().ok()) else {
         let message = "Authentication failed: the Authorization header is missing";
         return Err((StatusCode::UNAUTHORIZED, error_body("AuthenticationFailed", message, None)));
@@ -82,11 +75,7 @@ fn authorize_body(state: &AppState, workspace_id: &str, headers: &HeaderMap) -> 
         let message = format!("Workspace '{workspace_id}' was not found");
         return Err((StatusCode::NOT_FOUND, error_body("WorkspaceNotFoundError", &message, None)));
     };
-    let token = header
-        .strip_prefix("Bearer ")
-        .or_else(|| header.strip_prefix("bearer "))
-        .map(str::trim)
-        .unwrap_or("");
+    let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).map(str::trim).unwrap_or("");
     let candidates = [&workspace.primary_key, &workspace.secondary_key].into_iter().chain(&workspace.query_keys);
     let mut matched = false;
     for candidate in candidates {
@@ -123,9 +112,9 @@ fn preferences(headers: &HeaderMap) -> Preferences {
 /// so tests and rule runs can pin it, else the clock.
 fn query_now(headers: &HeaderMap) -> Option<i64> {
     let Some(value) = headers.get("x-watchpost-now").and_then(|value| value.to_str().ok()) else {
-        return Some(chrono::Utc::now().timestamp_micros());
+        return Some(chrono::Utc::now().timestamp_nanos_opt().expect("the clock is before 2262"));
     };
-    chrono::DateTime::parse_from_rfc3339(value.trim()).map(|time| time.timestamp_micros()).ok()
+    chrono::DateTime::parse_from_rfc3339(value.trim()).ok().and_then(|time| time.timestamp_nanos_opt())
 }
 
 async fn run(state: &AppState, workspace: &Workspace, body: QueryBody, headers: &HeaderMap) -> Response {
@@ -134,21 +123,26 @@ async fn run(state: &AppState, workspace: &Workspace, body: QueryBody, headers: 
 }
 
 /// Runs one query and returns the status and body of its answer.
-async fn run_query(state: &AppState, workspace: &Workspace, body: QueryBody, headers: &HeaderMap) -> (StatusCode, Json) {
+async fn run_query(
+    state: &AppState,
+    workspace: &Workspace,
+    body: QueryBody,
+    headers: &HeaderMap,
+) -> (StatusCode, Json) {
     let Some(text) = body.query.filter(|text| !text.trim().is_empty()) else {
         return bad_argument_body("MissingQuery", "The request has no 'query'");
     };
-    let Some(now_us) = query_now(headers) else {
+    let Some(now_ns) = query_now(headers) else {
         return bad_argument_body("InvalidNow", "x-watchpost-now must be an ISO 8601 date-time");
     };
-    let window: Option<TimeWindow> = match body.timespan.as_deref().map(|text| parse_timespan(text, now_us)) {
+    let window: Option<TimeWindow> = match body.timespan.as_deref().map(|text| parse_timespan(text, now_ns)) {
         None => None,
         Some(Ok(window)) => Some(window),
         Some(Err(message)) => return bad_argument_body("InvalidTimespan", &message),
     };
     let prefs = preferences(headers);
     let timeout = prefs.wait.map(|wait| wait.min(MAX_WAIT)).unwrap_or(state.options.query_timeout);
-    let request = QueryRequest { workspace: workspace.id.clone(), text: text.clone(), window, now_us, timeout };
+    let request = QueryRequest { workspace: workspace.id.clone(), text: text.clone(), window, now_ns, timeout };
     match state.engine.run(&request).await {
         Ok(output) => (StatusCode::OK, success(&output, prefs.include_statistics, state.engine.max_rows())),
         Err(QueryError::Invalid { diagnostics }) => {
@@ -296,7 +290,7 @@ async fn run_member(
     if !method.eq_ignore_ascii_case("POST") || member.path.as_deref().unwrap_or("/query") != "/query" {
         return (StatusCode::NOT_FOUND, error_body("PathNotFoundError", "The requested path does not exist", None));
     }
-    let workspace = match authorize_body(state, &member.workspace, outer_headers) {
+    let workspace = match authorize(state, &member.workspace, outer_headers) {
         Ok(workspace) => workspace,
         Err(answer) => return answer,
     };

@@ -46,7 +46,7 @@ pub(crate) struct IdempotencyEntry {
     pub workspace: String,
     pub key: String,
     pub receipt: Receipt,
-    pub at_us: i64,
+    pub at_ns: i64,
 }
 
 impl CatalogDocument {
@@ -69,8 +69,6 @@ impl CatalogDocument {
         file.write_all(&bytes).map_err(|source| StorageError::io(&tmp, source))?;
         file.sync_all().map_err(|source| StorageError::io(&tmp, source))?;
         fs::rename(&tmp, &path).map_err(|source| StorageError::io(&path, source))?;
-        fs::File::open(data_dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(|source| StorageError::io(data_dir, source))
+        fs::File::open(data_dir).and_then(|dir| dir.sync_all()).map_err(|source| StorageError::io(data_dir, source))
     }
 }

@@ -18,8 +18,8 @@ pub(crate) struct RecordHeader {
     pub table: String,
     pub idempotency_key: Option<String>,
     pub receipt: Receipt,
-    /// When the append was received, microseconds since the Unix epoch.
-    pub received_us: i64,
+    /// When the append was received, nanoseconds since the Unix epoch.
+    pub received_ns: i64,
 }
 
 /// Encodes a record as `u32 header length | header JSON | Arrow IPC stream`.
@@ -58,10 +58,8 @@ mod tests {
 
     #[test]
     fn record_round_trips() {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("a", DataType::Int64, true),
-            Field::new("b", DataType::Utf8, true),
-        ]));
+        let schema =
+            Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true), Field::new("b", DataType::Utf8, true)]));
         let batch = RecordBatch::try_new(
             schema,
             vec![Arc::new(Int64Array::from(vec![1, 2])), Arc::new(StringArray::from(vec![Some("x"), None]))],
@@ -72,7 +70,7 @@ mod tests {
             table: "T_CL".into(),
             idempotency_key: Some("k".into()),
             receipt: Receipt { rows: 2, columns: vec!["a".into(), "b".into()] },
-            received_us: 5,
+            received_ns: 5,
         };
         let bytes = encode(&header, &batch).unwrap();
         let (decoded, batches) = decode(&bytes).unwrap();

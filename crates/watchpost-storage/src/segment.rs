@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, TimestampMicrosecondArray};
+use arrow::array::{Array, TimestampNanosecondArray};
 use arrow::compute::{concat_batches, sort_to_indices, take_record_batch, SortOptions};
 use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
@@ -26,9 +26,9 @@ pub struct SegmentMeta {
     pub file: String,
     pub n_rows: u64,
     pub bytes: u64,
-    /// Smallest and largest `TimeGenerated`, microseconds since the epoch.
-    pub min_time_us: Option<i64>,
-    pub max_time_us: Option<i64>,
+    /// Smallest and largest `TimeGenerated`, nanoseconds since the epoch.
+    pub min_time_ns: Option<i64>,
+    pub max_time_ns: Option<i64>,
 }
 
 /// Concatenates `batches` (all of `schema`), sorts them by `TimeGenerated`
@@ -40,7 +40,7 @@ pub(crate) fn write_segment(
     batches: &[RecordBatch],
 ) -> StorageResult<SegmentMeta> {
     let combined = concat_batches(schema, batches).map_err(StorageError::arrow)?;
-    let (sorted, min_time_us, max_time_us) = sort_by_time(combined)?;
+    let (sorted, min_time_ns, max_time_ns) = sort_by_time(combined)?;
     let properties = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level 1 is valid")))
         .set_statistics_enabled(EnabledStatistics::Page)
@@ -57,7 +57,7 @@ pub(crate) fn write_segment(
     file.sync_all().map_err(|source| StorageError::io(&tmp, source))?;
     let bytes = file.metadata().map_err(|source| StorageError::io(&tmp, source))?.len();
     fs::rename(&tmp, path).map_err(|source| StorageError::io(path, source))?;
-    Ok(SegmentMeta { file: relative, n_rows: sorted.num_rows() as u64, bytes, min_time_us, max_time_us })
+    Ok(SegmentMeta { file: relative, n_rows: sorted.num_rows() as u64, bytes, min_time_ns, max_time_ns })
 }
 
 fn sort_by_time(batch: RecordBatch) -> StorageResult<(RecordBatch, Option<i64>, Option<i64>)> {
@@ -69,7 +69,7 @@ fn sort_by_time(batch: RecordBatch) -> StorageResult<(RecordBatch, Option<i64>, 
     let sorted = take_record_batch(&batch, &indices).map_err(StorageError::arrow)?;
     let times = sorted
         .column_by_name(TIME_GENERATED)
-        .and_then(|column| column.as_any().downcast_ref::<TimestampMicrosecondArray>().cloned());
+        .and_then(|column| column.as_any().downcast_ref::<TimestampNanosecondArray>().cloned());
     let (min, max) = match times {
         Some(times) => {
             let values = times.iter().flatten();

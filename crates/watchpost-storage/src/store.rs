@@ -20,7 +20,7 @@ use crate::record::{self, RecordHeader};
 use crate::segment::{write_segment, SegmentMeta};
 use crate::{Receipt, StorageError, StorageResult};
 
-const MICROS_PER_DAY: i64 = 86_400 * 1_000_000;
+const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 
 /// How a [`Store`] behaves.
 #[derive(Debug, Clone)]
@@ -51,8 +51,8 @@ pub struct AppendRequest {
     pub table: String,
     /// A client-chosen key; a repeat within the window stores nothing.
     pub idempotency_key: Option<String>,
-    /// Microseconds since the epoch.
-    pub received_us: i64,
+    /// Nanoseconds since the epoch.
+    pub received_ns: i64,
     pub batch: RecordBatch,
 }
 
@@ -117,7 +117,7 @@ impl TableState {
 #[derive(Debug)]
 enum IdempotencyState {
     InFlight,
-    Done { receipt: Receipt, at_us: i64 },
+    Done { receipt: Receipt, at_ns: i64 },
 }
 
 type TableKey = (String, String);
@@ -162,7 +162,7 @@ impl Store {
             state.tables.insert((entry.workspace, entry.name), table);
         }
         for entry in document.idempotency {
-            let done = IdempotencyState::Done { receipt: entry.receipt, at_us: entry.at_us };
+            let done = IdempotencyState::Done { receipt: entry.receipt, at_ns: entry.at_ns };
             state.idempotency.insert((entry.workspace, entry.key), done);
         }
         let mut buffered = 0u64;
@@ -178,7 +178,7 @@ impl Store {
                         insert_batch(&mut state, &header.workspace, &header.table, batch);
                     }
                     if let Some(key) = header.idempotency_key {
-                        let done = IdempotencyState::Done { receipt: header.receipt, at_us: header.received_us };
+                        let done = IdempotencyState::Done { receipt: header.receipt, at_ns: header.received_ns };
                         state.idempotency.insert((header.workspace, key), done);
                     }
                     n_replayed += 1;
@@ -202,11 +202,17 @@ impl Store {
     pub fn append(&self, request: AppendRequest) -> StorageResult<AppendOutcome> {
         let idempotency_key = request.idempotency_key.map(|key| (request.workspace.clone(), key));
         if let Some(key) = &idempotency_key {
-            if let Some(receipt) = self.reserve_key(key, request.received_us)? {
+            if let Some(receipt) = self.reserve_key(key, request.received_ns)? {
                 return Ok(AppendOutcome::Repeated(receipt));
             }
         }
-        let result = self.append_reserved(&request.workspace, &request.table, &idempotency_key, request.received_us, request.batch);
+        let result = self.append_reserved(
+            &request.workspace,
+            &request.table,
+            &idempotency_key,
+            request.received_ns,
+            request.batch,
+        );
         if result.is_err() {
             if let Some(key) = &idempotency_key {
                 self.write_state().idempotency.remove(key);
@@ -220,7 +226,7 @@ impl Store {
         workspace: &str,
         table: &str,
         idempotency_key: &Option<(String, String)>,
-        received_us: i64,
+        received_ns: i64,
         batch: RecordBatch,
     ) -> StorageResult<Receipt> {
         let receipt = Receipt {
@@ -232,7 +238,7 @@ impl Store {
             table: table.to_string(),
             idempotency_key: idempotency_key.as_ref().map(|(_, key)| key.clone()),
             receipt: receipt.clone(),
-            received_us,
+            received_ns,
         };
         let bytes = record::encode(&header, &batch)?;
         let _gate = self.gate.read().expect("gate lock poisoned");
@@ -241,7 +247,7 @@ impl Store {
         let mut state = self.write_state();
         insert_batch(&mut state, workspace, table, batch);
         if let Some(key) = idempotency_key {
-            let done = IdempotencyState::Done { receipt: receipt.clone(), at_us: received_us };
+            let done = IdempotencyState::Done { receipt: receipt.clone(), at_ns: received_ns };
             state.idempotency.insert(key.clone(), done);
         }
         Ok(receipt)
@@ -249,14 +255,12 @@ impl Store {
 
     /// Returns the earlier receipt when `key` was already used within the
     /// window, otherwise marks it in flight.
-    fn reserve_key(&self, key: &(String, String), now_us: i64) -> StorageResult<Option<Receipt>> {
-        let window_us = self.options.idempotency_window.as_micros() as i64;
+    fn reserve_key(&self, key: &(String, String), now_ns: i64) -> StorageResult<Option<Receipt>> {
+        let window_ns = self.options.idempotency_window.as_nanos() as i64;
         let mut state = self.write_state();
         match state.idempotency.get(key) {
             Some(IdempotencyState::InFlight) => Err(StorageError::DuplicateInFlight),
-            Some(IdempotencyState::Done { receipt, at_us }) if now_us - at_us <= window_us => {
-                Ok(Some(receipt.clone()))
-            }
+            Some(IdempotencyState::Done { receipt, at_ns }) if now_ns - at_ns <= window_ns => Ok(Some(receipt.clone())),
             _ => {
                 state.idempotency.insert(key.clone(), IdempotencyState::InFlight);
                 Ok(None)
@@ -288,11 +292,8 @@ impl Store {
             .map(|batch| align_batch(batch, &arrow_schema))
             .collect::<StorageResult<Vec<_>>>()
             .ok()?;
-        let segments = table_state
-            .segments
-            .iter()
-            .map(|segment| (self.data_dir.join(&segment.file), segment.clone()))
-            .collect();
+        let segments =
+            table_state.segments.iter().map(|segment| (self.data_dir.join(&segment.file), segment.clone())).collect();
         Some(TableSnapshot { schema: table_state.schema.clone(), segments, batches })
     }
 
@@ -350,7 +351,12 @@ impl Store {
         }
         self.wal.truncate_through(flushed_lsn)?;
         if stats.segments_written > 0 {
-            tracing::info!(segments = stats.segments_written, rows = stats.rows_written, lsn = flushed_lsn, "SegmentsFlushed");
+            tracing::info!(
+                segments = stats.segments_written,
+                rows = stats.rows_written,
+                lsn = flushed_lsn,
+                "SegmentsFlushed"
+            );
         }
         Ok(stats)
     }
@@ -377,16 +383,16 @@ impl Store {
 
     /// Drops whole segments whose newest row is older than their table's
     /// retention. Returns how many segments were dropped.
-    pub fn enforce_retention(&self, now_us: i64) -> StorageResult<usize> {
+    pub fn enforce_retention(&self, now_ns: i64) -> StorageResult<usize> {
         let _flush = self.flush_lock.lock().expect("flush lock poisoned");
         let mut dropped = Vec::new();
         {
             let mut state = self.write_state();
             for table in state.tables.values_mut() {
-                let cutoff = now_us - i64::from(table.retention_days) * MICROS_PER_DAY;
+                let cutoff = now_ns - i64::from(table.retention_days) * NANOS_PER_DAY;
                 let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut table.segments)
                     .into_iter()
-                    .partition(|segment| segment.max_time_us.is_some_and(|max| max < cutoff));
+                    .partition(|segment| segment.max_time_ns.is_some_and(|max| max < cutoff));
                 table.segments = kept;
                 dropped.extend(expired);
             }
@@ -406,12 +412,12 @@ impl Store {
     }
 
     fn catalog_document(&self, state: &State) -> CatalogDocument {
-        let window_us = self.options.idempotency_window.as_micros() as i64;
+        let window_ns = self.options.idempotency_window.as_nanos() as i64;
         let newest = state
             .idempotency
             .values()
             .filter_map(|entry| match entry {
-                IdempotencyState::Done { at_us, .. } => Some(*at_us),
+                IdempotencyState::Done { at_ns, .. } => Some(*at_ns),
                 IdempotencyState::InFlight => None,
             })
             .max()
@@ -431,11 +437,11 @@ impl Store {
             .idempotency
             .iter()
             .filter_map(|((workspace, key), entry)| match entry {
-                IdempotencyState::Done { receipt, at_us } if newest - at_us <= window_us => Some(IdempotencyEntry {
+                IdempotencyState::Done { receipt, at_ns } if newest - at_ns <= window_ns => Some(IdempotencyEntry {
                     workspace: workspace.clone(),
                     key: key.clone(),
                     receipt: receipt.clone(),
-                    at_us: *at_us,
+                    at_ns: *at_ns,
                 }),
                 _ => None,
             })
@@ -473,8 +479,9 @@ pub fn align_batch(batch: &RecordBatch, schema: &SchemaRef) -> StorageResult<Rec
         .iter()
         .map(|field| match batch_schema.index_of(field.name()) {
             Ok(idx) if batch.column(idx).data_type() == field.data_type() => batch.column(idx).clone(),
-            Ok(idx) => cast(batch.column(idx), field.data_type())
-                .unwrap_or_else(|_| new_null_array(field.data_type(), n_rows)),
+            Ok(idx) => {
+                cast(batch.column(idx), field.data_type()).unwrap_or_else(|_| new_null_array(field.data_type(), n_rows))
+            }
             Err(_) => new_null_array(field.data_type(), n_rows),
         })
         .collect();

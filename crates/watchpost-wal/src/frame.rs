@@ -77,10 +77,7 @@ impl UnsealedFrame {
     /// Copies and checksums `payload` into a new frame buffer.
     pub fn new(payload: &[u8]) -> WalResult<UnsealedFrame> {
         if payload.len() > MAX_RECORD_BYTES {
-            return Err(WalError::RecordTooLarge {
-                len: payload.len(),
-                max: MAX_RECORD_BYTES,
-            });
+            return Err(WalError::RecordTooLarge { len: payload.len(), max: MAX_RECORD_BYTES });
         }
         let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len());
         bytes.extend_from_slice(&[0; HEADER_LEN]);
@@ -126,10 +123,7 @@ impl FrameHeader {
         crc.update(payload);
         let computed = crc.finalize();
         if computed != self.crc {
-            return Err(Corruption::ChecksumMismatch {
-                stored: self.crc,
-                computed,
-            });
+            return Err(Corruption::ChecksumMismatch { stored: self.crc, computed });
         }
         Ok(())
     }
@@ -152,10 +146,7 @@ impl fmt::Display for Corruption {
                 write!(f, "unexpected lsn {found}, expected {expected}")
             }
             Corruption::OverrunsNextSegment { lsn, next_segment } => {
-                write!(
-                    f,
-                    "lsn {lsn} belongs to the next segment, which starts at {next_segment}"
-                )
+                write!(f, "lsn {lsn} belongs to the next segment, which starts at {next_segment}")
             }
         }
     }

@@ -34,11 +34,7 @@ pub fn recover(dir: &Path, options: WalOptions) -> WalResult<Recovered> {
     let mut segments = list_segments(dir)?;
     let Some(last) = segments.pop() else {
         let writer = Writer::create(dir, options, 1)?;
-        return Ok(Recovered {
-            writer,
-            records: Vec::new(),
-            next_lsn: 1,
-        });
+        return Ok(Recovered { writer, records: Vec::new(), next_lsn: 1 });
     };
     let mut records = Vec::new();
     for (index, segment) in segments.iter().enumerate() {
@@ -71,20 +67,13 @@ pub fn recover(dir: &Path, options: WalOptions) -> WalResult<Recovered> {
     let next_lsn = after_last_record.max(last.first_lsn);
     tracing::info!(dir = %dir.display(), records = records.len(), next_lsn, "recovered wal");
     let writer = Writer::resume(dir, options, segments, last, scan.valid_len)?;
-    Ok(Recovered {
-        writer,
-        records,
-        next_lsn,
-    })
+    Ok(Recovered { writer, records, next_lsn })
 }
 
 fn file_len(segment: &SegmentFile) -> WalResult<u64> {
     std::fs::metadata(&segment.path)
         .map(|metadata| metadata.len())
-        .map_err(|source| WalError::ReadSegment {
-            path: segment.path.clone(),
-            source,
-        })
+        .map_err(|source| WalError::ReadSegment { path: segment.path.clone(), source })
 }
 
 /// Truncates `segment` to `len` bytes so that new appends follow valid data.
@@ -92,11 +81,7 @@ fn file_len(segment: &SegmentFile) -> WalResult<u64> {
 /// The cut is synced when `fsync` is on: otherwise a power loss could bring the garbage back
 /// in front of records appended (and acknowledged) after it.
 fn cut_tail(segment: &SegmentFile, len: u64, options: WalOptions) -> WalResult<()> {
-    let repair_error = |source| WalError::RepairSegment {
-        path: segment.path.clone(),
-        offset: len,
-        source,
-    };
+    let repair_error = |source| WalError::RepairSegment { path: segment.path.clone(), offset: len, source };
     let file = File::options().write(true).open(&segment.path).map_err(repair_error)?;
     file.set_len(len).map_err(repair_error)?;
     if options.fsync {

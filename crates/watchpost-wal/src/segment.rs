@@ -41,10 +41,7 @@ impl SegmentFile {
 
 /// Lists the segment files of `dir` in LSN order, ignoring every other file.
 pub fn list_segments(dir: &Path) -> WalResult<Vec<SegmentFile>> {
-    let list_error = |source| WalError::ListDir {
-        path: dir.to_owned(),
-        source,
-    };
+    let list_error = |source| WalError::ListDir { path: dir.to_owned(), source };
     let mut segments = Vec::new();
     for entry in fs::read_dir(dir).map_err(list_error)? {
         let entry = entry.map_err(list_error)?;
@@ -53,10 +50,7 @@ pub fn list_segments(dir: &Path) -> WalResult<Vec<SegmentFile>> {
             continue;
         };
         if entry.file_type().map_err(list_error)?.is_file() {
-            segments.push(SegmentFile {
-                first_lsn,
-                path: entry.path(),
-            });
+            segments.push(SegmentFile { first_lsn, path: entry.path() });
         }
     }
     segments.sort_by_key(|segment| segment.first_lsn);
@@ -69,18 +63,11 @@ pub fn list_segments(dir: &Path) -> WalResult<Vec<SegmentFile>> {
 /// there is a next segment. I/O failures are errors; invalid bytes are reported in the
 /// returned [`Scan`].
 pub fn scan_segment(segment: &SegmentFile, next_segment: Option<Lsn>) -> WalResult<Scan> {
-    let read_error = |source| WalError::ReadSegment {
-        path: segment.path.clone(),
-        source,
-    };
+    let read_error = |source| WalError::ReadSegment { path: segment.path.clone(), source };
     let file = File::open(&segment.path).map_err(read_error)?;
     let file_len = file.metadata().map_err(read_error)?.len();
     let mut reader = BufReader::with_capacity(1 << 16, file);
-    let mut scan = Scan {
-        records: Vec::new(),
-        valid_len: 0,
-        corruption: None,
-    };
+    let mut scan = Scan { records: Vec::new(), valid_len: 0, corruption: None };
     let mut expected = segment.first_lsn;
     while scan.valid_len < file_len {
         let available = file_len - scan.valid_len;
@@ -116,24 +103,15 @@ fn read_frame(
         Err(reason) => return Ok(Err(reason)),
     };
     if header.lsn != expected {
-        return Ok(Err(Corruption::UnexpectedLsn {
-            expected,
-            found: header.lsn,
-        }));
+        return Ok(Err(Corruption::UnexpectedLsn { expected, found: header.lsn }));
     }
     if let Some(next_segment) = next_segment.filter(|&next| header.lsn >= next) {
-        return Ok(Err(Corruption::OverrunsNextSegment {
-            lsn: header.lsn,
-            next_segment,
-        }));
+        return Ok(Err(Corruption::OverrunsNextSegment { lsn: header.lsn, next_segment }));
     }
     let payload_available = available - HEADER_LEN as u64;
     if u64::from(header.payload_len) > payload_available {
         let payload_len = header.payload_len;
-        return Ok(Err(Corruption::TornPayload {
-            payload_len,
-            available: payload_available,
-        }));
+        return Ok(Err(Corruption::TornPayload { payload_len, available: payload_available }));
     }
     let mut payload = vec![0; header.payload_len as usize];
     reader.read_exact(&mut payload)?;
@@ -159,8 +137,7 @@ mod tests {
         let segment = SegmentFile::new(dir, first_lsn);
         let mut file = File::create(&segment.path).unwrap();
         for (lsn, payload) in (first_lsn..).zip(payloads) {
-            file.write_all(&UnsealedFrame::new(payload).unwrap().seal(lsn).bytes)
-                .unwrap();
+            file.write_all(&UnsealedFrame::new(payload).unwrap().seal(lsn).bytes).unwrap();
         }
         segment
     }
@@ -205,10 +182,7 @@ mod tests {
         fs::rename(&segment.path, &misnamed.path).unwrap();
         let scan = scan_segment(&misnamed, None).unwrap();
         assert!(scan.records.is_empty());
-        assert_eq!(
-            scan.corruption,
-            Some((0, Corruption::UnexpectedLsn { expected: 6, found: 5 }))
-        );
+        assert_eq!(scan.corruption, Some((0, Corruption::UnexpectedLsn { expected: 6, found: 5 })));
     }
 
     #[test]
@@ -218,16 +192,7 @@ mod tests {
         let scan = scan_segment(&segment, Some(3)).unwrap();
         assert_eq!(scan.records.len(), 2);
         let offset = 2 * (HEADER_LEN as u64 + 1);
-        assert_eq!(
-            scan.corruption,
-            Some((
-                offset,
-                Corruption::OverrunsNextSegment {
-                    lsn: 3,
-                    next_segment: 3
-                }
-            ))
-        );
+        assert_eq!(scan.corruption, Some((offset, Corruption::OverrunsNextSegment { lsn: 3, next_segment: 3 })));
     }
 
     #[test]
@@ -235,21 +200,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let segment = write_segment(dir.path(), 1, &[b"a", b"bbbb"]);
         let len = fs::metadata(&segment.path).unwrap().len();
-        File::options()
-            .write(true)
-            .open(&segment.path)
-            .unwrap()
-            .set_len(len - 1)
-            .unwrap();
+        File::options().write(true).open(&segment.path).unwrap().set_len(len - 1).unwrap();
         let scan = scan_segment(&segment, None).unwrap();
         assert_eq!(scan.records, [(1, b"a".to_vec())]);
         assert_eq!(scan.valid_len, HEADER_LEN as u64 + 1);
         assert_eq!(
             scan.corruption.map(|(_, reason)| reason),
-            Some(Corruption::TornPayload {
-                payload_len: 4,
-                available: 3
-            })
+            Some(Corruption::TornPayload { payload_len: 4, available: 3 })
         );
     }
 }

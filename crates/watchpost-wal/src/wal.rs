@@ -60,10 +60,7 @@ const LOCK_FILE: &str = "LOCK";
 
 impl Default for WalOptions {
     fn default() -> WalOptions {
-        WalOptions {
-            segment_bytes: 64 << 20,
-            fsync: true,
-        }
+        WalOptions { segment_bytes: 64 << 20, fsync: true }
     }
 }
 
@@ -81,10 +78,7 @@ impl Wal {
     /// the rest of that segment (see the `recovery` module for the reasoning). Fails with
     /// [`WalError::DirInUse`] when another `Wal` has the directory open.
     pub fn open(dir: &Path, options: WalOptions) -> WalResult<(Wal, Vec<Record>)> {
-        fs::create_dir_all(dir).map_err(|source| WalError::CreateDir {
-            path: dir.to_owned(),
-            source,
-        })?;
+        fs::create_dir_all(dir).map_err(|source| WalError::CreateDir { path: dir.to_owned(), source })?;
         let dir_lock = lock_dir(dir)?;
         if options.fsync {
             // The directory itself may be new.
@@ -117,9 +111,7 @@ impl Wal {
         let frame = UnsealedFrame::new(record)?;
         let mut state = self.lock_state();
         if let Some(source) = &state.failure {
-            return Err(WalError::Poisoned {
-                source: Arc::clone(source),
-            });
+            return Err(WalError::Poisoned { source: Arc::clone(source) });
         }
         let lsn = state.next_lsn;
         state.next_lsn += 1;
@@ -129,10 +121,7 @@ impl Wal {
                 return Ok(lsn);
             }
             if let Some(source) = &state.failure {
-                return Err(WalError::CommitFailed {
-                    lsn,
-                    source: Arc::clone(source),
-                });
+                return Err(WalError::CommitFailed { lsn, source: Arc::clone(source) });
             }
             state = if state.leader_active {
                 self.committed.wait(state).expect("wal state lock poisoned")
@@ -147,10 +136,7 @@ impl Wal {
     /// The active segment is never deleted, so the records it holds are replayed again on
     /// the next open even when they are at most `upto`.
     pub fn truncate_through(&self, upto: Lsn) -> WalResult<()> {
-        self.writer
-            .lock()
-            .expect("wal writer lock poisoned")
-            .truncate_through(upto)
+        self.writer.lock().expect("wal writer lock poisoned").truncate_through(upto)
     }
 
     /// Returns the LSN of the last durable record, or of the last one recovered on open
@@ -171,11 +157,7 @@ impl Wal {
         state.leader_active = true;
         let batch = mem::take(&mut state.pending);
         drop(state);
-        let outcome = self
-            .writer
-            .lock()
-            .expect("wal writer lock poisoned")
-            .write_batch(&batch);
+        let outcome = self.writer.lock().expect("wal writer lock poisoned").write_batch(&batch);
         let mut state = self.lock_state();
         state.leader_active = false;
         match outcome {
@@ -202,16 +184,8 @@ impl Wal {
 /// Takes an exclusive advisory lock on the directory's lock file.
 fn lock_dir(dir: &Path) -> WalResult<File> {
     let path = dir.join(LOCK_FILE);
-    let lock_error = |source| WalError::LockDir {
-        path: path.clone(),
-        source,
-    };
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(lock_error)?;
+    let lock_error = |source| WalError::LockDir { path: path.clone(), source };
+    let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(lock_error)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(TryLockError::WouldBlock) => Err(WalError::DirInUse { path: dir.to_owned() }),
@@ -263,10 +237,7 @@ mod tests {
         let writer = wal.writer.lock().unwrap();
         let handles = queue_behind_blocked_leader(&wal, 4);
         drop(writer);
-        let mut lsns: Vec<Lsn> = handles
-            .into_iter()
-            .map(|handle| handle.join().unwrap().unwrap())
-            .collect();
+        let mut lsns: Vec<Lsn> = handles.into_iter().map(|handle| handle.join().unwrap().unwrap()).collect();
         lsns.sort_unstable();
         assert_eq!(lsns, [1, 2, 3, 4]);
         // The blocked leader's own record, then the three queued ones together.

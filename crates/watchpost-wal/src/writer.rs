@@ -58,15 +58,8 @@ impl Writer {
         let file = File::options()
             .append(true)
             .open(&last.path)
-            .map_err(|source| WalError::WriteSegment {
-                path: last.path.clone(),
-                source,
-            })?;
-        let active = ActiveSegment {
-            segment: last,
-            file,
-            len,
-        };
+            .map_err(|source| WalError::WriteSegment { path: last.path.clone(), source })?;
+        let active = ActiveSegment { segment: last, file, len };
         Ok(Writer::with_active(dir, options, closed.into(), active))
     }
 
@@ -112,22 +105,14 @@ impl Writer {
     pub fn truncate_through(&mut self, upto: Lsn) -> WalResult<()> {
         let mut deleted = 0;
         while let Some(oldest) = self.closed.front() {
-            let next_first_lsn = self
-                .closed
-                .get(1)
-                .map_or(self.active.segment.first_lsn, |next| next.first_lsn);
+            let next_first_lsn = self.closed.get(1).map_or(self.active.segment.first_lsn, |next| next.first_lsn);
             if next_first_lsn - 1 > upto {
                 break;
             }
             match fs::remove_file(&oldest.path) {
                 Ok(()) => {}
                 Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-                Err(source) => {
-                    return Err(WalError::DeleteSegment {
-                        path: oldest.path.clone(),
-                        source,
-                    })
-                }
+                Err(source) => return Err(WalError::DeleteSegment { path: oldest.path.clone(), source }),
             }
             tracing::debug!(path = %oldest.path.display(), upto, "deleted wal segment");
             self.closed.pop_front();
@@ -154,10 +139,7 @@ impl Writer {
         };
         let active = &mut self.active;
         let path = &active.segment.path;
-        active.file.write_all(bytes).map_err(|source| WalError::WriteSegment {
-            path: path.clone(),
-            source,
-        })?;
+        active.file.write_all(bytes).map_err(|source| WalError::WriteSegment { path: path.clone(), source })?;
         active.len += bytes.len() as u64;
         if self.scratch.capacity() > (1 << 20) {
             // A huge group should not pin its buffer for the life of the log.
@@ -169,15 +151,9 @@ impl Writer {
         #[cfg(test)]
         if std::mem::take(&mut self.test_hooks.fail_next_sync) {
             let source = io::Error::other("injected sync failure");
-            return Err(WalError::SyncSegment {
-                path: path.clone(),
-                source,
-            });
+            return Err(WalError::SyncSegment { path: path.clone(), source });
         }
-        active.file.sync_data().map_err(|source| WalError::SyncSegment {
-            path: path.clone(),
-            source,
-        })
+        active.file.sync_data().map_err(|source| WalError::SyncSegment { path: path.clone(), source })
     }
 
     /// Starts a new active segment whose first record will be `first_lsn`.
@@ -196,10 +172,7 @@ impl ActiveSegment {
             .append(true)
             .create_new(true)
             .open(&segment.path)
-            .map_err(|source| WalError::CreateSegment {
-                path: segment.path.clone(),
-                source,
-            })?;
+            .map_err(|source| WalError::CreateSegment { path: segment.path.clone(), source })?;
         if options.fsync {
             sync_dir(dir)?;
         }
@@ -209,14 +182,9 @@ impl ActiveSegment {
 
 /// Makes the creation or deletion of directory entries durable.
 pub fn sync_dir(dir: &Path) -> WalResult<()> {
-    let sync_error = |source| WalError::SyncDir {
-        path: dir.to_owned(),
-        source,
-    };
+    let sync_error = |source| WalError::SyncDir { path: dir.to_owned(), source };
     #[cfg(unix)]
-    File::open(dir)
-        .and_then(|handle| handle.sync_all())
-        .map_err(sync_error)?;
+    File::open(dir).and_then(|handle| handle.sync_all()).map_err(sync_error)?;
     #[cfg(not(unix))]
     let _ = sync_error;
     Ok(())

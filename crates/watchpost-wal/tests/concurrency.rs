@@ -21,24 +21,16 @@ fn append_concurrently(options: WalOptions) {
         .map(|thread| {
             let wal = Arc::clone(&wal);
             thread::spawn(move || {
-                (0..PER_THREAD)
-                    .map(|index| wal.append(&payload(thread, index)).unwrap())
-                    .collect::<Vec<Lsn>>()
+                (0..PER_THREAD).map(|index| wal.append(&payload(thread, index)).unwrap()).collect::<Vec<Lsn>>()
             })
         })
         .collect();
     let mut expected: HashMap<Lsn, Vec<u8>> = HashMap::new();
     for (thread, handle) in handles.into_iter().enumerate() {
         let lsns = handle.join().unwrap();
-        assert!(
-            lsns.windows(2).all(|pair| pair[0] < pair[1]),
-            "one thread's lsns increase"
-        );
+        assert!(lsns.windows(2).all(|pair| pair[0] < pair[1]), "one thread's lsns increase");
         for (index, lsn) in lsns.into_iter().enumerate() {
-            assert!(
-                expected.insert(lsn, payload(thread, index)).is_none(),
-                "lsn {lsn} handed out twice"
-            );
+            assert!(expected.insert(lsn, payload(thread, index)).is_none(), "lsn {lsn} handed out twice");
         }
     }
     let total = (THREADS * PER_THREAD) as Lsn;
@@ -61,8 +53,5 @@ fn concurrent_appends_get_unique_increasing_lsns_and_are_all_recovered() {
 
 #[test]
 fn concurrent_appends_across_segment_rollovers() {
-    append_concurrently(WalOptions {
-        segment_bytes: 512,
-        fsync: true,
-    });
+    append_concurrently(WalOptions { segment_bytes: 512, fsync: true });
 }

@@ -9,10 +9,7 @@ use watchpost_wal::{Lsn, Wal, WalOptions};
 const HEADER_LEN: u64 = 20;
 
 fn fast_options(segment_bytes: u64) -> WalOptions {
-    WalOptions {
-        segment_bytes,
-        fsync: false,
-    }
+    WalOptions { segment_bytes, fsync: false }
 }
 
 fn segment_paths(dir: &Path) -> Vec<PathBuf> {

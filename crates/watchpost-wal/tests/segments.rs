@@ -42,10 +42,7 @@ fn a_new_log_starts_at_lsn_one_and_reopens_where_it_left_off() {
 fn segments_roll_over_and_truncate_through_deletes_only_fully_covered_ones() {
     let dir = tempfile::tempdir().unwrap();
     // 50-byte frames, two per 100-byte segment.
-    let options = WalOptions {
-        segment_bytes: 100,
-        fsync: true,
-    };
+    let options = WalOptions { segment_bytes: 100, fsync: true };
     let (wal, _) = Wal::open(dir.path(), options).unwrap();
     for i in 0..10u8 {
         wal.append(&[i; 30]).unwrap();
@@ -58,11 +55,7 @@ fn segments_roll_over_and_truncate_through_deletes_only_fully_covered_ones() {
     wal.truncate_through(4).unwrap();
     assert_eq!(segment_names(dir.path()), [name(5), name(7), name(9)]);
     wal.truncate_through(5).unwrap();
-    assert_eq!(
-        segment_names(dir.path()),
-        [name(5), name(7), name(9)],
-        "lsn 6 still needed"
-    );
+    assert_eq!(segment_names(dir.path()), [name(5), name(7), name(9)], "lsn 6 still needed");
     wal.truncate_through(1000).unwrap();
     assert_eq!(segment_names(dir.path()), [name(9)], "the active segment stays");
     drop(wal);
@@ -75,10 +68,7 @@ fn segments_roll_over_and_truncate_through_deletes_only_fully_covered_ones() {
 #[test]
 fn truncating_everything_never_reuses_lsns() {
     let dir = tempfile::tempdir().unwrap();
-    let options = WalOptions {
-        segment_bytes: 1,
-        fsync: false,
-    };
+    let options = WalOptions { segment_bytes: 1, fsync: false };
     let (wal, _) = Wal::open(dir.path(), options).unwrap();
     for _ in 0..3 {
         wal.append(b"one frame per segment").unwrap();
@@ -95,10 +85,7 @@ fn truncating_everything_never_reuses_lsns() {
 #[test]
 fn a_record_larger_than_a_segment_gets_a_segment_of_its_own() {
     let dir = tempfile::tempdir().unwrap();
-    let options = WalOptions {
-        segment_bytes: 100,
-        fsync: true,
-    };
+    let options = WalOptions { segment_bytes: 100, fsync: true };
     let (wal, _) = Wal::open(dir.path(), options).unwrap();
     let big = vec![7; 1000];
     wal.append(b"small").unwrap();
@@ -108,19 +95,13 @@ fn a_record_larger_than_a_segment_gets_a_segment_of_its_own() {
     drop(wal);
 
     let (_wal, recovered) = Wal::open(dir.path(), options).unwrap();
-    assert_eq!(
-        recovered,
-        [(1, b"small".to_vec()), (2, big), (3, b"small again".to_vec())]
-    );
+    assert_eq!(recovered, [(1, b"small".to_vec()), (2, big), (3, b"small again".to_vec())]);
 }
 
 #[test]
 fn a_large_record_round_trips() {
     let dir = tempfile::tempdir().unwrap();
-    let options = WalOptions {
-        segment_bytes: 1 << 20,
-        fsync: false,
-    };
+    let options = WalOptions { segment_bytes: 1 << 20, fsync: false };
     let (wal, _) = Wal::open(dir.path(), options).unwrap();
     let big: Vec<u8> = (0..(8 << 20)).map(|i: u32| (i % 251) as u8).collect();
     assert_eq!(wal.append(&big).unwrap(), 1);

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, Float64Array, StringArray, TimestampMicrosecondArray};
+use arrow::array::{ArrayRef, BooleanArray, Float64Array, StringArray, TimestampNanosecondArray};
 use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use watchpost_schema::KqlType;
 
@@ -20,7 +20,7 @@ pub(crate) enum Cell<'v> {
     Guid(Guid),
     Real(f64),
     Bool(bool),
-    /// Microseconds since the Unix epoch.
+    /// Nanoseconds since the Unix epoch.
     Micros(i64),
 }
 
@@ -164,7 +164,7 @@ impl ColumnData {
             ColumnData::Float64 { values, validity } => Arc::new(Float64Array::new(values.into(), nulls(validity))),
             ColumnData::Boolean { values, validity } => Arc::new(BooleanArray::new(values.into(), nulls(validity))),
             ColumnData::Timestamp { values, validity } => {
-                Arc::new(TimestampMicrosecondArray::new(values.into(), nulls(validity)).with_timezone("UTC"))
+                Arc::new(TimestampNanosecondArray::new(values.into(), nulls(validity)).with_timezone("UTC"))
             }
         }
     }

@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, StringArray, TimestampMicrosecondArray};
+use arrow::array::{ArrayRef, StringArray, TimestampNanosecondArray};
 use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
@@ -41,9 +41,9 @@ use super::{DecodedBatch, ValidatedPost, MAX_BODY_BYTES, MAX_PROPERTY_NAME_CHARS
 const RESERVED_NAMES: [&str; 3] = ["tenant", "TimeGenerated", "RawData"];
 
 /// How far before receipt a time-generated-field value may lie.
-const MAX_TIME_GENERATED_AGE_MICROS: i64 = 2 * 86_400 * 1_000_000;
+const MAX_TIME_GENERATED_AGE_NANOS: i64 = 2 * 86_400 * 1_000_000_000;
 /// How far after receipt a time-generated-field value may lie.
-const MAX_TIME_GENERATED_LEAD_MICROS: i64 = 86_400 * 1_000_000;
+const MAX_TIME_GENERATED_LEAD_NANOS: i64 = 86_400 * 1_000_000_000;
 
 /// The value of `SourceSystem` for Data Collector rows.
 const SOURCE_SYSTEM: &str = "RestAPI";
@@ -67,7 +67,11 @@ pub fn decode(
     }
     let body: &[u8] = &post.body;
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    let mut rows = RowsBuilder::new(table_schema, post.time_generated_field.as_deref(), received.timestamp_micros());
+    let mut rows = RowsBuilder::new(
+        table_schema,
+        post.time_generated_field.as_deref(),
+        received.timestamp_nanos_opt().expect("the clock is before 2262"),
+    );
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let parsed = BodySeed { rows: &mut rows }.deserialize(&mut deserializer).and_then(|()| deserializer.end());
     if let Err(json_error) = parsed {
@@ -183,7 +187,7 @@ enum Issue {
 struct RowsBuilder<'s> {
     table_columns: HashMap<&'s str, KqlType>,
     time_generated_field: Option<&'s str>,
-    received_micros: i64,
+    received_nanos: i64,
     /// Columns the table has or will have, for the 500-column limit.
     n_table_columns: usize,
     bases: Vec<BaseEntry>,
@@ -198,7 +202,7 @@ struct RowsBuilder<'s> {
 }
 
 impl<'s> RowsBuilder<'s> {
-    fn new(table_schema: &'s TableSchema, time_generated_field: Option<&'s str>, received_micros: i64) -> Self {
+    fn new(table_schema: &'s TableSchema, time_generated_field: Option<&'s str>, received_nanos: i64) -> Self {
         let table_columns: HashMap<&str, KqlType> =
             table_schema.columns.iter().map(|column| (column.name.as_str(), column.kql_type)).collect();
         let n_missing_standard =
@@ -207,7 +211,7 @@ impl<'s> RowsBuilder<'s> {
             n_table_columns: table_columns.len() + n_missing_standard,
             table_columns,
             time_generated_field: time_generated_field.filter(|field| !field.is_empty()),
-            received_micros,
+            received_nanos,
             bases: Vec::new(),
             base_index: HashMap::new(),
             key_cache: Vec::new(),
@@ -222,7 +226,7 @@ impl<'s> RowsBuilder<'s> {
     /// Adds one record, reading its properties from `map`.
     fn push_record<'de, A: MapAccess<'de>>(&mut self, mut map: A) -> Result<(), A::Error> {
         let row = self.n_rows;
-        let mut time_generated = self.received_micros;
+        let mut time_generated = self.received_nanos;
         let mut position = 0;
         while let Some(key) = map.next_key::<JsonKey<'de>>()? {
             let raw: &'de RawValue = map.next_value()?;
@@ -234,8 +238,8 @@ impl<'s> RowsBuilder<'s> {
                 }
             };
             position += 1;
-            if let Some(micros) = self.push_value(row, base, raw, is_time_field) {
-                time_generated = micros;
+            if let Some(nanos) = self.push_value(row, base, raw, is_time_field) {
+                time_generated = nanos;
             }
         }
         self.time_generated.push(time_generated);
@@ -321,10 +325,10 @@ impl<'s> RowsBuilder<'s> {
     }
 
     fn time_generated_from(&self, text: &str) -> Option<i64> {
-        let micros = parse_iso_datetime(text)?;
-        let earliest = self.received_micros - MAX_TIME_GENERATED_AGE_MICROS;
-        let latest = self.received_micros + MAX_TIME_GENERATED_LEAD_MICROS;
-        (earliest..=latest).contains(&micros).then_some(micros)
+        let nanos = parse_iso_datetime(text)?;
+        let earliest = self.received_nanos - MAX_TIME_GENERATED_AGE_NANOS;
+        let latest = self.received_nanos + MAX_TIME_GENERATED_LEAD_NANOS;
+        (earliest..=latest).contains(&nanos).then_some(nanos)
     }
 
     /// Stores text in the first existing column that converts it, else in a
@@ -415,8 +419,8 @@ impl<'s> RowsBuilder<'s> {
         let n_rows = self.n_rows;
         let repeat =
             |text: &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(std::iter::repeat_n(text, n_rows))) };
-        let time_generated = TimestampMicrosecondArray::from(self.time_generated).with_timezone("UTC");
-        let time_received = TimestampMicrosecondArray::from(vec![self.received_micros; n_rows]).with_timezone("UTC");
+        let time_generated = TimestampNanosecondArray::from(self.time_generated).with_timezone("UTC");
+        let time_received = TimestampNanosecondArray::from(vec![self.received_nanos; n_rows]).with_timezone("UTC");
         let mut arrays: Vec<ArrayRef> = vec![
             repeat(&post.workspace_id),
             repeat(SOURCE_SYSTEM),

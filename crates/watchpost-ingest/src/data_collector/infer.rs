@@ -52,8 +52,8 @@ fn lower_hex_digit(byte: u8) -> Option<u8> {
 }
 
 /// Parses `YYYY-MM-DDThh:mm[:ss[.f{1,9}]](Z|±hh:mm)` (also with a space or a
-/// lower-case `t` instead of `T`, and `z` for `Z`) into microseconds since
-/// the Unix epoch. Digits past microseconds are cut off. A date alone is not
+/// lower-case `t` instead of `T`, and `z` for `Z`) into nanoseconds since
+/// the Unix epoch. Digits past the seventh (KQL's 100 ns ticks) are cut off. A date alone is not
 /// a date-time.
 pub(crate) fn parse_iso_datetime(text: &str) -> Option<i64> {
     let bytes = text.as_bytes();
@@ -71,7 +71,7 @@ pub(crate) fn parse_iso_datetime(text: &str) -> Option<i64> {
     let minute = digits(bytes, 14, 2)?;
     let mut pos = 16;
     let mut second = 0;
-    let mut micros = 0;
+    let mut nanos = 0;
     if bytes.get(pos) == Some(&b':') {
         second = digits(bytes, pos + 1, 2)?;
         pos += 3;
@@ -85,9 +85,10 @@ pub(crate) fn parse_iso_datetime(text: &str) -> Option<i64> {
             if n_digits == 0 || n_digits > 9 {
                 return None;
             }
-            let kept = n_digits.min(6);
+            // KQL keeps 100 ns ticks: digits past the seventh are dropped.
+            let kept = n_digits.min(7);
             let value = digits(bytes, start, kept)?;
-            micros = value * 10_i64.pow(u32::try_from(6 - kept).expect("at most 6"));
+            nanos = value * 10_i64.pow(u32::try_from(9 - kept).expect("at most 9"));
         }
     }
     let offset_seconds = match bytes.get(pos..)? {
@@ -115,7 +116,7 @@ pub(crate) fn parse_iso_datetime(text: &str) -> Option<i64> {
     const UNIX_EPOCH_DAYS_FROM_CE: i64 = 719_163;
     let days = i64::from(date.num_days_from_ce()) - UNIX_EPOCH_DAYS_FROM_CE;
     let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_seconds;
-    Some(seconds * 1_000_000 + micros)
+    seconds.checked_mul(1_000_000_000)?.checked_add(nanos)
 }
 
 /// Reads `len` ASCII digits at `start` as a number.
@@ -200,18 +201,20 @@ pub(crate) fn push_compact_json(raw: &str, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
 
-    fn micros(text: &str) -> i64 {
-        chrono::DateTime::parse_from_rfc3339(text).unwrap().timestamp_micros()
+    fn nanos(text: &str) -> i64 {
+        chrono::DateTime::parse_from_rfc3339(text).unwrap().timestamp_nanos_opt().unwrap()
     }
 
     #[test]
     fn iso_datetimes() {
-        assert_eq!(parse_iso_datetime("2019-09-12T20:00:00.625Z"), Some(micros("2019-09-12T20:00:00.625Z")));
-        assert_eq!(parse_iso_datetime("2019-09-12T20:00Z"), Some(micros("2019-09-12T20:00:00Z")));
-        assert_eq!(parse_iso_datetime("2019-09-12 20:00:01+02:00"), Some(micros("2019-09-12T18:00:01Z")));
-        assert_eq!(parse_iso_datetime("2019-09-12t20:00:01-01:30"), Some(micros("2019-09-12T21:30:01Z")));
-        assert_eq!(parse_iso_datetime("2019-09-12T20:00:00.1234567Z"), Some(micros("2019-09-12T20:00:00.123456Z")));
-        assert_eq!(parse_iso_datetime("1969-12-31T23:59:59.5Z"), Some(-500_000));
+        assert_eq!(parse_iso_datetime("2019-09-12T20:00:00.625Z"), Some(nanos("2019-09-12T20:00:00.625Z")));
+        assert_eq!(parse_iso_datetime("2019-09-12T20:00Z"), Some(nanos("2019-09-12T20:00:00Z")));
+        assert_eq!(parse_iso_datetime("2019-09-12 20:00:01+02:00"), Some(nanos("2019-09-12T18:00:01Z")));
+        assert_eq!(parse_iso_datetime("2019-09-12t20:00:01-01:30"), Some(nanos("2019-09-12T21:30:01Z")));
+        assert_eq!(parse_iso_datetime("2019-09-12T20:00:00.1234567Z"), Some(nanos("2019-09-12T20:00:00.1234567Z")));
+        // Past KQL's 100 ns ticks, digits are dropped.
+        assert_eq!(parse_iso_datetime("2019-09-12T20:00:00.123456789Z"), Some(nanos("2019-09-12T20:00:00.1234567Z")));
+        assert_eq!(parse_iso_datetime("1969-12-31T23:59:59.5Z"), Some(-500_000_000));
         for not_datetime in [
             "2019-09-12",
             "2019-09-12T20:00:00",

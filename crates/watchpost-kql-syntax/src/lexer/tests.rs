@@ -20,10 +20,7 @@ fn literal(text: &str) -> Literal {
 
 fn first_error(text: &str) -> String {
     let (_, diagnostics) = tokenize(text);
-    diagnostics
-        .first()
-        .map(|diagnostic| diagnostic.message.clone())
-        .unwrap_or_default()
+    diagnostics.first().map(|diagnostic| diagnostic.message.clone()).unwrap_or_default()
 }
 
 #[test]
@@ -60,14 +57,7 @@ fn lexes_numbers() {
     assert_eq!(literal("1e3"), Literal::Real(1000.0));
     assert_eq!(literal("2.5E-1"), Literal::Real(0.25));
     let range = kinds("1..10");
-    assert_eq!(
-        range,
-        [
-            TokenKind::Literal(Literal::Long(1)),
-            TokenKind::DotDot,
-            TokenKind::Literal(Literal::Long(10))
-        ]
-    );
+    assert_eq!(range, [TokenKind::Literal(Literal::Long(1)), TokenKind::DotDot, TokenKind::Literal(Literal::Long(10))]);
     assert!(first_error("99999999999999999999").contains("out of range"));
 }
 
@@ -76,10 +66,7 @@ fn lexes_strings_with_escapes() {
     assert_eq!(literal(r#""a\"b\\c\n\t""#), Literal::String("a\"b\\c\n\t".to_string()));
     assert_eq!(literal(r"'it\'s'"), Literal::String("it's".to_string()));
     assert_eq!(literal(r#"'say "hi"'"#), Literal::String("say \"hi\"".to_string()));
-    assert_eq!(
-        literal(r#"@"C:\Temp\""x""""#),
-        Literal::String(r#"C:\Temp\"x""#.to_string())
-    );
+    assert_eq!(literal(r#"@"C:\Temp\""x""""#), Literal::String(r#"C:\Temp\"x""#.to_string()));
     assert_eq!(literal(r"@'it''s'"), Literal::String("it's".to_string()));
     assert_eq!(literal(r#"h"secret""#), Literal::String("secret".to_string()));
     assert_eq!(literal(r#"h@"c:\s""#), Literal::String(r"c:\s".to_string()));
@@ -92,15 +79,9 @@ fn lexes_strings_with_escapes() {
 fn lexes_datetimes() {
     let midnight = 19_723 * TICKS_PER_DAY;
     assert_eq!(literal("datetime(2024-01-01)"), Literal::Datetime(midnight));
-    assert_eq!(
-        literal("datetime(2024-01-01T10:00:00Z)"),
-        Literal::Datetime(midnight + 10 * TICKS_PER_HOUR)
-    );
+    assert_eq!(literal("datetime(2024-01-01T10:00:00Z)"), Literal::Datetime(midnight + 10 * TICKS_PER_HOUR));
     let with_millis = midnight + 10 * TICKS_PER_HOUR + 123 * TICKS_PER_MILLISECOND;
-    assert_eq!(
-        literal("datetime(2024-01-01 10:00:00.123)"),
-        Literal::Datetime(with_millis)
-    );
+    assert_eq!(literal("datetime(2024-01-01 10:00:00.123)"), Literal::Datetime(with_millis));
     assert_eq!(literal("datetime( 1970-01-01 )"), Literal::Datetime(0));
     assert_eq!(literal("datetime(null)"), Literal::Null(Some("datetime".to_string())));
     assert!(first_error("datetime(2024-02-30)").contains("out of range"));
@@ -115,10 +96,7 @@ fn lexes_other_raw_literals() {
     );
     assert_eq!(literal("timespan(2d)"), Literal::Timespan(2 * TICKS_PER_DAY));
     let guid = "74BE27DE-1e4e-49d9-b579-fe0b331d3642";
-    assert_eq!(
-        literal(&format!("guid({guid})")),
-        Literal::Guid(guid.to_ascii_lowercase())
-    );
+    assert_eq!(literal(&format!("guid({guid})")), Literal::Guid(guid.to_ascii_lowercase()));
     assert_eq!(
         literal(r#"dynamic({"a": [1, ")"], "b": {}})"#),
         Literal::Dynamic(r#"{"a": [1, ")"], "b": {}}"#.to_string())
@@ -130,10 +108,7 @@ fn lexes_other_raw_literals() {
 #[test]
 fn lexes_dashed_words_only_after_a_pipe() {
     let (tokens, _) = tokenize("T | project-away a-b");
-    let texts: Vec<&str> = tokens
-        .iter()
-        .map(|token| token.span.text("T | project-away a-b"))
-        .collect();
+    let texts: Vec<&str> = tokens.iter().map(|token| token.span.text("T | project-away a-b")).collect();
     assert_eq!(texts, ["T", "|", "project-away", "a", "-", "b", ""]);
 }
 

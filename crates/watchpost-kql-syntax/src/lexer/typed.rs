@@ -29,9 +29,7 @@ impl Lexer<'_> {
         let close = if keyword == "dynamic" {
             self.balanced_close(content_start)
         } else {
-            self.text[content_start..]
-                .find([')', '\n'])
-                .map(|offset| content_start + offset)
+            self.text[content_start..].find([')', '\n']).map(|offset| content_start + offset)
         };
         match close.filter(|&close| self.byte_at(close) == Some(b')')) {
             Some(close) => self.raw_literal(start, keyword, content_start, close),
@@ -57,11 +55,7 @@ impl Lexer<'_> {
 
     fn unterminated_literal(&mut self, start: usize, keyword: &str, content_start: usize) {
         let rest = &self.text[content_start..];
-        let line_end = if keyword == "dynamic" {
-            rest.len()
-        } else {
-            rest.find('\n').unwrap_or(rest.len())
-        };
+        let line_end = if keyword == "dynamic" { rest.len() } else { rest.find('\n').unwrap_or(rest.len()) };
         self.pos = content_start + line_end;
         let message = format!("unterminated `{keyword}(` literal");
         let diagnostic = Diagnostic::syntax("KQL1007", Span::new(start, self.pos), message);
@@ -110,12 +104,10 @@ type DecodeError = (&'static str, String, &'static str);
 fn decode(keyword: &str, content: &str) -> Result<Literal, DecodeError> {
     match keyword {
         "datetime" | "date" if content == "null" => Ok(Literal::Null(Some("datetime".to_string()))),
-        "datetime" | "date" => calendar::parse_datetime(content)
-            .map(Literal::Datetime)
-            .map_err(|message| {
-                let hint = "write datetimes as `datetime(2024-01-31)` or `datetime(2024-01-31T10:00:00Z)`";
-                ("KQL1004", format!("invalid datetime literal: {message}"), hint)
-            }),
+        "datetime" | "date" => calendar::parse_datetime(content).map(Literal::Datetime).map_err(|message| {
+            let hint = "write datetimes as `datetime(2024-01-31)` or `datetime(2024-01-31T10:00:00Z)`";
+            ("KQL1004", format!("invalid datetime literal: {message}"), hint)
+        }),
         "time" | "timespan" if content == "null" => Ok(Literal::Null(Some("timespan".to_string()))),
         "time" | "timespan" => calendar::parse_time(content).map(Literal::Timespan).map_err(|message| {
             let hint = "write timespans as `time(1.02:03:04)` or `timespan(2d)`";

@@ -31,9 +31,7 @@ impl<'a> Parser<'a> {
     }
 
     fn and_expr(&mut self) -> Option<Expr> {
-        self.left_assoc(Self::comparison_expr, |parser| {
-            parser.at_word("and").then_some(BinaryOp::And)
-        })
+        self.left_assoc(Self::comparison_expr, |parser| parser.at_word("and").then_some(BinaryOp::And))
     }
 
     fn additive_expr(&mut self) -> Option<Expr> {
@@ -61,14 +59,7 @@ impl<'a> Parser<'a> {
             self.bump();
             let right = operand(self)?;
             let span = left.span.cover(right.span);
-            left = Expr {
-                kind: ExprKind::Binary {
-                    op,
-                    left: Box::new(left),
-                    right: Box::new(right),
-                },
-                span,
-            };
+            left = Expr { kind: ExprKind::Binary { op, left: Box::new(left), right: Box::new(right) }, span };
         }
         Some(left)
     }
@@ -86,14 +77,7 @@ impl<'a> Parser<'a> {
             Comparison::Binary(op) => {
                 let right = self.additive_expr()?;
                 let span = left.span.cover(right.span);
-                Expr {
-                    kind: ExprKind::Binary {
-                        op,
-                        left: Box::new(left),
-                        right: Box::new(right),
-                    },
-                    span,
-                }
+                Expr { kind: ExprKind::Binary { op, left: Box::new(left), right: Box::new(right) }, span }
             }
             Comparison::List(op) => self.in_list(op, left)?,
             Comparison::Between { negated } => self.between(negated, left)?,
@@ -106,10 +90,8 @@ impl<'a> Parser<'a> {
     }
 
     fn chained_comparison(&mut self) {
-        let message = format!(
-            "comparison operators do not chain; found {} after a comparison",
-            self.describe_current()
-        );
+        let message =
+            format!("comparison operators do not chain; found {} after a comparison", self.describe_current());
         let hint = "add parentheses, as in `(a == b) == c`, or combine with `and`";
         self.error(Diagnostic::syntax("KQL1015", self.peek().span, message).with_hint(hint));
     }
@@ -153,21 +135,11 @@ impl<'a> Parser<'a> {
 
     /// Parses `( value, ... )` after `in`, `has_any` and friends.
     fn in_list(&mut self, op: ListOp, expr: Expr) -> Option<Expr> {
-        self.expect(
-            &TokenKind::LParen,
-            &format!("`(` and a list of values after `{}`", op.as_str()),
-        )?;
+        self.expect(&TokenKind::LParen, &format!("`(` and a list of values after `{}`", op.as_str()))?;
         let list = self.comma_list(Self::expr)?;
         self.expect(&TokenKind::RParen, "`,` or `)` in the list of values")?;
         let span = self.span_from(expr.span.start as usize);
-        Some(Expr {
-            kind: ExprKind::InList {
-                op,
-                expr: Box::new(expr),
-                list,
-            },
-            span,
-        })
+        Some(Expr { kind: ExprKind::InList { op, expr: Box::new(expr), list }, span })
     }
 
     /// Parses `( low .. high )` after `between`.
@@ -178,12 +150,7 @@ impl<'a> Parser<'a> {
         let high = self.expr()?;
         self.expect(&TokenKind::RParen, "`)` after the upper bound")?;
         let span = self.span_from(expr.span.start as usize);
-        let kind = ExprKind::Between {
-            expr: Box::new(expr),
-            low: Box::new(low),
-            high: Box::new(high),
-            negated,
-        };
+        let kind = ExprKind::Between { expr: Box::new(expr), low: Box::new(low), high: Box::new(high), negated };
         Some(Expr { kind, span })
     }
 
@@ -195,13 +162,7 @@ impl<'a> Parser<'a> {
         };
         let start = self.bump().span.start as usize;
         let operand = self.unary_expr()?;
-        Some(Expr {
-            kind: ExprKind::Unary {
-                op,
-                operand: Box::new(operand),
-            },
-            span: self.span_from(start),
-        })
+        Some(Expr { kind: ExprKind::Unary { op, operand: Box::new(operand) }, span: self.span_from(start) })
     }
 
     /// Parses a primary followed by any `.member` and `[index]` suffixes.
@@ -211,24 +172,15 @@ impl<'a> Parser<'a> {
             let start = expr.span.start as usize;
             let kind = if self.eat(&TokenKind::Dot) {
                 let name = self.ident("a property name after `.`")?;
-                ExprKind::Member {
-                    expr: Box::new(expr),
-                    name,
-                }
+                ExprKind::Member { expr: Box::new(expr), name }
             } else if self.eat(&TokenKind::LBracket) {
                 let index = self.expr()?;
                 self.expect(&TokenKind::RBracket, "`]` after the index")?;
-                ExprKind::Index {
-                    expr: Box::new(expr),
-                    index: Box::new(index),
-                }
+                ExprKind::Index { expr: Box::new(expr), index: Box::new(index) }
             } else {
                 return Some(expr);
             };
-            expr = Expr {
-                kind,
-                span: self.span_from(start),
-            };
+            expr = Expr { kind, span: self.span_from(start) };
         }
     }
 
@@ -237,19 +189,13 @@ impl<'a> Parser<'a> {
         match token.kind {
             TokenKind::Literal(literal) => {
                 self.bump();
-                Some(Expr {
-                    kind: ExprKind::Literal(literal),
-                    span: token.span,
-                })
+                Some(Expr { kind: ExprKind::Literal(literal), span: token.span })
             }
             TokenKind::Ident => self.word_expr(),
             TokenKind::LParen => self.paren_expr(),
             TokenKind::LBracket if self.at_bracketed_ident() => {
                 let ident = self.ident("a name")?;
-                Some(Expr {
-                    span: ident.span,
-                    kind: ExprKind::Name(ident),
-                })
+                Some(Expr { span: ident.span, kind: ExprKind::Name(ident) })
             }
             _ => {
                 self.expected_expression();
@@ -295,21 +241,14 @@ impl<'a> Parser<'a> {
     fn call(&mut self) -> Option<Expr> {
         let name: Ident = self.ident("a function name")?;
         let open = self.bump().span;
-        let args = if self.at(&TokenKind::RParen) {
-            Vec::new()
-        } else {
-            self.comma_list(Self::expr)?
-        };
+        let args = if self.at(&TokenKind::RParen) { Vec::new() } else { self.comma_list(Self::expr)? };
         if !self.at(&TokenKind::RParen) {
             self.unclosed(open, "`,` or `)` in the argument list");
             return None;
         }
         self.bump();
         let span = self.span_from(name.span.start as usize);
-        Some(Expr {
-            kind: ExprKind::Call { name, args },
-            span,
-        })
+        Some(Expr { kind: ExprKind::Call { name, args }, span })
     }
 
     fn paren_expr(&mut self) -> Option<Expr> {
@@ -320,10 +259,7 @@ impl<'a> Parser<'a> {
             return None;
         }
         self.bump();
-        Some(Expr {
-            kind: ExprKind::Paren(Box::new(inner)),
-            span: self.span_from(open.start as usize),
-        })
+        Some(Expr { kind: ExprKind::Paren(Box::new(inner)), span: self.span_from(open.start as usize) })
     }
 
     /// Reports a missing closing `)` for the `(` at `open`.
@@ -333,10 +269,7 @@ impl<'a> Parser<'a> {
         }
         let message = format!("expected {what}, found {}", self.describe_current());
         let position = LineCol::locate(self.text, open.start as usize);
-        let hint = format!(
-            "the `(` at line {}, column {} is not closed",
-            position.line, position.column
-        );
+        let hint = format!("the `(` at line {}, column {} is not closed", position.line, position.column);
         self.error(Diagnostic::syntax("KQL1012", self.peek().span, message).with_hint(hint));
     }
 }

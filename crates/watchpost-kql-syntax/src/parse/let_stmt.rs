@@ -16,20 +16,13 @@ impl Parser<'_> {
             // After recovery (`let t = T | <broken>`) a bare name is left;
             // read it like `let t = T;` so the tree prints unambiguously.
             match bare_table(&tabular) {
-                Some(name) => LetValue::Scalar(Expr {
-                    span: name.span,
-                    kind: ExprKind::Name(name.clone()),
-                }),
+                Some(name) => LetValue::Scalar(Expr { span: name.span, kind: ExprKind::Name(name.clone()) }),
                 None => LetValue::Tabular(tabular),
             }
         } else {
             LetValue::Scalar(self.expr()?)
         };
-        Some(LetStmt {
-            name,
-            value,
-            span: self.span_from(start),
-        })
+        Some(LetStmt { name, value, span: self.span_from(start) })
     }
 
     /// Decides whether the value starting at the cursor is tabular: it starts
@@ -41,9 +34,7 @@ impl Parser<'_> {
             return true;
         }
         let rest = &self.tokens[self.pos..];
-        let statement = rest
-            .iter()
-            .take_while(|token| !matches!(token.kind, TokenKind::Semi | TokenKind::Eof));
+        let statement = rest.iter().take_while(|token| !matches!(token.kind, TokenKind::Semi | TokenKind::Eof));
         statement.into_iter().any(|token| token.kind == TokenKind::Pipe)
     }
 }

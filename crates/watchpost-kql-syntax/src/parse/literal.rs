@@ -34,10 +34,7 @@ impl Parser<'_> {
             return None;
         };
         self.expect(&TokenKind::RParen, &format!("`)` to close `{type_name}(`"))?;
-        Some(Expr {
-            kind: ExprKind::Literal(literal),
-            span: self.span_from(keyword.span.start as usize),
-        })
+        Some(Expr { kind: ExprKind::Literal(literal), span: self.span_from(keyword.span.start as usize) })
     }
 
     /// Consumes an optional sign and returns whether it was `-`.

@@ -80,10 +80,7 @@ impl Parser<'_> {
                 return None;
             }
         };
-        Some(Operator {
-            kind,
-            span: self.span_from(keyword.span.start as usize),
-        })
+        Some(Operator { kind, span: self.span_from(keyword.span.start as usize) })
     }
 
     fn missing_operator(&mut self, pipe: Span) {
@@ -125,11 +122,7 @@ impl Parser<'_> {
             None
         };
         let expr = self.expr()?;
-        Some(NamedExpr {
-            name,
-            expr,
-            span: self.span_from(start),
-        })
+        Some(NamedExpr { name, expr, span: self.span_from(start) })
     }
 
     /// Parses `new = old` in `project-rename`.
@@ -142,16 +135,8 @@ impl Parser<'_> {
 
     /// Parses `summarize [aggregates] [by keys]`.
     fn summarize(&mut self, keyword: Span) -> Option<OperatorKind> {
-        let aggregates = if self.at_word("by") || self.at_boundary() {
-            Vec::new()
-        } else {
-            self.named_exprs()?
-        };
-        let by = if self.eat_word("by") {
-            self.named_exprs()?
-        } else {
-            Vec::new()
-        };
+        let aggregates = if self.at_word("by") || self.at_boundary() { Vec::new() } else { self.named_exprs()? };
+        let by = if self.eat_word("by") { self.named_exprs()? } else { Vec::new() };
         if aggregates.is_empty() && by.is_empty() {
             let message = "`summarize` needs an aggregation, a `by` clause or both";
             let hint = "for example `summarize count() by Computer`";
@@ -190,11 +175,7 @@ impl Parser<'_> {
         } else {
             None
         };
-        let nulls = if self.eat_word("nulls") {
-            Some(self.nulls_order()?)
-        } else {
-            None
-        };
+        let nulls = if self.eat_word("nulls") { Some(self.nulls_order()?) } else { None };
         Some(SortKey { expr, order, nulls })
     }
 
@@ -217,9 +198,7 @@ fn closest_operator(name: &str) -> Option<&'static str> {
         return Some(operator);
     }
     let candidates = SUPPORTED_OPERATORS.iter();
-    let (distance, closest) = candidates
-        .map(|&operator| (edit_distance(name, operator), operator))
-        .min()?;
+    let (distance, closest) = candidates.map(|&operator| (edit_distance(name, operator), operator)).min()?;
     (distance <= 2 && distance < name.len()).then_some(closest)
 }
 
@@ -231,11 +210,7 @@ fn edit_distance(left: &str, right: &str) -> usize {
         let mut current = vec![left_idx + 1];
         for (right_idx, &right_char) in right.iter().enumerate() {
             let substitution = previous[right_idx] + usize::from(left_char != right_char);
-            current.push(
-                substitution
-                    .min(previous[right_idx + 1] + 1)
-                    .min(current[right_idx] + 1),
-            );
+            current.push(substitution.min(previous[right_idx + 1] + 1).min(current[right_idx] + 1));
         }
         previous = current;
     }

@@ -18,11 +18,7 @@ impl Parser<'_> {
             None => self.skip_to_boundary(),
         }
         let operators = self.pipe_operators();
-        Some(TabularExpr {
-            source: source?,
-            operators,
-            span: self.span_from(start),
-        })
+        Some(TabularExpr { source: source?, operators, span: self.span_from(start) })
     }
 
     fn pipe_operators(&mut self) -> Vec<Operator> {
@@ -98,10 +94,7 @@ impl Parser<'_> {
             return self.ident("a table name").map(TabularSource::Table);
         }
         if !self.at(&TokenKind::Error) {
-            let message = format!(
-                "expected a table name or a tabular expression, found {}",
-                self.describe_current()
-            );
+            let message = format!("expected a table name or a tabular expression, found {}", self.describe_current());
             let hint = "a query starts with a table (`SigninLogs`), `print`, `datatable`, `range` or `let`";
             self.error(Diagnostic::syntax("KQL1018", self.peek().span, message).with_hint(hint));
         }
@@ -118,11 +111,7 @@ impl Parser<'_> {
         self.expect(&TokenKind::LBracket, "`[` before the datatable values")?;
         let values = self.datatable_values()?;
         self.expect(&TokenKind::RBracket, "`,` or `]` in the datatable values")?;
-        Some(TabularSource::Datatable {
-            columns,
-            values,
-            span: self.span_from(start),
-        })
+        Some(TabularSource::Datatable { columns, values, span: self.span_from(start) })
     }
 
     fn column_decl(&mut self) -> Option<ColumnDecl> {
@@ -156,12 +145,6 @@ impl Parser<'_> {
         let to = self.expr()?;
         self.expect_word("step")?;
         let step = self.expr()?;
-        Some(TabularSource::Range {
-            column,
-            from,
-            to,
-            step,
-            span: self.span_from(start),
-        })
+        Some(TabularSource::Range { column, from, to, step, span: self.span_from(start) })
     }
 }

@@ -59,19 +59,9 @@ pub(super) fn expr_text(expr: &Expr) -> String {
             let list: Vec<String> = list.iter().map(expr_text).collect();
             format!("{} {} ({})", operand(expr, ADDITIVE), op.as_str(), list.join(", "))
         }
-        ExprKind::Between {
-            expr,
-            low,
-            high,
-            negated,
-        } => {
+        ExprKind::Between { expr, low, high, negated } => {
             let keyword = if *negated { "!between" } else { "between" };
-            format!(
-                "{} {keyword} ({} .. {})",
-                operand(expr, ADDITIVE),
-                expr_text(low),
-                expr_text(high)
-            )
+            format!("{} {keyword} ({} .. {})", operand(expr, ADDITIVE), expr_text(low), expr_text(high))
         }
         ExprKind::Paren(inner) => format!("({})", expr_text(inner)),
         ExprKind::Member { expr, name } => format!("{}.{}", operand(expr, POSTFIX), ident_text(&name.name)),
@@ -83,12 +73,7 @@ fn binary_text(op: BinaryOp, left: &Expr, right: &Expr) -> String {
     let level = binary_precedence(op);
     // Comparisons do not associate; the others associate to the left.
     let left_level = if level == COMPARISON { level + 1 } else { level };
-    format!(
-        "{} {} {}",
-        operand(left, left_level),
-        op.as_str(),
-        operand(right, level + 1)
-    )
+    format!("{} {} {}", operand(left, left_level), op.as_str(), operand(right, level + 1))
 }
 
 /// Renders `expr`, parenthesized when it binds more loosely than `min_level`.

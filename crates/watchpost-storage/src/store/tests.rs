@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use arrow::array::{Array, Float64Array, StringArray, TimestampMicrosecondArray};
+use arrow::array::{Array, Float64Array, StringArray, TimestampNanosecondArray};
 use arrow::datatypes::Schema;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use watchpost_schema::{ColumnDef, KqlType};
@@ -8,19 +8,17 @@ use watchpost_schema::{ColumnDef, KqlType};
 use super::*;
 
 const WS: &str = "00000000-0000-0000-0000-000000000001";
-const DAY_US: i64 = 86_400 * 1_000_000;
+const DAY_US: i64 = 86_400 * 1_000_000_000;
 
-fn batch(times_us: &[i64], names: &[&str], extra: Option<&[f64]>) -> RecordBatch {
-    let mut columns = vec![
-        ColumnDef::new("TimeGenerated", KqlType::Datetime),
-        ColumnDef::new("Name_s", KqlType::String),
-    ];
+fn batch(times_ns: &[i64], names: &[&str], extra: Option<&[f64]>) -> RecordBatch {
+    let mut columns =
+        vec![ColumnDef::new("TimeGenerated", KqlType::Datetime), ColumnDef::new("Name_s", KqlType::String)];
     if extra.is_some() {
         columns.push(ColumnDef::new("Value_d", KqlType::Real));
     }
     let schema = TableSchema::new(columns).arrow_schema();
     let mut arrays: Vec<ArrayRef> = vec![
-        Arc::new(TimestampMicrosecondArray::from(times_us.to_vec()).with_timezone("UTC")),
+        Arc::new(TimestampNanosecondArray::from(times_ns.to_vec()).with_timezone("UTC")),
         Arc::new(StringArray::from(names.to_vec())),
     ];
     if let Some(values) = extra {
@@ -35,7 +33,7 @@ fn append(store: &Store, batch: RecordBatch, key: Option<&str>) -> AppendOutcome
             workspace: WS.into(),
             table: "Demo_CL".into(),
             idempotency_key: key.map(str::to_string),
-            received_us: 10 * DAY_US,
+            received_ns: 10 * DAY_US,
             batch,
         })
         .unwrap()
@@ -78,7 +76,7 @@ fn flush_writes_sorted_parquet_and_trims_replay() {
         let snapshot = store.snapshot(WS, "Demo_CL").unwrap();
         assert!(snapshot.batches.is_empty());
         let (path, meta) = &snapshot.segments[0];
-        assert_eq!((meta.min_time_us, meta.max_time_us), (Some(10), Some(30)));
+        assert_eq!((meta.min_time_ns, meta.max_time_ns), (Some(10), Some(30)));
         let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(path).unwrap()).unwrap().build().unwrap();
         let batches: Vec<_> = reader.map(Result::unwrap).collect();
         let names = batches[0].column_by_name("Name_s").unwrap().as_any().downcast_ref::<StringArray>().unwrap();

@@ -72,13 +72,13 @@ fn bools(decoded: &DecodedBatch, name: &str) -> Vec<Option<bool>> {
     column.as_any().downcast_ref::<BooleanArray>().unwrap().iter().collect()
 }
 
-fn micros(decoded: &DecodedBatch, name: &str) -> Vec<Option<i64>> {
+fn nanos(decoded: &DecodedBatch, name: &str) -> Vec<Option<i64>> {
     let column = decoded.batch.column_by_name(name).unwrap_or_else(|| panic!("no column {name}"));
-    column.as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap().iter().collect()
+    column.as_any().downcast_ref::<TimestampNanosecondArray>().unwrap().iter().collect()
 }
 
-fn rfc3339_micros(text: &str) -> i64 {
-    DateTime::parse_from_rfc3339(text).unwrap().timestamp_micros()
+fn rfc3339_nanos(text: &str) -> i64 {
+    DateTime::parse_from_rfc3339(text).unwrap().timestamp_nanos_opt().unwrap()
 }
 
 fn owned(values: &[Option<&str>]) -> Vec<Option<String>> {
@@ -97,9 +97,9 @@ fn standard_columns_come_first() {
     assert_eq!(strings(&decoded, "SourceSystem"), owned(&[Some("RestAPI"), Some("RestAPI")]));
     assert_eq!(strings(&decoded, "Type"), owned(&[Some("MyRecord_CL"), Some("MyRecord_CL")]));
     assert_eq!(strings(&decoded, "_ResourceId"), owned(&[Some("/subscriptions/S"), Some("/subscriptions/S")]));
-    let now = received().timestamp_micros();
-    assert_eq!(micros(&decoded, "TimeGenerated"), [Some(now), Some(now)]);
-    assert_eq!(micros(&decoded, "_TimeReceived"), [Some(now), Some(now)]);
+    let now = received().timestamp_nanos_opt().unwrap();
+    assert_eq!(nanos(&decoded, "TimeGenerated"), [Some(now), Some(now)]);
+    assert_eq!(nanos(&decoded, "_TimeReceived"), [Some(now), Some(now)]);
     // Fields are built by ColumnDef::arrow_field, so they carry kql.type.
     let schema = decoded.batch.schema();
     let field = schema.field_with_name("TimeGenerated").unwrap();
@@ -202,7 +202,7 @@ fn existing_columns_convert_in_order() {
     assert!(decoded.new_columns.is_empty());
     assert_eq!(reals(&decoded, "v_d"), [Some(1.0), None, None, None, None]);
     assert_eq!(bools(&decoded, "v_b"), [None, Some(true), None, None, None]);
-    assert_eq!(micros(&decoded, "v_t"), [None, None, Some(rfc3339_micros("2024-05-01T10:00:00Z")), None, None]);
+    assert_eq!(nanos(&decoded, "v_t"), [None, None, Some(rfc3339_nanos("2024-05-01T10:00:00Z")), None, None]);
     assert_eq!(
         strings(&decoded, "v_g"),
         owned(&[None, None, None, Some("9909ed01-a74c-4874-8abf-d2678e3ae23d"), None])
@@ -222,8 +222,8 @@ fn first_row_creating_a_column_decides_for_later_rows() {
     let decoded = decode_new(r#"[{"x":"2019-09-12T20:00:00Z"},{"x":"hello"},{"x":"2019-09-13T20:00:00Z"}]"#);
     assert_eq!(new_payload_columns(&decoded), ["x_t", "x_s"]);
     assert_eq!(
-        micros(&decoded, "x_t"),
-        [Some(rfc3339_micros("2019-09-12T20:00:00Z")), None, Some(rfc3339_micros("2019-09-13T20:00:00Z"))]
+        nanos(&decoded, "x_t"),
+        [Some(rfc3339_nanos("2019-09-12T20:00:00Z")), None, Some(rfc3339_nanos("2019-09-13T20:00:00Z"))]
     );
     assert_eq!(strings(&decoded, "x_s"), owned(&[None, Some("hello"), None]));
 
@@ -246,8 +246,8 @@ fn dates_and_guids_are_inferred() {
             ("compact_g".to_string(), KqlType::Guid)
         ]
     );
-    assert_eq!(micros(&decoded, "when_t"), [Some(rfc3339_micros("2019-09-12T20:00:00.625Z"))]);
-    assert_eq!(micros(&decoded, "spaced_t"), [Some(rfc3339_micros("2019-09-12T18:00:00Z"))]);
+    assert_eq!(nanos(&decoded, "when_t"), [Some(rfc3339_nanos("2019-09-12T20:00:00.625Z"))]);
+    assert_eq!(nanos(&decoded, "spaced_t"), [Some(rfc3339_nanos("2019-09-12T18:00:00Z"))]);
     let guid = Some("9909ed01-a74c-4874-8abf-d2678e3ae23d");
     assert_eq!(strings(&decoded, "id_g"), owned(&[guid]));
     assert_eq!(strings(&decoded, "compact_g"), owned(&[guid]));
@@ -398,12 +398,12 @@ fn time_generated_field_in_window_is_used() {
         {"EventTime":"2024-04-29T11:59:59Z"},{"EventTime":"2024-05-02T12:00:01Z"},{"EventTime":"garbage"},
         {"Other":1},{"EventTime":null},{"EventTime":12345}]"#;
     let decoded = decode_with_time_field(body, "EventTime");
-    let now = received().timestamp_micros();
+    let now = received().timestamp_nanos_opt().unwrap();
     assert_eq!(
-        micros(&decoded, "TimeGenerated"),
+        nanos(&decoded, "TimeGenerated"),
         [
-            Some(rfc3339_micros("2024-04-29T12:00:00Z")),
-            Some(rfc3339_micros("2024-05-02T11:59:59.5Z")),
+            Some(rfc3339_nanos("2024-04-29T12:00:00Z")),
+            Some(rfc3339_nanos("2024-05-02T11:59:59.5Z")),
             Some(now),
             Some(now),
             Some(now),
@@ -413,14 +413,14 @@ fn time_generated_field_in_window_is_used() {
         ]
     );
     // The property is kept as its own column too.
-    assert_eq!(micros(&decoded, "EventTime_t")[2], Some(rfc3339_micros("2024-04-29T11:59:59Z")));
-    assert_eq!(micros(&decoded, "_TimeReceived"), vec![Some(now); 8]);
+    assert_eq!(nanos(&decoded, "EventTime_t")[2], Some(rfc3339_nanos("2024-04-29T11:59:59Z")));
+    assert_eq!(nanos(&decoded, "_TimeReceived"), vec![Some(now); 8]);
 }
 
 #[test]
 fn time_generated_field_missing_from_records_uses_receive_time() {
     let decoded = decode_with_time_field(r#"{"a":"x"}"#, "DateValue");
-    assert_eq!(micros(&decoded, "TimeGenerated"), [Some(received().timestamp_micros())]);
+    assert_eq!(nanos(&decoded, "TimeGenerated"), [Some(received().timestamp_nanos_opt().unwrap())]);
 }
 
 #[test]
