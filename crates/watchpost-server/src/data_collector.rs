@@ -52,23 +52,24 @@ pub(crate) async fn post_logs(
         .iter()
         .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
         .collect();
-    let request = DataCollectorRequest {
-        method: method.as_str(),
-        path: uri.path(),
-        query: query.as_deref(),
-        headers: &header_pairs,
-        body: &body,
-    };
-    let received = Utc::now();
-    let keys = MetastoreKeys(&state.metastore);
-    let post = match data_collector::validate(&request, &keys, received, state.options.date_window) {
-        Ok(post) => post.into_owned(),
-        Err(err) => return error_response(&err),
-    };
     let idempotency_key =
         header_value(&headers, "idempotency-key").or_else(|| header_value(&headers, "x-ms-client-request-id"));
-    let store = state.store.clone();
+    let path = uri.path().to_string();
+    let method = method.as_str().to_string();
+    let (metastore, store, date_window) = (state.metastore.clone(), state.store.clone(), state.options.date_window);
+    // Validation, decoding and the WAL append all run on the blocking pool:
+    // they are CPU and disk work, and the body is borrowed, not copied.
     let outcome = tokio::task::spawn_blocking(move || {
+        let request = DataCollectorRequest {
+            method: &method,
+            path: &path,
+            query: query.as_deref(),
+            headers: &header_pairs,
+            body: &body,
+        };
+        let received = Utc::now();
+        let post = data_collector::validate(&request, &MetastoreKeys(&metastore), received, date_window)
+            .map_err(IngestFailure::Rejected)?;
         let schema = store.table_schema(&post.workspace_id, &post.table).unwrap_or_default();
         let decoded = data_collector::decode(&post, &schema, received).map_err(IngestFailure::Rejected)?;
         for warning in &decoded.warnings {

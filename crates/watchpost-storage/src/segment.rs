@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{Array, TimestampNanosecondArray};
-use arrow::compute::{concat_batches, sort_to_indices, take_record_batch, SortOptions};
+use arrow::compute::interleave_record_batch;
 use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
@@ -31,20 +31,26 @@ pub struct SegmentMeta {
     pub max_time_ns: Option<i64>,
 }
 
-/// Concatenates `batches` (all of `schema`), sorts them by `TimeGenerated`
-/// and writes them to `path` atomically (temporary name, fsync, rename).
+/// Rows written per Parquet row group.
+const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// Writes `batches` (all of `schema`) to `path` sorted by `TimeGenerated`,
+/// atomically (temporary name, fsync, rename).
+///
+/// Rows are gathered into row groups straight from the input batches in
+/// time order (`interleave`), so memory beyond the input is about one row
+/// group, not a sorted copy of everything.
 pub(crate) fn write_segment(
     path: &Path,
     relative: String,
     schema: &Arc<Schema>,
     batches: &[RecordBatch],
 ) -> StorageResult<SegmentMeta> {
-    let combined = concat_batches(schema, batches).map_err(StorageError::arrow)?;
-    let (sorted, min_time_ns, max_time_ns) = sort_by_time(combined)?;
+    let (order, min_time_ns, max_time_ns) = time_order(batches);
     let properties = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level 1 is valid")))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(128 * 1024))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build();
     let tmp = path.with_extension("parquet.tmp");
     if let Some(parent) = path.parent() {
@@ -52,30 +58,33 @@ pub(crate) fn write_segment(
     }
     let file = fs::File::create(&tmp).map_err(|source| StorageError::io(&tmp, source))?;
     let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(properties)).map_err(StorageError::parquet)?;
-    writer.write(&sorted).map_err(StorageError::parquet)?;
+    let inputs: Vec<&RecordBatch> = batches.iter().collect();
+    for chunk in order.chunks(ROW_GROUP_ROWS) {
+        let rows = interleave_record_batch(&inputs, chunk).map_err(StorageError::arrow)?;
+        writer.write(&rows).map_err(StorageError::parquet)?;
+    }
     let file = writer.into_inner().map_err(StorageError::parquet)?;
     file.sync_all().map_err(|source| StorageError::io(&tmp, source))?;
     let bytes = file.metadata().map_err(|source| StorageError::io(&tmp, source))?.len();
     fs::rename(&tmp, path).map_err(|source| StorageError::io(path, source))?;
-    Ok(SegmentMeta { file: relative, n_rows: sorted.num_rows() as u64, bytes, min_time_ns, max_time_ns })
+    Ok(SegmentMeta { file: relative, n_rows: order.len() as u64, bytes, min_time_ns, max_time_ns })
 }
 
-fn sort_by_time(batch: RecordBatch) -> StorageResult<(RecordBatch, Option<i64>, Option<i64>)> {
-    let Some(time) = batch.column_by_name(TIME_GENERATED).cloned() else {
-        return Ok((batch, None, None));
-    };
-    let indices = sort_to_indices(&time, Some(SortOptions { descending: false, nulls_first: true }), None)
-        .map_err(StorageError::arrow)?;
-    let sorted = take_record_batch(&batch, &indices).map_err(StorageError::arrow)?;
-    let times = sorted
-        .column_by_name(TIME_GENERATED)
-        .and_then(|column| column.as_any().downcast_ref::<TimestampNanosecondArray>().cloned());
-    let (min, max) = match times {
-        Some(times) => {
-            let values = times.iter().flatten();
-            (values.clone().min(), values.max())
+/// The `(batch, row)` positions of every row in `TimeGenerated` order
+/// (nulls first, ties in arrival order), with the smallest and largest time.
+fn time_order(batches: &[RecordBatch]) -> (Vec<(usize, usize)>, Option<i64>, Option<i64>) {
+    let mut keyed: Vec<(Option<i64>, usize, usize)> = Vec::new();
+    for (batch_idx, batch) in batches.iter().enumerate() {
+        let times = batch
+            .column_by_name(TIME_GENERATED)
+            .and_then(|column| column.as_any().downcast_ref::<TimestampNanosecondArray>());
+        for row_idx in 0..batch.num_rows() {
+            let time = times.and_then(|times| times.is_valid(row_idx).then(|| times.value(row_idx)));
+            keyed.push((time, batch_idx, row_idx));
         }
-        None => (None, None),
-    };
-    Ok((sorted, min, max))
+    }
+    keyed.sort_by_key(|(time, _, _)| *time);
+    let min = keyed.iter().find_map(|(time, _, _)| *time);
+    let max = keyed.last().and_then(|(time, _, _)| *time);
+    (keyed.into_iter().map(|(_, batch_idx, row_idx)| (batch_idx, row_idx)).collect(), min, max)
 }
