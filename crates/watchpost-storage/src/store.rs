@@ -122,6 +122,9 @@ enum IdempotencyState {
 
 type TableKey = (String, String);
 
+/// A table's frozen batches, aligned to its schema, ready for a segment.
+type FrozenTable = (TableKey, SchemaRef, Vec<RecordBatch>);
+
 #[derive(Debug, Default)]
 struct State {
     tables: BTreeMap<TableKey, TableState>,
@@ -318,7 +321,7 @@ impl Store {
     /// catalogue atomically, then trims the WAL.
     pub fn flush(&self) -> StorageResult<FlushStats> {
         let _flush = self.flush_lock.lock().expect("flush lock poisoned");
-        let (flushed_lsn, frozen) = self.freeze();
+        let (flushed_lsn, frozen) = self.freeze()?;
         let mut written = Vec::new();
         let mut stats = FlushStats { flushed_lsn, ..FlushStats::default() };
         for ((workspace, table), schema, batches) in frozen {
@@ -363,7 +366,7 @@ impl Store {
 
     /// Moves every active buffer to frozen and returns what to write, with
     /// the WAL position the frozen set covers.
-    fn freeze(&self) -> (Lsn, Vec<(TableKey, SchemaRef, Vec<RecordBatch>)>) {
+    fn freeze(&self) -> StorageResult<(Lsn, Vec<FrozenTable>)> {
         let _gate = self.gate.write().expect("gate lock poisoned");
         let mut state = self.write_state();
         let flushed_lsn = self.wal.last_lsn();
@@ -375,10 +378,12 @@ impl Store {
                 continue;
             }
             let schema = table.schema.arrow_schema();
-            let batches = table.frozen.iter().filter_map(|batch| align_batch(batch, &schema).ok()).collect();
+            // A batch that cannot be aligned fails the flush; its rows stay in
+            // memory and in the WAL rather than being left out of the segment.
+            let batches = table.frozen.iter().map(|batch| align_batch(batch, &schema)).collect::<StorageResult<_>>()?;
             frozen.push((key.clone(), schema, batches));
         }
-        (flushed_lsn, frozen)
+        Ok((flushed_lsn, frozen))
     }
 
     /// Drops whole segments whose newest row is older than their table's
