@@ -117,13 +117,7 @@ impl Server {
     }
 
     fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map(|kib| kib * 1024)
-            .unwrap_or(0)
+        rss_bytes(self.child.id())
     }
 
     fn stop(mut self) -> anyhow::Result<()> {
@@ -131,6 +125,17 @@ impl Server {
         self.child.wait()?;
         Ok(())
     }
+}
+
+/// Resident memory of process `pid` (VmRSS), 0 when it cannot be read.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+        .unwrap_or(0)
 }
 
 fn post(agent: &ureq::Agent, url: &str, log_type: &str, body: &[u8]) -> anyhow::Result<()> {
@@ -171,14 +176,7 @@ fn ingest_run(args: &Args, batches: &Arc<Vec<(usize, Vec<u8>)>>, run: usize) -> 
         let (done, peak) = (done.clone(), peak.clone());
         std::thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
-                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-                if let Some(kib) = status
-                    .lines()
-                    .find_map(|line| line.strip_prefix("VmRSS:"))
-                    .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                {
-                    peak.fetch_max(kib * 1024, Ordering::Relaxed);
-                }
+                peak.fetch_max(rss_bytes(pid), Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(20));
             }
         })

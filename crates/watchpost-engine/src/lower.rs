@@ -42,8 +42,8 @@ pub(crate) fn lower_query(tabular: &BoundTabular, context: &LowerContext<'_>) ->
         .iter()
         .enumerate()
         .map(|(idx, column)| {
-            let (qualifier, field) = schema.qualified_field(idx);
-            let expr = Expr::Column(datafusion::common::Column::new(qualifier.cloned(), field.name()));
+            let field = schema.field(idx);
+            let expr = column_at(&plan, idx);
             let target = column.kql_type.arrow_type();
             let expr = if field.data_type() == &target { expr } else { cast(expr, target) };
             expr.alias(&column.name)
@@ -102,17 +102,24 @@ fn lower(tabular: &BoundTabular, context: &LowerContext<'_>) -> Result<LogicalPl
 
 /// Gives a plan's columns the names of `schema`, in order.
 fn rename_outputs(plan: LogicalPlan, schema: &TableSchema) -> Result<LogicalPlan> {
-    let plan_schema = plan.schema().clone();
     let exprs = schema
         .columns
         .iter()
         .enumerate()
-        .map(|(idx, column)| {
-            let (qualifier, field) = plan_schema.qualified_field(idx);
-            Expr::Column(datafusion::common::Column::new(qualifier.cloned(), field.name())).alias(&column.name)
-        })
+        .map(|(idx, column)| column_at(&plan, idx).alias(&column.name))
         .collect::<Vec<_>>();
     LogicalPlanBuilder::from(plan).project(exprs)?.build()
+}
+
+/// The `idx`-th output column of `plan`, with its qualifier.
+fn column_at(plan: &LogicalPlan, idx: usize) -> Expr {
+    let (qualifier, field) = plan.schema().qualified_field(idx);
+    Expr::Column(datafusion::common::Column::new(qualifier.cloned(), field.name()))
+}
+
+/// A UTC datetime literal, nanoseconds since the epoch.
+pub(crate) fn datetime_literal(nanos: i64) -> Expr {
+    lit(ScalarValue::TimestampNanosecond(Some(nanos), Some(Arc::from("UTC"))))
 }
 
 fn lower_values(rows: &[Vec<Value>], schema: &TableSchema, context: &LowerContext<'_>) -> Result<LogicalPlan> {
@@ -280,7 +287,7 @@ fn interval_of_nanos(nanos: i64) -> Expr {
 }
 
 fn now_literal(context: &LowerContext<'_>) -> Expr {
-    lit(ScalarValue::TimestampNanosecond(Some(context.now_ns), Some(Arc::from("UTC"))))
+    datetime_literal(context.now_ns)
 }
 
 fn lower_call(function: ScalarFunction, args: &[BoundExpr], ty: KqlType, context: &LowerContext<'_>) -> Result<Expr> {
@@ -292,21 +299,16 @@ fn lower_call(function: ScalarFunction, args: &[BoundExpr], ty: KqlType, context
     };
     Ok(match function {
         Now => match literal_nanos(0) {
-            Some(offset) => {
-                lit(ScalarValue::TimestampNanosecond(Some(context.now_ns + offset), Some(Arc::from("UTC"))))
-            }
+            Some(offset) => datetime_literal(context.now_ns + offset),
             None if args.is_empty() => now_literal(context),
             None => now_literal(context) + arg(0)?,
         },
         Ago => match literal_nanos(0) {
-            Some(span) => lit(ScalarValue::TimestampNanosecond(Some(context.now_ns - span), Some(Arc::from("UTC")))),
+            Some(span) => datetime_literal(context.now_ns - span),
             None => now_literal(context) - arg(0)?,
         },
         Bin | Floor => lower_bin(args, context)?,
-        StartOfDay => {
-            let day = ScalarValue::TimestampNanosecond(Some(0), Some(Arc::from("UTC")));
-            dt_fn::date_bin().call(vec![interval_of_nanos(86_400_000_000_000), arg(0)?, lit(day)])
-        }
+        StartOfDay => dt_fn::date_bin().call(vec![interval_of_nanos(86_400_000_000_000), arg(0)?, datetime_literal(0)]),
         IngestionTime => ident(TIME_RECEIVED),
         ToLower => str_fn::lower().call(vec![as_text(&args[0], context)?]),
         ToUpper => str_fn::upper().call(vec![as_text(&args[0], context)?]),
@@ -354,8 +356,7 @@ fn lower_bin(args: &[BoundExpr], context: &LowerContext<'_>) -> Result<Expr> {
     let size = &args[1];
     match (args[0].ty, &size.kind) {
         (KqlType::Datetime, ExprKind::Literal(Value::Timespan(nanos))) => {
-            let origin = ScalarValue::TimestampNanosecond(Some(0), Some(Arc::from("UTC")));
-            Ok(dt_fn::date_bin().call(vec![interval_of_nanos(*nanos), value, lit(origin)]))
+            Ok(dt_fn::date_bin().call(vec![interval_of_nanos(*nanos), value, datetime_literal(0)]))
         }
         (KqlType::Datetime, _) => Err(DataFusionError::Plan("bin() of a datetime needs a constant timespan".into())),
         (KqlType::Timespan, _) => {

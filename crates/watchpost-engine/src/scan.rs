@@ -5,11 +5,10 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::common::ScalarValue;
 use datafusion::datasource::MemTable;
 use datafusion::error::Result;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
-use datafusion::prelude::{ident, lit, ParquetReadOptions, SessionContext};
+use datafusion::prelude::{ident, ParquetReadOptions, SessionContext};
 use watchpost_schema::TIME_GENERATED;
 use watchpost_storage::TableSnapshot;
 
@@ -58,7 +57,7 @@ pub(crate) async fn scan_table(
     let has_time = snapshot.schema.column(TIME_GENERATED).is_some();
     match window {
         Some(window) if has_time => {
-            let at = |nanos: i64| lit(ScalarValue::TimestampNanosecond(Some(nanos), Some(Arc::from("UTC"))));
+            let at = crate::lower::datetime_literal;
             let predicate =
                 ident(TIME_GENERATED).gt_eq(at(window.start_ns)).and(ident(TIME_GENERATED).lt(at(window.end_ns)));
             LogicalPlanBuilder::from(plan).filter(predicate)?.build()
