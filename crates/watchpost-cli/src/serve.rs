@@ -94,7 +94,13 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         println!("  Primary key:  {}", workspace.primary_key);
         println!("  (send events with the HTTP Data Collector API; query with `watchpost query`)");
     }
-    let store_options = StoreOptions { wal_fsync: config.wal_fsync, ..StoreOptions::default() };
+    let store_options = StoreOptions {
+        wal_fsync: config.wal_fsync,
+        // Twice the flush threshold: ingest keeps running during a flush and
+        // waits only when a flush falls a whole buffer behind.
+        max_buffered_bytes: Some(config.flush_buffer_bytes.saturating_mul(2)),
+        ..StoreOptions::default()
+    };
     let data_dir = config.data_dir.clone();
     let store =
         tokio::task::spawn_blocking(move || Store::open(&data_dir, store_options)).await?.context("opening storage")?;
@@ -102,7 +108,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let engine = QueryEngine::new(store.clone(), EngineOptions::default());
     let date_window = (config.date_window_seconds > 0).then(|| Duration::from_secs(config.date_window_seconds));
     let options = ServerOptions { date_window, ..ServerOptions::default() };
-    let state = AppState { metastore: metastore.clone(), store: store.clone(), engine, options };
+    let state = AppState::new(metastore.clone(), store.clone(), engine, options);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;

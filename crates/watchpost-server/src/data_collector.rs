@@ -1,10 +1,13 @@
 //! `POST /api/logs`: the HTTP Data Collector API.
 
-use axum::body::{to_bytes, Body};
+use std::sync::Mutex;
+
+use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
+use http_body_util::BodyExt;
 use watchpost_ingest::data_collector::{
     self, DataCollectorError, DataCollectorRequest, WorkspaceKeyState, WorkspaceKeys, MAX_BODY_BYTES,
 };
@@ -44,10 +47,20 @@ pub(crate) async fn post_logs(
     if declared_length.is_some_and(|length| length > MAX_BODY_BYTES) {
         return error_response(&too_large());
     }
-    let body = match to_bytes(body, MAX_BODY_BYTES).await {
-        Ok(body) => body,
-        Err(_) => return error_response(&too_large()),
-    };
+    let mut buffer = state.bodies.take(declared_length.unwrap_or(0));
+    match read_body(body, &mut buffer).await {
+        Ok(()) => {}
+        Err(BodyError::TooLarge) => return error_response(&too_large()),
+        Err(BodyError::Read(message)) => {
+            tracing::debug!(%message, "BatchBodyReadFailed");
+            return error_response(&DataCollectorError::new(
+                400,
+                Some("InvalidDataFormat"),
+                "The request body could not be read",
+            ));
+        }
+    }
+    let bodies = state.bodies.clone();
     let header_pairs: Vec<(String, String)> = headers
         .iter()
         .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
@@ -65,7 +78,7 @@ pub(crate) async fn post_logs(
             path: &path,
             query: query.as_deref(),
             headers: &header_pairs,
-            body: &body,
+            body: &buffer,
         };
         let received = Utc::now();
         let post = data_collector::validate(&request, &MetastoreKeys(&metastore), received, date_window)
@@ -82,7 +95,10 @@ pub(crate) async fn post_logs(
             received_ns: received.timestamp_nanos_opt().expect("the clock is before 2262"),
             batch: decoded.batch,
         };
-        store.append(request).map_err(IngestFailure::Storage)
+        let outcome = store.append(request).map_err(IngestFailure::Storage);
+        drop(post);
+        bodies.give_back(buffer);
+        outcome
     })
     .await;
     match outcome {
@@ -94,6 +110,58 @@ pub(crate) async fn post_logs(
             error_response(&DataCollectorError::internal("internal error"))
         }
     }
+}
+
+/// Request-body buffers for reuse. Bodies are megabytes each; reusing their
+/// buffers spares the allocator a fresh, zero-filled mapping per request.
+#[derive(Debug, Default)]
+pub(crate) struct BodyPool {
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+/// Buffers kept at most, and the largest capacity kept.
+const POOLED_BODIES: usize = 8;
+const POOLED_BODY_CAPACITY: usize = 8 << 20;
+
+impl BodyPool {
+    /// An empty buffer with room for `expected` bytes (a declared length,
+    /// trusted only up to the body limit).
+    fn take(&self, expected: usize) -> Vec<u8> {
+        let expected = expected.min(MAX_BODY_BYTES);
+        let mut buffer = self.free.lock().expect("body pool lock poisoned").pop().unwrap_or_default();
+        buffer.clear();
+        buffer.reserve(expected);
+        buffer
+    }
+
+    fn give_back(&self, buffer: Vec<u8>) {
+        if buffer.capacity() > POOLED_BODY_CAPACITY {
+            return;
+        }
+        let mut free = self.free.lock().expect("body pool lock poisoned");
+        if free.len() < POOLED_BODIES {
+            free.push(buffer);
+        }
+    }
+}
+
+enum BodyError {
+    TooLarge,
+    Read(String),
+}
+
+/// Reads the whole body into `buffer`, refusing more than the body limit.
+async fn read_body(mut body: Body, buffer: &mut Vec<u8>) -> Result<(), BodyError> {
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| BodyError::Read(error.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            if buffer.len() + data.len() > MAX_BODY_BYTES {
+                return Err(BodyError::TooLarge);
+            }
+            buffer.extend_from_slice(&data);
+        }
+    }
+    Ok(())
 }
 
 enum IngestFailure {

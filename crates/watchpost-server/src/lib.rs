@@ -52,6 +52,14 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub engine: QueryEngine,
     pub options: ServerOptions,
+    /// Request-body buffers kept for reuse by ingest.
+    pub(crate) bodies: Arc<data_collector::BodyPool>,
+}
+
+impl AppState {
+    pub fn new(metastore: Arc<Metastore>, store: Arc<Store>, engine: QueryEngine, options: ServerOptions) -> AppState {
+        AppState { metastore, store, engine, options, bodies: Arc::default() }
+    }
 }
 
 /// Builds the router; tests drive it with `tower::ServiceExt::oneshot`.

@@ -29,7 +29,7 @@ fn app(max_rows: usize) -> App {
     let store =
         Arc::new(Store::open(dir.path(), StoreOptions { wal_fsync: false, ..StoreOptions::default() }).unwrap());
     let engine = QueryEngine::new(store.clone(), EngineOptions { max_rows, ..EngineOptions::default() });
-    let state = AppState { metastore, store, engine, options: ServerOptions::default() };
+    let state = AppState::new(metastore, store, engine, ServerOptions::default());
     App { _dir: dir, router: router(state), query_key }
 }
 

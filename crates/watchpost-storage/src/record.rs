@@ -8,6 +8,7 @@ use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
+use watchpost_wal::RecordBuf;
 
 use crate::{Receipt, StorageError, StorageResult};
 
@@ -22,10 +23,11 @@ pub(crate) struct RecordHeader {
     pub received_ns: i64,
 }
 
-/// Encodes a record as `u32 header length | header JSON | Arrow IPC stream`.
-pub(crate) fn encode(header: &RecordHeader, batch: &RecordBatch) -> StorageResult<Vec<u8>> {
+/// Encodes a record as `u32 header length | header JSON | Arrow IPC stream`,
+/// straight into a WAL frame buffer.
+pub(crate) fn encode(header: &RecordHeader, batch: &RecordBatch) -> StorageResult<RecordBuf> {
     let header_json = serde_json::to_vec(header).expect("record header serializes");
-    let mut bytes = Vec::with_capacity(batch.get_array_memory_size() + header_json.len() + 64);
+    let mut bytes = RecordBuf::with_capacity(batch.get_array_memory_size() + header_json.len() + 1024);
     bytes.extend_from_slice(&(header_json.len() as u32).to_le_bytes());
     bytes.extend_from_slice(&header_json);
     let mut writer = StreamWriter::try_new(&mut bytes, &batch.schema()).map_err(StorageError::arrow)?;
@@ -73,10 +75,10 @@ mod tests {
             received_ns: 5,
         };
         let bytes = encode(&header, &batch).unwrap();
-        let (decoded, batches) = decode(&bytes).unwrap();
+        let (decoded, batches) = decode(bytes.payload()).unwrap();
         assert_eq!(decoded.table, "T_CL");
         assert_eq!(decoded.receipt.rows, 2);
         assert_eq!(batches, vec![batch]);
-        assert!(decode(&bytes[..3]).is_err());
+        assert!(decode(&bytes.payload()[..3]).is_err());
     }
 }

@@ -32,7 +32,14 @@ pub struct StoreOptions {
     /// How long a repeated idempotency key is answered from the first
     /// append's receipt.
     pub idempotency_window: Duration,
+    /// Appends wait (up to [`BACKPRESSURE_MAX_WAIT`]) while the in-memory
+    /// buffers hold more than this many bytes, so that a flush that cannot
+    /// keep up slows ingest down instead of growing memory without bound.
+    pub max_buffered_bytes: Option<u64>,
 }
+
+/// The longest an append waits for a flush to make room.
+pub const BACKPRESSURE_MAX_WAIT: Duration = Duration::from_secs(30);
 
 impl Default for StoreOptions {
     fn default() -> StoreOptions {
@@ -40,6 +47,7 @@ impl Default for StoreOptions {
             wal_fsync: true,
             wal_segment_bytes: 64 * 1024 * 1024,
             idempotency_window: Duration::from_secs(24 * 3600),
+            max_buffered_bytes: None,
         }
     }
 }
@@ -203,6 +211,7 @@ impl Store {
 
     /// Makes a batch durable and visible. Blocks until the WAL is fsynced.
     pub fn append(&self, request: AppendRequest) -> StorageResult<AppendOutcome> {
+        self.wait_for_room();
         let idempotency_key = request.idempotency_key.map(|key| (request.workspace.clone(), key));
         if let Some(key) = &idempotency_key {
             if let Some(receipt) = self.reserve_key(key, request.received_ns)? {
@@ -245,7 +254,7 @@ impl Store {
         };
         let bytes = record::encode(&header, &batch)?;
         let _gate = self.gate.read().expect("gate lock poisoned");
-        self.wal.append(&bytes)?;
+        self.wal.append_buf(bytes)?;
         self.buffered_bytes.fetch_add(batch.get_array_memory_size() as u64, Ordering::Relaxed);
         let mut state = self.write_state();
         insert_batch(&mut state, workspace, table, batch);
@@ -254,6 +263,21 @@ impl Store {
             state.idempotency.insert(key.clone(), done);
         }
         Ok(receipt)
+    }
+
+    /// Waits while the buffers are over [`StoreOptions::max_buffered_bytes`]
+    /// (a flush frees them when it completes), then proceeds in any case
+    /// after [`BACKPRESSURE_MAX_WAIT`] so a stuck flush cannot stop ingest.
+    fn wait_for_room(&self) {
+        let Some(limit) = self.options.max_buffered_bytes else { return };
+        if self.buffered_bytes() <= limit {
+            return;
+        }
+        let started = std::time::Instant::now();
+        while self.buffered_bytes() > limit && started.elapsed() < BACKPRESSURE_MAX_WAIT {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        tracing::debug!(waited_ms = started.elapsed().as_millis() as u64, "IngestBackpressure");
     }
 
     /// Returns the earlier receipt when `key` was already used within the

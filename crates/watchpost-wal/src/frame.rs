@@ -73,18 +73,65 @@ pub enum Corruption {
     },
 }
 
+/// A record payload built in place, behind room for the frame header, so
+/// that appending it to the log copies nothing. Write the payload through
+/// [`std::io::Write`], then hand it to [`crate::Wal::append_buf`].
+pub struct RecordBuf {
+    bytes: Vec<u8>,
+}
+
+impl RecordBuf {
+    /// An empty payload with room for `payload_capacity` bytes.
+    pub fn with_capacity(payload_capacity: usize) -> RecordBuf {
+        let mut bytes = Vec::with_capacity(HEADER_LEN + payload_capacity);
+        bytes.extend_from_slice(&[0; HEADER_LEN]);
+        RecordBuf { bytes }
+    }
+
+    /// The payload written so far.
+    pub fn payload(&self) -> &[u8] {
+        &self.bytes[HEADER_LEN..]
+    }
+
+    /// Appends bytes to the payload.
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+    }
+}
+
+impl std::io::Write for RecordBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.bytes.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 impl UnsealedFrame {
     /// Copies and checksums `payload` into a new frame buffer.
     pub fn new(payload: &[u8]) -> WalResult<UnsealedFrame> {
+        let mut buf = RecordBuf::with_capacity(payload.len());
+        buf.extend_from_slice(payload);
+        UnsealedFrame::from_buf(buf)
+    }
+
+    /// Checksums the payload of `buf`, keeping its buffer as the frame.
+    pub fn from_buf(buf: RecordBuf) -> WalResult<UnsealedFrame> {
+        let payload = buf.payload();
         if payload.len() > MAX_RECORD_BYTES {
             return Err(WalError::RecordTooLarge { len: payload.len(), max: MAX_RECORD_BYTES });
         }
-        let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len());
-        bytes.extend_from_slice(&[0; HEADER_LEN]);
-        bytes.extend_from_slice(payload);
         let mut payload_crc = Hasher::new();
         payload_crc.update(payload);
-        Ok(UnsealedFrame { bytes, payload_crc })
+        Ok(UnsealedFrame { bytes: buf.bytes, payload_crc })
     }
 
     /// Assigns `lsn` and writes the header, including the checksum.

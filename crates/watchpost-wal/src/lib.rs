@@ -6,7 +6,7 @@
 //! contains (no Arrow, tables or tenants).
 //!
 //! Start reading at [`Wal`]: [`Wal::open`] recovers and returns the records to replay,
-//! [`Wal::append`] makes one record durable, [`Wal::truncate_through`] drops old segments.
+//! [`Wal::append`] (or [`Wal::append_buf`], which copies nothing) makes one record durable, [`Wal::truncate_through`] drops old segments.
 //! The on-disk frame format is described in the `frame` module, recovery rules in the
 //! `recovery` module.
 //!
@@ -29,5 +29,5 @@ mod wal;
 mod writer;
 
 pub use error::{ErrorKind, WalError, WalResult};
-pub use frame::MAX_RECORD_BYTES;
+pub use frame::{RecordBuf, MAX_RECORD_BYTES};
 pub use wal::{Lsn, Record, Wal, WalOptions};

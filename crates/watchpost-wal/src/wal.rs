@@ -11,7 +11,7 @@ use std::mem;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use crate::frame::{SealedFrame, UnsealedFrame};
+use crate::frame::{RecordBuf, SealedFrame, UnsealedFrame};
 use crate::recovery::recover;
 use crate::writer::{sync_dir, Writer};
 use crate::{WalError, WalResult};
@@ -108,7 +108,16 @@ impl Wal {
     /// carries the record fails, every caller of that group gets [`WalError::CommitFailed`]
     /// and later calls get [`WalError::Poisoned`] until the log is reopened.
     pub fn append(&self, record: &[u8]) -> WalResult<Lsn> {
-        let frame = UnsealedFrame::new(record)?;
+        self.append_frame(UnsealedFrame::new(record)?)
+    }
+
+    /// Like [`Wal::append`], for a record built in a [`RecordBuf`]: its
+    /// buffer becomes the frame without a copy.
+    pub fn append_buf(&self, record: RecordBuf) -> WalResult<Lsn> {
+        self.append_frame(UnsealedFrame::from_buf(record)?)
+    }
+
+    fn append_frame(&self, frame: UnsealedFrame) -> WalResult<Lsn> {
         let mut state = self.lock_state();
         if let Some(source) = &state.failure {
             return Err(WalError::Poisoned { source: Arc::clone(source) });

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::path::{Path, PathBuf};
 
 use crate::frame::SealedFrame;
@@ -20,8 +20,6 @@ pub struct Writer {
     /// Segments before the active one, oldest first.
     closed: VecDeque<SegmentFile>,
     active: ActiveSegment,
-    /// Reused buffer that concatenates a group's frames into one write.
-    scratch: Vec<u8>,
     #[cfg(test)]
     pub test_hooks: TestHooks,
 }
@@ -69,7 +67,6 @@ impl Writer {
             options,
             closed,
             active,
-            scratch: Vec::new(),
             #[cfg(test)]
             test_hooks: TestHooks::default(),
         }
@@ -124,26 +121,29 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes one run of frames to the active segment with a single write and a single sync.
+    /// Writes one run of frames to the active segment with vectored writes
+    /// (no copy into one buffer) and a single sync.
     fn write_chunk(&mut self, frames: &[SealedFrame]) -> WalResult<()> {
-        let bytes: &[u8] = match frames {
-            [] => return Ok(()),
-            [single] => &single.bytes,
-            many => {
-                self.scratch.clear();
-                for frame in many {
-                    self.scratch.extend_from_slice(&frame.bytes);
-                }
-                &self.scratch
-            }
-        };
+        if frames.is_empty() {
+            return Ok(());
+        }
         let active = &mut self.active;
         let path = &active.segment.path;
-        active.file.write_all(bytes).map_err(|source| WalError::WriteSegment { path: path.clone(), source })?;
-        active.len += bytes.len() as u64;
-        if self.scratch.capacity() > (1 << 20) {
-            // A huge group should not pin its buffer for the life of the log.
-            self.scratch = Vec::new();
+        let mut slices: Vec<IoSlice<'_>> = frames.iter().map(|frame| IoSlice::new(&frame.bytes)).collect();
+        let mut remaining = &mut slices[..];
+        while !remaining.is_empty() {
+            match active.file.write_vectored(remaining) {
+                Ok(0) => {
+                    let source = io::Error::new(io::ErrorKind::WriteZero, "the segment file accepted no bytes");
+                    return Err(WalError::WriteSegment { path: path.clone(), source });
+                }
+                Ok(written) => {
+                    active.len += written as u64;
+                    IoSlice::advance_slices(&mut remaining, written);
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => return Err(WalError::WriteSegment { path: path.clone(), source }),
+            }
         }
         if !self.options.fsync {
             return Ok(());

@@ -48,6 +48,38 @@ impl ColumnData {
         })
     }
 
+    /// Makes room for `rows` more values and, for text, `text_bytes` more
+    /// bytes, so a batch's buffers grow once instead of by doubling.
+    pub(crate) fn reserve(&mut self, rows: usize, text_bytes: usize) {
+        match self {
+            ColumnData::Utf8 { offsets, data, validity } => {
+                offsets.reserve(rows);
+                data.reserve(text_bytes);
+                validity.reserve(rows);
+            }
+            ColumnData::Float64 { values, validity } => {
+                values.reserve(rows);
+                validity.reserve(rows);
+            }
+            ColumnData::Boolean { values, validity } => {
+                values.reserve(rows);
+                validity.reserve(rows);
+            }
+            ColumnData::Timestamp { values, validity } => {
+                values.reserve(rows);
+                validity.reserve(rows);
+            }
+        }
+    }
+
+    /// Bytes of text held (0 for other layouts).
+    pub(crate) fn text_len(&self) -> usize {
+        match self {
+            ColumnData::Utf8 { data, .. } => data.len(),
+            _ => 0,
+        }
+    }
+
     fn validity(&self) -> &Vec<bool> {
         match self {
             ColumnData::Utf8 { validity, .. }

@@ -1,8 +1,9 @@
 //! Body decoding and type inference (spec 1.4, 1.5, 1.6).
 //!
-//! The body is parsed in one streaming pass: every record is a JSON object
-//! whose values are kept as borrowed raw JSON text, classified by their first
-//! byte and written straight into column buffers. Property names are
+//! The body is checked to be UTF-8 once, then parsed in one streaming pass
+//! with `jiter`, which hands out each value's kind before reading it: strings
+//! arrive unescaped (borrowed unless they had escapes), numbers and nested
+//! values as their JSON text, and all go straight into column buffers. Property names are
 //! resolved once per distinct name and cached per position, so rows that
 //! repeat the previous row's layout cost one string comparison per property.
 //!
@@ -18,18 +19,14 @@
 #[cfg(test)]
 mod tests;
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, StringArray, TimestampNanosecondArray};
 use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use jiter::{Jiter, JiterError, Peek};
 use watchpost_schema::{ColumnDef, KqlType, TableSchema, TIME_GENERATED, TIME_RECEIVED};
 
 use super::columns::{Cell, ColumnData};
@@ -67,21 +64,117 @@ pub fn decode(
     }
     let body: &[u8] = &post.body;
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    // One check of the whole body lets the parser skip per-string checks.
+    if let Err(error) = std::str::from_utf8(body) {
+        return Err(DataCollectorError::invalid_data_format(format!(
+            "the body is not valid UTF-8 (at byte {})",
+            error.valid_up_to()
+        )));
+    }
     let mut rows = RowsBuilder::new(
         table_schema,
         post.time_generated_field.as_deref(),
         received.timestamp_nanos_opt().expect("the clock is before 2262"),
     );
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let parsed = BodySeed { rows: &mut rows }.deserialize(&mut deserializer).and_then(|()| deserializer.end());
-    if let Err(json_error) = parsed {
-        return Err(rows.error.take().unwrap_or_else(|| {
-            DataCollectorError::invalid_data_format(format!(
-                "the body must be a JSON object or an array of JSON objects: {json_error}"
-            ))
-        }));
+    let mut jiter = Jiter::new(body);
+    match parse_body(&mut jiter, body, &mut rows) {
+        Ok(()) => rows.finish(post, table_schema),
+        Err(ParseFailure::Rejected(error)) => Err(error),
+        Err(ParseFailure::Json(error)) => Err(DataCollectorError::invalid_data_format(format!(
+            "the body must be a JSON object or an array of JSON objects: {}",
+            error.description(&jiter)
+        ))),
+        Err(ParseFailure::NotAnObject { index }) => Err(DataCollectorError::invalid_data_format(format!(
+            "the body must be a JSON object or an array of JSON objects: expected an object at {}",
+            jiter.error_position(index)
+        ))),
     }
-    rows.finish(post, table_schema)
+}
+
+/// Why parsing stopped.
+enum ParseFailure {
+    Json(JiterError),
+    /// A record (or the body) is valid JSON but not an object.
+    NotAnObject {
+        index: usize,
+    },
+    /// The JSON is fine but its content is refused (a reserved name, ...).
+    Rejected(DataCollectorError),
+}
+
+impl From<JiterError> for ParseFailure {
+    fn from(error: JiterError) -> Self {
+        ParseFailure::Json(error)
+    }
+}
+
+/// Reads the whole body, one object or an array of objects, into `rows`.
+fn parse_body(jiter: &mut Jiter<'_>, body: &[u8], rows: &mut RowsBuilder<'_>) -> Result<(), ParseFailure> {
+    let peek = jiter.peek()?;
+    if peek == Peek::Object {
+        parse_record(jiter, body, rows)?;
+    } else if peek == Peek::Array {
+        let mut element = jiter.known_array()?;
+        while let Some(peek) = element {
+            if peek != Peek::Object {
+                return Err(ParseFailure::NotAnObject { index: jiter.current_index() });
+            }
+            let start = jiter.current_index();
+            parse_record(jiter, body, rows)?;
+            if rows.n_rows == 1 {
+                // Most batches repeat one record shape: size the buffers from
+                // the first record.
+                let record_len = jiter.current_index() - start + 1;
+                rows.reserve_rows(body.len().saturating_sub(start) / record_len);
+            }
+            element = jiter.array_step()?;
+        }
+    } else {
+        return Err(ParseFailure::NotAnObject { index: jiter.current_index() });
+    }
+    jiter.finish()?;
+    Ok(())
+}
+
+/// Reads one record; the parser stands at its opening brace.
+fn parse_record(jiter: &mut Jiter<'_>, body: &[u8], rows: &mut RowsBuilder<'_>) -> Result<(), ParseFailure> {
+    let row = rows.n_rows;
+    let mut time_generated = rows.received_nanos;
+    let mut position = 0;
+    let mut key = jiter.known_object()?;
+    while let Some(name) = key {
+        let (base, is_time_field) = rows.resolve_key(position, name).map_err(ParseFailure::Rejected)?;
+        position += 1;
+        let peek = jiter.peek()?;
+        let value = if peek == Peek::String {
+            Value::Text(jiter.known_str()?)
+        } else if peek == Peek::Null {
+            jiter.known_null()?;
+            key = jiter.next_key()?;
+            continue;
+        } else if peek == Peek::True || peek == Peek::False {
+            Value::Bool(jiter.known_bool(peek)?)
+        } else if peek == Peek::Object || peek == Peek::Array {
+            let start = jiter.current_index();
+            jiter.known_skip(peek)?;
+            Value::Nested(ascii_or_utf8(&body[start..jiter.current_index()]))
+        } else {
+            Value::Number(ascii_or_utf8(jiter.known_number_bytes(peek)?))
+        };
+        if let Some(nanos) = rows.push_value(row, base, value, is_time_field) {
+            time_generated = nanos;
+        }
+        key = jiter.next_key()?;
+    }
+    rows.time_generated.push(time_generated);
+    rows.n_rows += 1;
+    Ok(())
+}
+
+/// A slice of the body known to be UTF-8 (the body was checked whole, and
+/// the parser cuts at value boundaries, which are ASCII bytes).
+fn ascii_or_utf8(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or_default()
 }
 
 /// The standard columns of every Data Collector table, in batch order.
@@ -197,8 +290,6 @@ struct RowsBuilder<'s> {
     time_generated: Vec<i64>,
     n_rows: usize,
     issues: BTreeMap<(Issue, String), usize>,
-    /// A rejection found inside the parser, reported instead of its error.
-    error: Option<DataCollectorError>,
 }
 
 impl<'s> RowsBuilder<'s> {
@@ -219,32 +310,17 @@ impl<'s> RowsBuilder<'s> {
             time_generated: Vec::new(),
             n_rows: 0,
             issues: BTreeMap::new(),
-            error: None,
         }
     }
 
-    /// Adds one record, reading its properties from `map`.
-    fn push_record<'de, A: MapAccess<'de>>(&mut self, mut map: A) -> Result<(), A::Error> {
-        let row = self.n_rows;
-        let mut time_generated = self.received_nanos;
-        let mut position = 0;
-        while let Some(key) = map.next_key::<JsonKey<'de>>()? {
-            let raw: &'de RawValue = map.next_value()?;
-            let (base, is_time_field) = match self.resolve_key(position, &key.0) {
-                Ok(resolved) => resolved,
-                Err(error) => {
-                    self.error = Some(error);
-                    return Err(de::Error::custom("rejected property name"));
-                }
-            };
-            position += 1;
-            if let Some(nanos) = self.push_value(row, base, raw, is_time_field) {
-                time_generated = nanos;
-            }
+    /// Makes room for about `more_rows` records shaped like those so far.
+    fn reserve_rows(&mut self, more_rows: usize) {
+        let seen = self.n_rows.max(1);
+        self.time_generated.reserve(more_rows);
+        for column in &mut self.columns {
+            let text_per_row = column.data.text_len().div_ceil(seen);
+            column.data.reserve(more_rows, (text_per_row * more_rows).saturating_add(more_rows / 8 * text_per_row));
         }
-        self.time_generated.push(time_generated);
-        self.n_rows += 1;
-        Ok(())
     }
 
     /// Returns the base entry of the property `key` at `position`.
@@ -296,32 +372,17 @@ impl<'s> RowsBuilder<'s> {
 
     /// Stores one property value. Returns the `TimeGenerated` it supplies,
     /// if it is the time-generated-field and a date-time within the window.
-    fn push_value(&mut self, row: usize, base: usize, raw: &RawValue, is_time_field: bool) -> Option<i64> {
-        let json = raw.get();
-        match json.as_bytes().first() {
-            None | Some(b'n') => None,
-            Some(b't') => {
-                self.store(row, base, Suffix::B, Value::Bool(true));
-                None
-            }
-            Some(b'f') => {
-                self.store(row, base, Suffix::B, Value::Bool(false));
-                None
-            }
-            Some(b'{' | b'[') => {
-                self.store(row, base, Suffix::S, Value::Nested(json));
-                None
-            }
-            Some(b'"') => {
-                let text = unescape(json);
-                self.store_text(row, base, &text);
-                is_time_field.then(|| self.time_generated_from(&text)).flatten()
-            }
-            Some(_) => {
-                self.store(row, base, Suffix::D, Value::Number(json));
-                None
+    fn push_value(&mut self, row: usize, base: usize, value: Value<'_>, is_time_field: bool) -> Option<i64> {
+        match value {
+            Value::Bool(_) => self.store(row, base, Suffix::B, value),
+            Value::Nested(_) => self.store(row, base, Suffix::S, value),
+            Value::Number(_) => self.store(row, base, Suffix::D, value),
+            Value::Text(text) => {
+                self.store_text(row, base, text);
+                return is_time_field.then(|| self.time_generated_from(text)).flatten();
             }
         }
+        None
     }
 
     fn time_generated_from(&self, text: &str) -> Option<i64> {
@@ -486,105 +547,5 @@ fn convert(kql_type: KqlType, value: Value<'_>) -> Option<Cell<'_>> {
         (KqlType::String, Value::Number(json)) => Some(Cell::Text(json)),
         (KqlType::String, Value::Bool(value)) => Some(Cell::Text(if value { "true" } else { "false" })),
         _ => None,
-    }
-}
-
-/// Returns the content of a JSON string literal, borrowing unless it has
-/// escapes.
-fn unescape(json: &str) -> Cow<'_, str> {
-    let content = &json[1..json.len() - 1];
-    if !content.as_bytes().contains(&b'\\') {
-        return Cow::Borrowed(content);
-    }
-    match serde_json::from_str::<String>(json) {
-        Ok(text) => Cow::Owned(text),
-        // Unreachable: the parser already accepted this literal.
-        Err(_) => Cow::Borrowed(content),
-    }
-}
-
-/// A property name, borrowed from the body unless it has escapes.
-struct JsonKey<'de>(Cow<'de, str>);
-
-impl<'de> Deserialize<'de> for JsonKey<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(JsonKeyVisitor)
-    }
-}
-
-struct JsonKeyVisitor;
-
-impl<'de> Visitor<'de> for JsonKeyVisitor {
-    type Value = JsonKey<'de>;
-
-    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("a property name")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, value: &'de str) -> Result<Self::Value, E> {
-        Ok(JsonKey(Cow::Borrowed(value)))
-    }
-
-    fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
-        Ok(JsonKey(Cow::Owned(value.to_string())))
-    }
-
-    fn visit_string<E: de::Error>(self, value: String) -> Result<Self::Value, E> {
-        Ok(JsonKey(Cow::Owned(value)))
-    }
-}
-
-/// The whole body: one object or an array of objects.
-struct BodySeed<'r, 's> {
-    rows: &'r mut RowsBuilder<'s>,
-}
-
-impl<'de> DeserializeSeed<'de> for BodySeed<'_, '_> {
-    type Value = ();
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for BodySeed<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("a JSON object or an array of JSON objects")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        self.rows.push_record(map)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(()) = seq.next_element_seed(RecordSeed { rows: &mut *self.rows })? {}
-        Ok(())
-    }
-}
-
-/// One element of the body array, which must be an object.
-struct RecordSeed<'r, 's> {
-    rows: &'r mut RowsBuilder<'s>,
-}
-
-impl<'de> DeserializeSeed<'de> for RecordSeed<'_, '_> {
-    type Value = ();
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for RecordSeed<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        self.rows.push_record(map)
     }
 }

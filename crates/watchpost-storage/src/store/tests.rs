@@ -152,3 +152,27 @@ fn orphan_segment_files_are_removed_at_open() {
     let _store = Store::open(dir.path(), options()).unwrap();
     assert!(!orphan.exists());
 }
+
+#[test]
+fn appends_wait_for_a_flush_when_buffers_are_over_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions { max_buffered_bytes: Some(1), ..options() }).unwrap();
+    let store = Arc::new(store);
+    append(&store, batch(&[1], &["first"], None), None);
+    assert!(store.buffered_bytes() > 1);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let waiting = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            append(&store, batch(&[2], &["second"], None), None);
+            done_tx.send(()).unwrap();
+        })
+    };
+    // The second append is held back while the first one's rows are buffered.
+    assert!(done_rx.recv_timeout(Duration::from_millis(300)).is_err());
+    assert_eq!(row_count(&store.snapshot(WS, "Demo_CL").unwrap()), 1);
+    store.flush().unwrap();
+    done_rx.recv_timeout(Duration::from_secs(10)).expect("the append proceeds once the flush made room");
+    waiting.join().unwrap();
+    assert_eq!(row_count(&store.snapshot(WS, "Demo_CL").unwrap()), 2);
+}

@@ -1,3 +1,5 @@
+use std::borrow::Cow;
+
 use arrow::array::{Array, BooleanArray, Float64Array};
 use chrono::TimeZone as _;
 use watchpost_schema::KQL_TYPE_METADATA_KEY;
@@ -338,6 +340,30 @@ fn invalid_bodies_are_rejected() {
         let error = reject(body);
         assert_eq!((error.status, error.code), (400, Some("InvalidDataFormat")), "{body:?}");
     }
+}
+
+#[test]
+fn rejection_messages_say_where() {
+    let error = reject("[{\"a\":1},\n 3]");
+    assert!(error.message.contains("line 2 column 2"), "{}", error.message);
+    let error = reject("{\"a\": tru}");
+    assert!(error.message.contains("line 1 column"), "{}", error.message);
+}
+
+#[test]
+fn non_utf8_bodies_are_rejected() {
+    let body = b"[{\"a\":\"caf\xE9\"}]";
+    let post = ValidatedPost { body: Cow::Borrowed(body), ..post("") };
+    let error = decode(&post, &TableSchema::default(), received()).unwrap_err();
+    assert_eq!((error.status, error.code), (400, Some("InvalidDataFormat")));
+    assert!(error.message.contains("UTF-8"), "{}", error.message);
+}
+
+#[test]
+fn escapes_inside_nested_values_are_kept_and_strings_unescaped() {
+    let decoded = decode_new(r#"{"n": { "q" : "a \"b\" \u00e9" , "l": [ true , null ] }, "s": "tab\there \u00e9"}"#);
+    assert_eq!(strings(&decoded, "n_s"), owned(&[Some(r#"{"q":"a \"b\" \u00e9","l":[true,null]}"#)]));
+    assert_eq!(strings(&decoded, "s_s"), owned(&[Some("tab\there \u{e9}")]));
 }
 
 #[test]
