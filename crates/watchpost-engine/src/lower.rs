@@ -12,10 +12,12 @@ use datafusion::datasource::MemTable;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::functions::{datetime as dt_fn, math as math_fn, string as str_fn, unicode as uni_fn};
 use datafusion::functions_aggregate::expr_fn as agg;
+use datafusion::logical_expr::JoinType;
 use datafusion::logical_expr::{cast, try_cast, when, Expr, LogicalPlan, LogicalPlanBuilder, Operator};
 use datafusion::prelude::{ident, lit, SessionContext};
 use watchpost_kql_binder::bound::{
-    AggregateFunction, BoundAggregate, BoundExpr, BoundTabular, ExprKind, ScalarFunction, TabularKind, Value,
+    AggregateFunction, BoundAggregate, BoundExpr, BoundTabular, ExprKind, JoinKind, ScalarFunction, TabularKind,
+    UnionInput, Value,
 };
 use watchpost_kql_syntax::ast::{BinaryOp, ListOp};
 use watchpost_schema::{KqlType, TableSchema, TIME_RECEIVED};
@@ -97,6 +99,192 @@ fn lower(tabular: &BoundTabular, context: &LowerContext<'_>) -> Result<LogicalPl
             let input = lower(input, context)?;
             LogicalPlanBuilder::from(input).distinct()?.build()
         }
+        TabularKind::Range { from, to, step } => lower_range(from, to, step, &tabular.schema, context),
+        TabularKind::Join { left, right, kind, keys } => lower_join(left, right, *kind, keys, &tabular.schema, context),
+        TabularKind::Union { inputs, source_column } => {
+            lower_union(inputs, source_column.as_deref(), &tabular.schema, context)
+        }
+    }
+}
+
+/// Lowers a join to a DataFusion equi-join of the two sides (aliased so
+/// equal names on both sides stay apart), then projects Kusto's columns.
+fn lower_join(
+    left: &BoundTabular,
+    right: &BoundTabular,
+    kind: JoinKind,
+    keys: &[(usize, usize)],
+    schema: &TableSchema,
+    context: &LowerContext<'_>,
+) -> Result<LogicalPlan> {
+    let mut left_plan = lower(left, context)?;
+    if kind == JoinKind::InnerUnique {
+        // One row per key on the left, as Kusto's default join kind does.
+        let on = keys.iter().map(|(idx, _)| column_at(&left_plan, *idx)).collect();
+        let select = (0..left.schema.columns.len()).map(|idx| column_at(&left_plan, idx)).collect();
+        left_plan = LogicalPlanBuilder::from(left_plan).distinct_on(on, select, None)?.build()?;
+    }
+    let left_plan = LogicalPlanBuilder::from(left_plan).alias("__left")?.build()?;
+    let right_plan = LogicalPlanBuilder::from(lower(right, context)?).alias("__right")?.build()?;
+    let join_type = match kind {
+        JoinKind::InnerUnique | JoinKind::Inner | JoinKind::LookupInner => JoinType::Inner,
+        JoinKind::LeftOuter | JoinKind::LookupLeftOuter => JoinType::Left,
+        JoinKind::RightOuter => JoinType::Right,
+        JoinKind::FullOuter => JoinType::Full,
+        JoinKind::LeftAnti => JoinType::LeftAnti,
+        JoinKind::RightAnti => JoinType::RightAnti,
+        JoinKind::LeftSemi => JoinType::LeftSemi,
+        JoinKind::RightSemi => JoinType::RightSemi,
+    };
+    let mut left_keys = Vec::new();
+    let mut right_keys = Vec::new();
+    for (left_idx, right_idx) in keys {
+        let (left_key, right_key) = (column_at(&left_plan, *left_idx), column_at(&right_plan, *right_idx));
+        // Numbers of different widths meet as reals.
+        let (left_ty, right_ty) = (left.schema.columns[*left_idx].kql_type, right.schema.columns[*right_idx].kql_type);
+        if left_ty == right_ty {
+            left_keys.push(left_key);
+            right_keys.push(right_key);
+        } else {
+            left_keys.push(cast(left_key, DataType::Float64));
+            right_keys.push(cast(right_key, DataType::Float64));
+        }
+    }
+    let n_left = left.schema.columns.len();
+    let joined = LogicalPlanBuilder::from(left_plan).join_on(
+        right_plan,
+        join_type,
+        left_keys.into_iter().zip(right_keys).map(|(l, r)| l.eq(r)),
+    )?;
+    let joined = joined.build()?;
+    let right_offset = match kind {
+        JoinKind::RightAnti | JoinKind::RightSemi => 0,
+        _ => n_left,
+    };
+    let outputs = watchpost_kql_binder::join_outputs(kind, &left.schema, &right.schema, keys)
+        .into_iter()
+        .zip(&schema.columns)
+        .map(|((is_right, idx), column)| {
+            let position = if is_right { right_offset + idx } else { idx };
+            column_at(&joined, position).alias(&column.name)
+        })
+        .collect::<Vec<_>>();
+    LogicalPlanBuilder::from(joined).project(outputs)?.build()
+}
+
+/// Lowers `union`: each input projected onto the output columns by name
+/// (nulls where it lacks one), then a UNION ALL.
+fn lower_union(
+    inputs: &[UnionInput],
+    source_column: Option<&str>,
+    schema: &TableSchema,
+    context: &LowerContext<'_>,
+) -> Result<LogicalPlan> {
+    let mut plans = Vec::new();
+    for input in inputs {
+        let plan = lower(&input.tabular, context)?;
+        let exprs = schema
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(position, column)| {
+                let target = column.kql_type.arrow_type();
+                let expr = if position == 0 && source_column == Some(column.name.as_str()) {
+                    lit(input.source.as_str())
+                } else {
+                    match watchpost_kql_binder::union_source_index(&input.tabular.schema, column) {
+                        Some(idx) => cast(column_at(&plan, idx), target),
+                        None => cast(lit(ScalarValue::Null), target),
+                    }
+                };
+                expr.alias(&column.name)
+            })
+            .collect::<Vec<_>>();
+        plans.push(LogicalPlanBuilder::from(plan).project(exprs)?.build()?);
+    }
+    let mut plans = plans.into_iter();
+    let first = plans.next().ok_or_else(|| DataFusionError::Plan("union of nothing".into()))?;
+    let mut builder = LogicalPlanBuilder::from(first);
+    for plan in plans {
+        builder = builder.union(plan)?;
+    }
+    builder.build()
+}
+
+/// Most rows `range` may produce; a bigger sequence is refused rather than
+/// allowed to exhaust memory.
+const MAX_RANGE_ROWS: usize = 10_000_000;
+
+/// Evaluates the constant bounds of `range` and materialises the sequence.
+fn lower_range(
+    from: &BoundExpr,
+    to: &BoundExpr,
+    step: &BoundExpr,
+    schema: &TableSchema,
+    context: &LowerContext<'_>,
+) -> Result<LogicalPlan> {
+    let target = schema.columns[0].kql_type.arrow_type();
+    let numeric_target = match target {
+        DataType::Float64 => DataType::Float64,
+        _ => DataType::Int64,
+    };
+    let bound = |expr: &BoundExpr| -> Result<ScalarValue> {
+        let value = const_eval(lower_expr(expr, context)?, context)?;
+        let as_number = match value.data_type() {
+            DataType::Timestamp(..) | DataType::Duration(..) => value.cast_to(&DataType::Int64)?,
+            _ => value,
+        };
+        as_number.cast_to(&numeric_target)
+    };
+    let (from, to, step) = (bound(from)?, bound(to)?, bound(step)?);
+    let refuse = |what: &str| DataFusionError::Plan(format!("range: {what}"));
+    let array: arrow::array::ArrayRef = match (from, to, step) {
+        (ScalarValue::Int64(Some(from)), ScalarValue::Int64(Some(to)), ScalarValue::Int64(Some(step))) => {
+            if step == 0 {
+                return Err(refuse("the step must not be zero"));
+            }
+            let span = if step > 0 { to.checked_sub(from) } else { from.checked_sub(to) };
+            let n = match span {
+                Some(span) if span >= 0 => (span / step.checked_abs().unwrap_or(i64::MAX)) as usize + 1,
+                _ => 0,
+            };
+            if n > MAX_RANGE_ROWS {
+                return Err(refuse(&format!("the sequence has more than {MAX_RANGE_ROWS} rows")));
+            }
+            Arc::new(arrow::array::Int64Array::from_iter_values((0..n as i64).map(|i| from + i * step)))
+        }
+        (ScalarValue::Float64(Some(from)), ScalarValue::Float64(Some(to)), ScalarValue::Float64(Some(step))) => {
+            if step == 0.0 || !step.is_finite() {
+                return Err(refuse("the step must be a non-zero number"));
+            }
+            let n = ((to - from) / step).floor();
+            if n.is_nan() || n >= MAX_RANGE_ROWS as f64 {
+                return Err(refuse(&format!("the sequence has more than {MAX_RANGE_ROWS} rows")));
+            }
+            let n = if n < 0.0 { 0 } else { n as usize + 1 };
+            Arc::new(arrow::array::Float64Array::from_iter_values((0..n).map(|i| from + i as f64 * step)))
+        }
+        _ => return Err(refuse("the bounds and the step must not be null")),
+    };
+    let array = arrow::compute::cast(&array, &target)?;
+    let arrow_schema = schema.arrow_schema();
+    let batch = RecordBatch::try_new(arrow_schema.clone(), vec![array])?;
+    let table = MemTable::try_new(arrow_schema, vec![vec![batch]])?;
+    Ok(context.session.read_table(Arc::new(table))?.into_unoptimized_plan())
+}
+
+/// Evaluates an expression that uses no columns.
+fn const_eval(expr: Expr, context: &LowerContext<'_>) -> Result<ScalarValue> {
+    let schema = datafusion::common::DFSchema::empty();
+    let physical = context.session.create_physical_expr(expr, &schema)?;
+    let batch = RecordBatch::try_new_with_options(
+        Arc::new(arrow::datatypes::Schema::empty()),
+        vec![],
+        &arrow::array::RecordBatchOptions::new().with_row_count(Some(1)),
+    )?;
+    match physical.evaluate(&batch)? {
+        datafusion::logical_expr::ColumnarValue::Scalar(value) => Ok(value),
+        datafusion::logical_expr::ColumnarValue::Array(array) => ScalarValue::try_from_array(&array, 0),
     }
 }
 

@@ -48,6 +48,54 @@ pub enum TabularKind {
     Distinct {
         input: Box<BoundTabular>,
     },
+    /// `range Col from a to b step s`: the arithmetic sequence from `from`
+    /// up to and including `to` (down, for a negative step). The bounds are
+    /// constant expressions; the output column is `schema`'s only column.
+    Range {
+        from: BoundExpr,
+        to: BoundExpr,
+        step: BoundExpr,
+    },
+    /// Rows of `left` and `right` matched on equal key columns (indices
+    /// into each side's schema); the output columns are given by
+    /// [`crate::join_outputs`].
+    Join {
+        left: Box<BoundTabular>,
+        right: Box<BoundTabular>,
+        kind: JoinKind,
+        keys: Vec<(usize, usize)>,
+    },
+    /// The rows of every input, each aligned to `schema` by column name
+    /// (missing columns are null); `source_column`, when set, is the first
+    /// output column and names each row's input.
+    Union {
+        inputs: Vec<UnionInput>,
+        source_column: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    /// Kusto's default: the left side is first reduced to one row per key.
+    InnerUnique,
+    Inner,
+    LeftOuter,
+    RightOuter,
+    FullOuter,
+    LeftAnti,
+    RightAnti,
+    LeftSemi,
+    RightSemi,
+    /// `lookup`: a left outer join that leaves out the right key columns.
+    LookupLeftOuter,
+    LookupInner,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnionInput {
+    /// The table name, or `union_argN`, for `withsource`.
+    pub source: String,
+    pub tabular: BoundTabular,
 }
 
 impl BoundTabular {
@@ -55,7 +103,15 @@ impl BoundTabular {
     pub fn source_tables(&self) -> Vec<String> {
         match &self.kind {
             TabularKind::Table { name } => vec![name.clone()],
-            TabularKind::Values { .. } => Vec::new(),
+            TabularKind::Values { .. } | TabularKind::Range { .. } => Vec::new(),
+            TabularKind::Join { left, right, .. } => {
+                let mut tables = left.source_tables();
+                tables.extend(right.source_tables());
+                tables
+            }
+            TabularKind::Union { inputs, .. } => {
+                inputs.iter().flat_map(|input| input.tabular.source_tables()).collect()
+            }
             TabularKind::Filter { input, .. }
             | TabularKind::Project { input, .. }
             | TabularKind::Aggregate { input, .. }

@@ -12,7 +12,10 @@
 pub mod bound;
 mod expr;
 mod functions;
+mod join;
 mod tabular;
+
+pub use join::{join_outputs, union_source_index};
 
 use std::collections::HashMap;
 

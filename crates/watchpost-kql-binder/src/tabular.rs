@@ -16,8 +16,27 @@ use crate::{closest, functions, Binder};
 impl Binder<'_> {
     pub(crate) fn bind_tabular(&mut self, tabular: &TabularExpr) -> Option<BoundTabular> {
         let mut current = self.bind_source(&tabular.source)?;
+        // The `withsource` label of the value so far: its table or `as` name.
+        let mut label = match &tabular.source {
+            TabularSource::Table(name) => Some(name.name.clone()),
+            _ => None,
+        };
         for operator in &tabular.operators {
-            current = self.bind_operator(current, operator)?;
+            current = match &operator.kind {
+                OperatorKind::As(name) => {
+                    self.tabulars.insert(name.name.clone(), current.clone());
+                    label = Some(name.name.clone());
+                    current
+                }
+                OperatorKind::Union { params, tables } => {
+                    let first = (label.take(), current);
+                    self.bind_union(Some(first), params, tables, operator.span)?
+                }
+                _ => {
+                    label = None;
+                    self.bind_operator(current, operator)?
+                }
+            };
         }
         Some(current)
     }
@@ -44,6 +63,7 @@ impl Binder<'_> {
                 None
             }
             TabularSource::Parenthesized(inner) => self.bind_tabular(inner),
+            TabularSource::Union { params, tables, span } => self.bind_union(None, params, tables, *span),
             TabularSource::Print(columns) => {
                 let unit = BoundTabular {
                     kind: TabularKind::Values { rows: vec![Vec::new()] },
@@ -54,11 +74,47 @@ impl Binder<'_> {
                 Some(BoundTabular { kind: TabularKind::Project { input: Box::new(unit), columns: bound }, schema })
             }
             TabularSource::Datatable { columns, values, span } => self.bind_datatable(columns, values, *span),
-            TabularSource::Range { span, .. } => {
-                self.report(Diagnostic::semantic("KQL2010", *span, "the range operator is not supported yet"));
-                None
-            }
+            TabularSource::Range { column, from, to, step, span } => self.bind_range(column, from, to, step, *span),
         }
+    }
+
+    fn bind_range(
+        &mut self,
+        column: &watchpost_kql_syntax::ast::Ident,
+        from: &Expr,
+        to: &Expr,
+        step: &Expr,
+        span: Span,
+    ) -> Option<BoundTabular> {
+        let empty = TableSchema::default();
+        let from = self.bind_expr(from, &empty);
+        let to = self.bind_expr(to, &empty);
+        let step = self.bind_expr(step, &empty);
+        let (from, to, step) = (from?, to?, step?);
+        let numeric = |ty: KqlType| matches!(ty, KqlType::Int | KqlType::Long | KqlType::Real | KqlType::Decimal);
+        let ty = match (from.ty, to.ty, step.ty) {
+            (KqlType::Datetime, KqlType::Datetime, KqlType::Timespan) => KqlType::Datetime,
+            (KqlType::Timespan, KqlType::Timespan, KqlType::Timespan) => KqlType::Timespan,
+            (a, b, c) if numeric(a) && numeric(b) && numeric(c) => {
+                if [a, b, c].iter().any(|ty| matches!(ty, KqlType::Real | KqlType::Decimal)) {
+                    KqlType::Real
+                } else {
+                    KqlType::Long
+                }
+            }
+            (a, b, c) => {
+                let message = format!(
+                    "range needs numbers, datetimes with a timespan step, or timespans; found {} to {} step {}",
+                    a.name(),
+                    b.name(),
+                    c.name()
+                );
+                self.report(Diagnostic::semantic("KQL2011", span, message));
+                return None;
+            }
+        };
+        let schema = TableSchema::new(vec![ColumnDef::new(&column.name, ty)]);
+        Some(BoundTabular { kind: TabularKind::Range { from, to, step }, schema })
     }
 
     fn bind_datatable(
@@ -219,6 +275,71 @@ impl Binder<'_> {
                     },
                     schema,
                 })
+            }
+            OperatorKind::ProjectKeep(names) => {
+                for name in names {
+                    self.require_column(&input.schema, &name.name, name.span)?;
+                }
+                let kept = input
+                    .schema
+                    .columns
+                    .iter()
+                    .filter(|column| names.iter().any(|name| name.name == column.name))
+                    .map(|column| (column.name.clone(), column_ref(column)))
+                    .collect();
+                Some(project(input, kept))
+            }
+            OperatorKind::ProjectReorder(names) => {
+                for name in names {
+                    self.require_column(&input.schema, &name.name, name.span)?;
+                }
+                let mut ordered: Vec<_> = names
+                    .iter()
+                    .filter_map(|name| input.schema.column(&name.name))
+                    .map(|column| (column.name.clone(), column_ref(column)))
+                    .collect();
+                ordered.dedup_by(|a, b| a.0 == b.0);
+                for column in &input.schema.columns {
+                    if !ordered.iter().any(|(name, _)| *name == column.name) {
+                        ordered.push((column.name.clone(), column_ref(column)));
+                    }
+                }
+                Some(project(input, ordered))
+            }
+            OperatorKind::Join { is_lookup, kind, right, on } => {
+                self.bind_join(input, *is_lookup, kind.as_ref(), right, on, operator.span)
+            }
+            // `bind_tabular` handles these with the pipeline's labels; this is
+            // the same binding without a label.
+            OperatorKind::Union { params, tables } => {
+                self.bind_union(Some((None, input)), params, tables, operator.span)
+            }
+            OperatorKind::As(name) => {
+                self.tabulars.insert(name.name.clone(), input.clone());
+                Some(input)
+            }
+            OperatorKind::GetSchema => {
+                let rows = input
+                    .schema
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(ordinal, column)| {
+                        vec![
+                            Value::String(column.name.clone()),
+                            Value::Long(ordinal as i64),
+                            Value::String(column.kql_type.dotnet_name().to_string()),
+                            Value::String(column.kql_type.name().to_string()),
+                        ]
+                    })
+                    .collect();
+                let schema = TableSchema::new(vec![
+                    ColumnDef::new("ColumnName", KqlType::String),
+                    ColumnDef::new("ColumnOrdinal", KqlType::Long),
+                    ColumnDef::new("DataType", KqlType::String),
+                    ColumnDef::new("ColumnType", KqlType::String),
+                ]);
+                Some(BoundTabular { kind: TabularKind::Values { rows }, schema })
             }
             OperatorKind::Distinct(exprs) => {
                 let named: Vec<NamedExpr> =

@@ -59,6 +59,8 @@ pub struct TabularExpr {
 pub enum TabularSource {
     /// A table or a tabular `let` name.
     Table(Ident),
+    /// `union [params] T, (q), ...` starting a query.
+    Union { params: Vec<(Ident, Ident)>, tables: Vec<TabularExpr>, span: Span },
     /// `print a = 1, b = "x"`: one row.
     Print(Vec<NamedExpr>),
     /// `datatable(Col: type, ...) [ v1, v2, ... ]`, values row-major.
@@ -108,6 +110,28 @@ pub enum OperatorKind {
     Count,
     /// `distinct a, b`.
     Distinct(Vec<Expr>),
+    /// `project-keep a, b`: keeps these columns, in the input's order.
+    ProjectKeep(Vec<Ident>),
+    /// `project-reorder a, b`: puts these columns first.
+    ProjectReorder(Vec<Ident>),
+    /// `join [kind=K] [hint.x=y] (right) on keys`, or `lookup` (then
+    /// `is_lookup`).
+    Join { is_lookup: bool, kind: Option<Ident>, right: Box<TabularExpr>, on: Vec<JoinKey> },
+    /// `union [kind=inner|outer] [withsource=Col] [isfuzzy=true] T, (q), ...`.
+    Union { params: Vec<(Ident, Ident)>, tables: Vec<TabularExpr> },
+    /// `as Name`: names the value so far for the rest of the query.
+    As(Ident),
+    /// `getschema`: one row per input column.
+    GetSchema,
+}
+
+/// One `on` condition of a join.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JoinKey {
+    /// `Col`: equal values of the column of that name on both sides.
+    Column(Ident),
+    /// `$left.A == $right.B`.
+    Pair { left: Ident, right: Ident },
 }
 
 /// `name = expr` or a bare `expr` (the name is then derived by the binder).

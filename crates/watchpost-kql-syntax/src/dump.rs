@@ -5,8 +5,8 @@
 use watchpost_diagnostics::Span;
 
 use crate::ast::{
-    Expr, ExprKind, Ident, LetValue, NamedExpr, Operator, OperatorKind, Query, SortKey, Statement, TabularExpr,
-    TabularSource,
+    Expr, ExprKind, Ident, JoinKey, LetValue, NamedExpr, Operator, OperatorKind, Query, SortKey, Statement,
+    TabularExpr, TabularSource,
 };
 
 /// Renders `query` one node per line, with spans.
@@ -99,6 +99,13 @@ impl Dumper {
                 let label = format!("Range {}", self.ident(column));
                 self.node(label, Some(*span), |dumper| [from, to, step].into_iter().for_each(|expr| dumper.expr(expr)));
             }
+            TabularSource::Union { params, tables, span } => {
+                let params: Vec<String> =
+                    params.iter().map(|(name, value)| format!("{}={}", name.name, value.name)).collect();
+                self.node(format!("Union {}", params.join(" ")), Some(*span), |dumper| {
+                    tables.iter().for_each(|table| dumper.tabular(table))
+                })
+            }
             TabularSource::Parenthesized(inner) => {
                 self.node("Parenthesized".to_string(), None, |dumper| dumper.tabular(inner))
             }
@@ -134,6 +141,41 @@ impl Dumper {
             OperatorKind::Count => self.leaf("Count".to_string(), span),
             OperatorKind::Distinct(exprs) => {
                 self.node("Distinct".to_string(), span, |dumper| exprs.iter().for_each(|expr| dumper.expr(expr)))
+            }
+            OperatorKind::ProjectKeep(names) | OperatorKind::ProjectReorder(names) => {
+                let label = if matches!(operator.kind, OperatorKind::ProjectKeep(_)) {
+                    "ProjectKeep"
+                } else {
+                    "ProjectReorder"
+                };
+                self.node(label.to_string(), span, |dumper| {
+                    names.iter().for_each(|name| dumper.leaf(format!("Column {}", dumper.ident(name)), None));
+                })
+            }
+            OperatorKind::Join { is_lookup, kind, right, on } => {
+                let kind = kind.as_ref().map(|kind| kind.name.as_str()).unwrap_or("default");
+                let label = format!("{} kind={kind}", if *is_lookup { "Lookup" } else { "Join" });
+                self.node(label, span, |dumper| {
+                    dumper.tabular(right);
+                    for key in on {
+                        let text = match key {
+                            JoinKey::Column(name) => format!("On {}", dumper.ident(name)),
+                            JoinKey::Pair { left, right } => {
+                                format!("On $left.{} == $right.{}", dumper.ident(left), dumper.ident(right))
+                            }
+                        };
+                        dumper.leaf(text, None);
+                    }
+                })
+            }
+            OperatorKind::As(name) => self.leaf(format!("As {}", self.ident(name)), span),
+            OperatorKind::GetSchema => self.leaf("GetSchema".to_string(), span),
+            OperatorKind::Union { params, tables } => {
+                let params: Vec<String> =
+                    params.iter().map(|(name, value)| format!("{}={}", name.name, value.name)).collect();
+                self.node(format!("Union {}", params.join(" ")), span, |dumper| {
+                    tables.iter().for_each(|table| dumper.tabular(table))
+                })
             }
         }
     }

@@ -10,8 +10,8 @@
 mod expr;
 
 use crate::ast::{
-    LetStmt, LetValue, NamedExpr, NullsOrder, Operator, OperatorKind, Query, SortKey, SortOrder, Statement,
-    TabularExpr, TabularSource,
+    Ident, JoinKey, LetStmt, LetValue, NamedExpr, NullsOrder, Operator, OperatorKind, Query, SortKey, SortOrder,
+    Statement, TabularExpr, TabularSource,
 };
 use expr::{expr_text, ident_text};
 
@@ -58,6 +58,7 @@ fn tabular_text(tabular: &TabularExpr, separator: &str) -> String {
 fn source_text(source: &TabularSource) -> String {
     match source {
         TabularSource::Table(name) => ident_text(&name.name),
+        TabularSource::Union { params, tables, .. } => union_text(params, tables),
         TabularSource::Print(items) => format!("print {}", named_list(items)),
         TabularSource::Datatable { columns, values, .. } => {
             let columns: Vec<String> = columns
@@ -106,7 +107,42 @@ fn operator_text(operator: &Operator) -> String {
             let exprs: Vec<String> = exprs.iter().map(expr_text).collect();
             format!("distinct {}", exprs.join(", "))
         }
+        OperatorKind::ProjectKeep(names) => format!("project-keep {}", ident_list(names)),
+        OperatorKind::ProjectReorder(names) => format!("project-reorder {}", ident_list(names)),
+        OperatorKind::Join { is_lookup, kind, right, on } => {
+            let mut out = if *is_lookup { "lookup".to_string() } else { "join".to_string() };
+            if let Some(kind) = kind {
+                out.push_str(&format!(" kind={}", kind.name));
+            }
+            let keys: Vec<String> = on
+                .iter()
+                .map(|key| match key {
+                    JoinKey::Column(name) => ident_text(&name.name),
+                    JoinKey::Pair { left, right } => {
+                        format!("$left.{} == $right.{}", ident_text(&left.name), ident_text(&right.name))
+                    }
+                })
+                .collect();
+            format!("{out} ({}) on {}", tabular_text(right, " "), keys.join(", "))
+        }
+        OperatorKind::Union { params, tables } => union_text(params, tables),
+        OperatorKind::As(name) => format!("as {}", ident_text(&name.name)),
+        OperatorKind::GetSchema => "getschema".to_string(),
     }
+}
+
+fn union_text(params: &[(Ident, Ident)], tables: &[TabularExpr]) -> String {
+    let mut out = "union".to_string();
+    for (name, value) in params {
+        out.push_str(&format!(" {}={}", name.name, value.name));
+    }
+    let tables: Vec<String> = tables.iter().map(|table| format!("({})", tabular_text(table, " "))).collect();
+    format!("{out} {}", tables.join(", "))
+}
+
+fn ident_list(names: &[Ident]) -> String {
+    let names: Vec<String> = names.iter().map(|name| ident_text(&name.name)).collect();
+    names.join(", ")
 }
 
 fn summarize_text(aggregates: &[NamedExpr], by: &[NamedExpr]) -> String {

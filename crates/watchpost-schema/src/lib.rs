@@ -40,6 +40,23 @@ pub enum KqlType {
 }
 
 impl KqlType {
+    /// The .NET type name Kusto reports for the type (`getschema`'s
+    /// `DataType` column).
+    pub fn dotnet_name(self) -> &'static str {
+        match self {
+            KqlType::Bool => "System.SByte",
+            KqlType::Int => "System.Int32",
+            KqlType::Long => "System.Int64",
+            KqlType::Real => "System.Double",
+            KqlType::Decimal => "System.Data.SqlTypes.SqlDecimal",
+            KqlType::String => "System.String",
+            KqlType::Datetime => "System.DateTime",
+            KqlType::Timespan => "System.TimeSpan",
+            KqlType::Guid => "System.Guid",
+            KqlType::Dynamic => "System.Object",
+        }
+    }
+
     /// The type name the query API puts in `columns[].type`.
     pub fn name(self) -> &'static str {
         match self {

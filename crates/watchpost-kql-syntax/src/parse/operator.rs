@@ -3,11 +3,13 @@
 use watchpost_diagnostics::{Diagnostic, Span};
 
 use super::Parser;
-use crate::ast::{Ident, NamedExpr, NullsOrder, Operator, OperatorKind, SortKey, SortOrder};
+use crate::ast::{
+    Ident, JoinKey, NamedExpr, NullsOrder, Operator, OperatorKind, SortKey, SortOrder, TabularExpr, TabularSource,
+};
 use crate::lexer::TokenKind;
 
 /// The operators this parser knows, for "did you mean" hints.
-const SUPPORTED_OPERATORS: [&str; 14] = [
+const SUPPORTED_OPERATORS: [&str; 21] = [
     "where",
     "filter",
     "project",
@@ -22,14 +24,17 @@ const SUPPORTED_OPERATORS: [&str; 14] = [
     "top",
     "count",
     "distinct",
+    "project-keep",
+    "project-reorder",
+    "join",
+    "lookup",
+    "union",
+    "as",
+    "getschema",
 ];
 
 /// KQL operators that exist but are not supported yet.
-const UNSUPPORTED_OPERATORS: [&str; 25] = [
-    "as",
-    "join",
-    "union",
-    "lookup",
+const UNSUPPORTED_OPERATORS: [&str; 18] = [
     "mv-expand",
     "mv-apply",
     "parse",
@@ -39,14 +44,11 @@ const UNSUPPORTED_OPERATORS: [&str; 25] = [
     "render",
     "evaluate",
     "invoke",
-    "getschema",
     "serialize",
     "sample",
     "sample-distinct",
     "search",
     "find",
-    "project-keep",
-    "project-reorder",
     "top-nested",
     "top-hitters",
     "facet",
@@ -75,6 +77,23 @@ impl Parser<'_> {
             "top" => self.top()?,
             "count" => OperatorKind::Count,
             "distinct" => OperatorKind::Distinct(self.comma_list(Self::expr)?),
+            "project-keep" => OperatorKind::ProjectKeep(self.comma_list(|parser| parser.ident("a column name"))?),
+            "project-reorder" => OperatorKind::ProjectReorder(self.comma_list(|parser| parser.ident("a column name"))?),
+            "join" => self.join(false)?,
+            "lookup" => self.join(true)?,
+            "union" => self.union()?,
+            "as" => {
+                if self.at_word("hint") && self.nth(1).kind == TokenKind::Dot {
+                    // `as hint.materialized=true Name`: the hint is accepted and ignored.
+                    self.bump();
+                    self.bump();
+                    self.ident("a hint name")?;
+                    self.expect(&TokenKind::Assign, "`=` after the hint name")?;
+                    self.bump();
+                }
+                OperatorKind::As(self.ident("a name for the tabular value")?)
+            }
+            "getschema" => OperatorKind::GetSchema,
             name => {
                 self.unknown_operator(name, keyword.span);
                 return None;
@@ -131,6 +150,92 @@ impl Parser<'_> {
         self.expect(&TokenKind::Assign, "`=` between the new and the old name")?;
         let old_name = self.ident("the column to rename")?;
         Some((new_name, old_name))
+    }
+
+    /// Parses the rest of `join` or `lookup`: parameters, the right side
+    /// and the `on` keys.
+    fn join(&mut self, is_lookup: bool) -> Option<OperatorKind> {
+        let mut kind = None;
+        loop {
+            if self.at_word("kind") && self.nth(1).kind == TokenKind::Assign {
+                self.bump();
+                self.bump();
+                kind = Some(self.ident("a join kind such as `inner` or `leftouter`")?);
+            } else if self.at_word("hint") && self.nth(1).kind == TokenKind::Dot {
+                // `hint.strategy=shuffle` and friends: accepted and ignored.
+                self.bump();
+                self.bump();
+                self.ident("a hint name")?;
+                self.expect(&TokenKind::Assign, "`=` after the hint name")?;
+                self.bump();
+            } else {
+                break;
+            }
+        }
+        let right = self.operand_table("the right side of the join")?;
+        self.expect_word("on")?;
+        let on = self.comma_list(Self::join_key)?;
+        Some(OperatorKind::Join { is_lookup, kind, right: Box::new(right), on })
+    }
+
+    /// A table name or a parenthesized query, as `join` and `union` take.
+    fn operand_table(&mut self, what: &str) -> Option<TabularExpr> {
+        let start = self.start();
+        if self.eat(&TokenKind::LParen) {
+            let inner = self.tabular_expr()?;
+            self.expect(&TokenKind::RParen, "`)` to close the query")?;
+            return Some(inner);
+        }
+        let name = self.ident(what)?;
+        Some(TabularExpr { source: TabularSource::Table(name), operators: Vec::new(), span: self.span_from(start) })
+    }
+
+    fn join_key(&mut self) -> Option<JoinKey> {
+        if !self.at_word("$left") && !self.at_word("$right") {
+            return self.ident("a column name or `$left.Column == $right.Column`").map(JoinKey::Column);
+        }
+        let (first_side, first) = self.side_column()?;
+        self.expect(&TokenKind::EqEq, "`==` between the two sides")?;
+        let (second_side, second) = self.side_column()?;
+        if first_side == second_side {
+            let message = "a join condition compares `$left.Column` with `$right.Column`";
+            self.error(Diagnostic::syntax("KQL1019", first.span.cover(second.span), message));
+            return None;
+        }
+        Some(if first_side == "$left" {
+            JoinKey::Pair { left: first, right: second }
+        } else {
+            JoinKey::Pair { left: second, right: first }
+        })
+    }
+
+    /// Parses `$left.Column` or `$right.Column`.
+    fn side_column(&mut self) -> Option<(String, Ident)> {
+        if !self.at_word("$left") && !self.at_word("$right") {
+            self.error_expected("`$left.Column` or `$right.Column`");
+            return None;
+        }
+        let side = self.bump();
+        let side = self.text_of(&side).to_string();
+        self.expect(&TokenKind::Dot, "`.` and a column name")?;
+        Some((side, self.ident("a column name")?))
+    }
+
+    /// Parses the rest of `union`: parameters, then the tables.
+    pub(super) fn union(&mut self) -> Option<OperatorKind> {
+        let mut params = Vec::new();
+        while self.at(&TokenKind::Ident) && self.nth(1).kind == TokenKind::Assign {
+            let name = self.ident("a parameter name")?;
+            self.bump();
+            if self.at_boundary() {
+                self.error_expected("a parameter value");
+                return None;
+            }
+            let value = self.bump();
+            params.push((name, Ident { name: self.text_of(&value).to_string(), span: value.span }));
+        }
+        let tables = self.comma_list(|parser| parser.operand_table("a table to union"))?;
+        Some(OperatorKind::Union { params, tables })
     }
 
     /// Parses `summarize [aggregates] [by keys]`.

@@ -4,7 +4,7 @@
 use watchpost_diagnostics::Diagnostic;
 
 use super::Parser;
-use crate::ast::{ColumnDecl, Expr, Operator, TabularExpr, TabularSource};
+use crate::ast::{ColumnDecl, Expr, Operator, OperatorKind, TabularExpr, TabularSource};
 use crate::lexer::TokenKind;
 
 impl Parser<'_> {
@@ -60,7 +60,7 @@ impl Parser<'_> {
     pub(super) fn at_source_keyword(&self) -> bool {
         let next = &self.nth(1).kind;
         let next_is_boundary = matches!(next, TokenKind::Pipe | TokenKind::Semi | TokenKind::Eof);
-        (self.at_word("print") && !next_is_boundary)
+        ((self.at_word("print") || self.at_word("union")) && !next_is_boundary)
             || (self.at_word("datatable") && *next == TokenKind::LParen)
             || (self.at_word("range") && *next == TokenKind::Ident)
     }
@@ -75,6 +75,12 @@ impl Parser<'_> {
         }
         if self.at_word("datatable") {
             return self.datatable();
+        }
+        if self.at_word("union") {
+            let start = self.start();
+            self.bump();
+            let OperatorKind::Union { params, tables } = self.union()? else { return None };
+            return Some(TabularSource::Union { params, tables, span: self.span_from(start) });
         }
         self.range()
     }
