@@ -199,8 +199,17 @@ fn lower_expr(expr: &BoundExpr, context: &LowerContext<'_>) -> Result<Expr> {
 fn lower_binary(op: BinaryOp, left: &BoundExpr, right: &BoundExpr, context: &LowerContext<'_>) -> Result<Expr> {
     use BinaryOp::*;
     let arithmetic = |operator: Operator| -> Result<Expr> {
-        let (left, right) = dynamic_operands(left, right, context)?;
-        Ok(Expr::BinaryExpr(datafusion::logical_expr::BinaryExpr::new(Box::new(left), operator, Box::new(right))))
+        let (left_expr, right_expr) = dynamic_operands(left, right, context)?;
+        if let Some(scaled) =
+            timespan_arithmetic(operator, (left.ty, left_expr.clone()), (right.ty, right_expr.clone()))
+        {
+            return Ok(scaled);
+        }
+        Ok(Expr::BinaryExpr(datafusion::logical_expr::BinaryExpr::new(
+            Box::new(left_expr),
+            operator,
+            Box::new(right_expr),
+        )))
     };
     let text =
         |f: &dyn Fn(Expr, Expr) -> Expr| -> Result<Expr> { Ok(f(as_text(left, context)?, as_text(right, context)?)) };
@@ -243,6 +252,26 @@ fn lower_binary(op: BinaryOp, left: &BoundExpr, right: &BoundExpr, context: &Low
             Expr::BinaryExpr(datafusion::logical_expr::BinaryExpr::new(Box::new(l), Operator::RegexMatch, Box::new(r)))
         })?,
     })
+}
+
+/// `timespan * number`, `number * timespan`, `timespan / number` and
+/// `timespan / timespan`, which DataFusion's duration arithmetic lacks:
+/// computed on nanosecond counts.
+fn timespan_arithmetic(operator: Operator, left: (KqlType, Expr), right: (KqlType, Expr)) -> Option<Expr> {
+    let nanos = |expr: Expr| cast(cast(expr, DataType::Int64), DataType::Float64);
+    let number = |expr: Expr| cast(expr, DataType::Float64);
+    let span = |expr: Expr| {
+        let rounded = math_fn::round().call(vec![expr]);
+        cast(cast(rounded, DataType::Int64), DataType::Duration(TimeUnit::Nanosecond))
+    };
+    let is_number = |ty: KqlType| matches!(ty, KqlType::Int | KqlType::Long | KqlType::Real);
+    match (operator, left, right) {
+        (Operator::Multiply, (KqlType::Timespan, l), (ty, r)) if is_number(ty) => Some(span(nanos(l) * number(r))),
+        (Operator::Multiply, (ty, l), (KqlType::Timespan, r)) if is_number(ty) => Some(span(number(l) * nanos(r))),
+        (Operator::Divide, (KqlType::Timespan, l), (ty, r)) if is_number(ty) => Some(span(nanos(l) / number(r))),
+        (Operator::Divide, (KqlType::Timespan, l), (KqlType::Timespan, r)) => Some(nanos(l) / nanos(r)),
+        _ => None,
+    }
 }
 
 /// Lowers the operands of a comparison or arithmetic operator; a dynamic
