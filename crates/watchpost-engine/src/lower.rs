@@ -12,17 +12,19 @@ use datafusion::datasource::MemTable;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::functions::{datetime as dt_fn, math as math_fn, string as str_fn, unicode as uni_fn};
 use datafusion::functions_aggregate::expr_fn as agg;
-use datafusion::logical_expr::JoinType;
-use datafusion::logical_expr::{cast, try_cast, when, Expr, LogicalPlan, LogicalPlanBuilder, Operator};
+use datafusion::logical_expr::{cast, when, Expr, JoinType, LogicalPlan, LogicalPlanBuilder, Operator};
 use datafusion::prelude::{ident, lit, SessionContext};
 use watchpost_kql_binder::bound::{
-    AggregateFunction, BoundAggregate, BoundExpr, BoundTabular, ExprKind, JoinKind, ScalarFunction, TabularKind,
-    UnionInput, Value,
+    AggregateFunction, BoundAggregate, BoundExpr, BoundTabular, ExprKind, JoinKind, TabularKind, UnionInput, Value,
 };
 use watchpost_kql_syntax::ast::{BinaryOp, ListOp};
-use watchpost_schema::{KqlType, TableSchema, TIME_RECEIVED};
+use watchpost_schema::{KqlType, TableSchema};
 
 use crate::udf;
+
+mod call;
+
+use call::{as_text, convert_expr, lower_call};
 
 /// What lowering needs from its surroundings.
 pub(crate) struct LowerContext<'a> {
@@ -349,7 +351,11 @@ fn value_scalar(value: &Value) -> ScalarValue {
         Value::Int(v) => ScalarValue::Int32(Some(*v)),
         Value::Long(v) => ScalarValue::Int64(Some(*v)),
         Value::Real(v) => ScalarValue::Float64(Some(*v)),
-        Value::String(v) | Value::Guid(v) | Value::Dynamic(v) => ScalarValue::Utf8(Some(v.clone())),
+        Value::String(v) | Value::Guid(v) => ScalarValue::Utf8(Some(v.clone())),
+        // Dynamic values travel as compact JSON text, whatever the spacing of the literal.
+        Value::Dynamic(v) => ScalarValue::Utf8(Some(
+            serde_json::from_str::<serde_json::Value>(v).map_or_else(|_| v.clone(), |json| json.to_string()),
+        )),
         Value::Datetime(v) => ScalarValue::TimestampNanosecond(Some(*v), utc),
         Value::Timespan(v) => ScalarValue::DurationNanosecond(Some(*v)),
     }
@@ -376,21 +382,19 @@ fn lower_expr(expr: &BoundExpr, context: &LowerContext<'_>) -> Result<Expr> {
     })
 }
 
-fn as_text(expr: &BoundExpr, context: &LowerContext<'_>) -> Result<Expr> {
-    let lowered = lower_expr(expr, context)?;
-    Ok(match expr.ty {
-        KqlType::String | KqlType::Guid | KqlType::Dynamic => lowered,
-        _ => cast(lowered, DataType::Utf8),
-    })
-}
-
 fn lower_binary(op: BinaryOp, left: &BoundExpr, right: &BoundExpr, context: &LowerContext<'_>) -> Result<Expr> {
     use BinaryOp::*;
     let arithmetic = |operator: Operator| -> Result<Expr> {
+        let (left_expr, right_expr) = dynamic_operands(left, right, context)?;
+        if let Some(scaled) =
+            timespan_arithmetic(operator, (left.ty, left_expr.clone()), (right.ty, right_expr.clone()))
+        {
+            return Ok(scaled);
+        }
         Ok(Expr::BinaryExpr(datafusion::logical_expr::BinaryExpr::new(
-            Box::new(lower_expr(left, context)?),
+            Box::new(left_expr),
             operator,
-            Box::new(lower_expr(right, context)?),
+            Box::new(right_expr),
         )))
     };
     let text =
@@ -436,11 +440,48 @@ fn lower_binary(op: BinaryOp, left: &BoundExpr, right: &BoundExpr, context: &Low
     })
 }
 
+/// `timespan * number`, `number * timespan`, `timespan / number` and
+/// `timespan / timespan`, which DataFusion's duration arithmetic lacks:
+/// computed on nanosecond counts.
+fn timespan_arithmetic(operator: Operator, left: (KqlType, Expr), right: (KqlType, Expr)) -> Option<Expr> {
+    let nanos = |expr: Expr| cast(cast(expr, DataType::Int64), DataType::Float64);
+    let number = |expr: Expr| cast(expr, DataType::Float64);
+    let span = |expr: Expr| {
+        let rounded = math_fn::round().call(vec![expr]);
+        cast(cast(rounded, DataType::Int64), DataType::Duration(TimeUnit::Nanosecond))
+    };
+    let is_number = |ty: KqlType| matches!(ty, KqlType::Int | KqlType::Long | KqlType::Real);
+    match (operator, left, right) {
+        (Operator::Multiply, (KqlType::Timespan, l), (ty, r)) if is_number(ty) => Some(span(nanos(l) * number(r))),
+        (Operator::Multiply, (ty, l), (KqlType::Timespan, r)) if is_number(ty) => Some(span(number(l) * nanos(r))),
+        (Operator::Divide, (KqlType::Timespan, l), (ty, r)) if is_number(ty) => Some(span(nanos(l) / number(r))),
+        (Operator::Divide, (KqlType::Timespan, l), (KqlType::Timespan, r)) => Some(nanos(l) / nanos(r)),
+        _ => None,
+    }
+}
+
+/// Lowers the operands of a comparison or arithmetic operator; a dynamic
+/// operand is converted to the other operand's type (both dynamic: to real
+/// for arithmetic), so `d.Status == "ok"` compares the string inside.
+fn dynamic_operands(left: &BoundExpr, right: &BoundExpr, context: &LowerContext<'_>) -> Result<(Expr, Expr)> {
+    let (lowered_left, lowered_right) = (lower_expr(left, context)?, lower_expr(right, context)?);
+    Ok(match (left.ty, right.ty) {
+        (KqlType::Dynamic, KqlType::Dynamic) => (lowered_left, lowered_right),
+        (KqlType::Dynamic, other) => (convert_expr(lowered_left, KqlType::Dynamic, other), lowered_right),
+        (other, KqlType::Dynamic) => (lowered_left, convert_expr(lowered_right, KqlType::Dynamic, other)),
+        _ => (lowered_left, lowered_right),
+    })
+}
+
 fn lower_in_list(op: ListOp, value: &BoundExpr, list: &[BoundExpr], context: &LowerContext<'_>) -> Result<Expr> {
     let lower_text = |expr: Expr| str_fn::lower().call(vec![expr]);
     match op {
         ListOp::In | ListOp::NotIn => {
-            let target = value.ty;
+            // A dynamic value is compared as the type of the listed values.
+            let target = match (value.ty, list.first()) {
+                (KqlType::Dynamic, Some(first)) => first.ty,
+                (ty, _) => ty,
+            };
             let items = list
                 .iter()
                 .map(|item| {
@@ -448,7 +489,8 @@ fn lower_in_list(op: ListOp, value: &BoundExpr, list: &[BoundExpr], context: &Lo
                     Ok(if item.ty == target { lowered } else { cast(lowered, target.arrow_type()) })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            Ok(lower_expr(value, context)?.in_list(items, op == ListOp::NotIn))
+            let value = convert_expr(lower_expr(value, context)?, value.ty, target);
+            Ok(value.in_list(items, op == ListOp::NotIn))
         }
         ListOp::InCi | ListOp::NotInCi => {
             let items = list.iter().map(|item| Ok(lower_text(as_text(item, context)?))).collect::<Result<Vec<_>>>()?;
@@ -476,65 +518,6 @@ fn interval_of_nanos(nanos: i64) -> Expr {
 
 fn now_literal(context: &LowerContext<'_>) -> Expr {
     datetime_literal(context.now_ns)
-}
-
-fn lower_call(function: ScalarFunction, args: &[BoundExpr], ty: KqlType, context: &LowerContext<'_>) -> Result<Expr> {
-    use ScalarFunction::*;
-    let arg = |idx: usize| lower_expr(&args[idx], context);
-    let literal_nanos = |idx: usize| match args.get(idx).map(|arg| &arg.kind) {
-        Some(ExprKind::Literal(Value::Timespan(v))) => Some(*v),
-        _ => None,
-    };
-    Ok(match function {
-        Now => match literal_nanos(0) {
-            Some(offset) => datetime_literal(context.now_ns + offset),
-            None if args.is_empty() => now_literal(context),
-            None => now_literal(context) + arg(0)?,
-        },
-        Ago => match literal_nanos(0) {
-            Some(span) => datetime_literal(context.now_ns - span),
-            None => now_literal(context) - arg(0)?,
-        },
-        Bin | Floor => lower_bin(args, context)?,
-        StartOfDay => dt_fn::date_bin().call(vec![interval_of_nanos(86_400_000_000_000), arg(0)?, datetime_literal(0)]),
-        IngestionTime => ident(TIME_RECEIVED),
-        ToLower => str_fn::lower().call(vec![as_text(&args[0], context)?]),
-        ToUpper => str_fn::upper().call(vec![as_text(&args[0], context)?]),
-        StrLen => cast(uni_fn::character_length().call(vec![as_text(&args[0], context)?]), DataType::Int64),
-        StrCat => {
-            let parts = args.iter().map(|arg| as_text(arg, context)).collect::<Result<Vec<_>>>()?;
-            str_fn::concat().call(parts)
-        }
-        Substring => {
-            // KQL counts from 0, DataFusion from 1.
-            let mut call_args = vec![as_text(&args[0], context)?, cast(arg(1)?, DataType::Int64) + lit(1i64)];
-            if args.len() == 3 {
-                call_args.push(cast(arg(2)?, DataType::Int64));
-            }
-            uni_fn::substr().call(call_args)
-        }
-        ToString => as_text(&args[0], context)?,
-        ToLong | ToInt | ToReal | ToBool | ToDatetime | ToTimespan => try_cast(arg(0)?, ty.arrow_type()),
-        IsNull => arg(0)?.is_null(),
-        IsNotNull => arg(0)?.is_not_null(),
-        IsEmpty => {
-            let text = as_text(&args[0], context)?;
-            text.clone().is_null().or(text.eq(lit("")))
-        }
-        IsNotEmpty => {
-            let text = as_text(&args[0], context)?;
-            text.clone().is_not_null().and(text.not_eq(lit("")))
-        }
-        Iff => when(arg(0)?, arg(1)?).otherwise(cast(arg(2)?, args[1].ty.arrow_type()))?,
-        Abs => math_fn::abs().call(vec![arg(0)?]),
-        Round => {
-            let mut call_args = vec![cast(arg(0)?, DataType::Float64)];
-            if args.len() == 2 {
-                call_args.push(cast(arg(1)?, DataType::Int64));
-            }
-            math_fn::round().call(call_args)
-        }
-    })
 }
 
 /// `bin(value, size)`: date_bin for datetimes, floor(value / size) * size

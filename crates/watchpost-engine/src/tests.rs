@@ -191,3 +191,5 @@ fn long_integers_keep_their_type() {
     assert_eq!(result::encode_cell(KqlType::Long, &array, 0), json!(7));
     assert_eq!(result::encode_cell(KqlType::Long, &array, 1), Json::Null);
 }
+
+mod functions;

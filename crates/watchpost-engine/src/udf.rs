@@ -1,7 +1,15 @@
 //! KQL functions that DataFusion has no equivalent for, as DataFusion UDFs.
-//! One file per function under `udf/`.
+//! `has` is a hand-tuned UDF of its own; the rest are row-wise kernels
+//! wrapped by [`kernel::call`], grouped by family.
 
+pub(crate) mod convert;
+pub(crate) mod datetime;
+pub(crate) mod dynamic;
 mod has;
+pub(crate) mod ip;
+pub(crate) mod kernel;
+pub(crate) mod parse_text;
+pub(crate) mod strings;
 
 use std::sync::{Arc, LazyLock};
 

@@ -5,7 +5,8 @@ use watchpost_kql_syntax::ast::{BinaryOp, Expr, ExprKind as Ast, Literal, UnaryO
 use watchpost_schema::{KqlType, TableSchema};
 
 use crate::bound::{BoundExpr, ExprKind, ScalarFunction, Value};
-use crate::{closest, functions, Binder};
+use crate::functions::{self, Returns};
+use crate::{closest, Binder};
 
 const NANOS_PER_TICK: i64 = 100;
 
@@ -60,14 +61,51 @@ impl Binder<'_> {
                 })
             }
             Ast::Call { name, args } => self.bind_call(&name.name, args, expr, input),
-            Ast::Member { .. } | Ast::Index { .. } => {
-                self.report(
-                    Diagnostic::semantic("KQL2010", expr.span, "dynamic property access is not supported yet")
-                        .with_hint("extract the value at ingest time, or wait for the dynamic type support"),
-                );
-                None
+            Ast::Member { expr: base, name } => {
+                let base = self.bind_expr(base, input)?;
+                let key = BoundExpr { kind: ExprKind::Literal(Value::String(name.name.clone())), ty: KqlType::String };
+                self.bind_dynamic_step(base, key, expr)
+            }
+            Ast::Index { expr: base, index } => {
+                let base = self.bind_expr(base, input);
+                let index = self.bind_expr(index, input);
+                let index = index?;
+                if !matches!(index.ty, KqlType::String | KqlType::Int | KqlType::Long | KqlType::Dynamic) {
+                    self.report(Diagnostic::semantic(
+                        "KQL2010",
+                        expr.span,
+                        format!("an index into a dynamic value must be a string or an integer, got {}", index.ty),
+                    ));
+                    return None;
+                }
+                self.bind_dynamic_step(base?, index, expr)
             }
         }
+    }
+
+    /// Binds one step of a dynamic path (`d.a`, `d["a"]`, `d[0]`), folding
+    /// consecutive steps into one [`ScalarFunction::DynamicGet`] so a value
+    /// is parsed once per row however deep the path goes.
+    fn bind_dynamic_step(&mut self, base: BoundExpr, key: BoundExpr, expr: &Expr) -> Option<BoundExpr> {
+        if base.ty != KqlType::Dynamic {
+            self.report(
+                Diagnostic::semantic(
+                    "KQL2010",
+                    expr.span,
+                    format!("property access and indexing need a dynamic value, got {}", base.ty),
+                )
+                .with_hint("convert the value first with parse_json()"),
+            );
+            return None;
+        }
+        let args = match base.kind {
+            ExprKind::Call { function: ScalarFunction::DynamicGet, mut args } => {
+                args.push(key);
+                args
+            }
+            kind => vec![BoundExpr { kind, ty: KqlType::Dynamic }, key],
+        };
+        Some(BoundExpr { kind: ExprKind::Call { function: ScalarFunction::DynamicGet, args }, ty: KqlType::Dynamic })
     }
 
     fn bind_name(&mut self, name: &str, expr: &Expr, input: &TableSchema) -> Option<BoundExpr> {
@@ -95,32 +133,109 @@ impl Binder<'_> {
             let operand = self.bind_expr(&args[0], input)?;
             return Some(BoundExpr { kind: ExprKind::Not(Box::new(operand)), ty: KqlType::Bool });
         }
-        let Some(function) = functions::scalar(name) else {
-            let message = if functions::aggregate(name).is_some() {
-                format!("aggregate function '{name}' can only be used in summarize")
-            } else {
-                format!("Unknown function: '{name}'")
-            };
-            self.report(Diagnostic::semantic("KQL2003", expr.span, message));
+        if name == "typeof" {
+            return self.bind_typeof(args, expr);
+        }
+        let Some(signature) = functions::scalar(name) else {
+            self.report(unknown_function(name, expr));
             return None;
         };
-        let (min, max) = functions::scalar_arity(function);
-        if args.len() < min || args.len() > max {
-            self.report(arity_error(name, min, max, args.len(), expr));
+        if args.len() < signature.min_args || args.len() > signature.max_args {
+            self.report(arity_error(name, signature.min_args, signature.max_args, args.len(), expr));
             return None;
         }
         let bound: Vec<_> = args.iter().map(|arg| self.bind_expr(arg, input)).collect();
         let bound = bound.into_iter().collect::<Option<Vec<_>>>()?;
+        let function = signature.function;
+        self.check_call(function, name, &bound, args, expr)?;
+        let ty = match signature.returns {
+            Returns::Type(ty) => ty,
+            Returns::Arg(idx) => bound[idx].ty,
+            Returns::Special => special_return_type(function, &bound),
+        };
+        Some(BoundExpr { kind: ExprKind::Call { function, args: bound }, ty })
+    }
+
+    /// `typeof(T)`, only meaningful as the type argument of `extract`:
+    /// binds to the type's name as a string literal.
+    fn bind_typeof(&mut self, args: &[Expr], expr: &Expr) -> Option<BoundExpr> {
+        let type_name = match args {
+            [Expr { kind: Ast::Name(ident), .. }] => KqlType::from_name(&ident.name),
+            _ => None,
+        };
+        let Some(ty) = type_name else {
+            self.report(Diagnostic::semantic("KQL2004", expr.span, "typeof() expects a type name, as in typeof(long)"));
+            return None;
+        };
+        Some(BoundExpr { kind: ExprKind::Literal(Value::String(ty.name().to_string())), ty: KqlType::String })
+    }
+
+    /// The argument rules a signature's arity cannot express.
+    fn check_call(
+        &mut self,
+        function: ScalarFunction,
+        name: &str,
+        bound: &[BoundExpr],
+        args: &[Expr],
+        expr: &Expr,
+    ) -> Option<()> {
         let types: Vec<KqlType> = bound.iter().map(|arg| arg.ty).collect();
-        if matches!(function, ScalarFunction::Ago) && types[0] != KqlType::Timespan {
-            self.report(
+        let problem = match function {
+            ScalarFunction::Ago if types[0] != KqlType::Timespan => Some(
                 Diagnostic::semantic("KQL2004", args[0].span, format!("ago() expects a timespan, got {}", types[0]))
                     .with_hint("write a timespan literal such as 1h or 7d"),
-            );
-            return None;
+            ),
+            ScalarFunction::Case if bound.len().is_multiple_of(2) => Some(
+                Diagnostic::semantic(
+                    "KQL2007",
+                    expr.span,
+                    "case() expects pairs of predicate and value, then an else value",
+                )
+                .with_hint("write case(predicate1, value1, predicate2, value2, ..., else_value)"),
+            ),
+            ScalarFunction::Case | ScalarFunction::Iff => {
+                let predicates = if function == ScalarFunction::Iff { 1 } else { bound.len() - 1 };
+                let values: Vec<usize> = (0..bound.len()).filter(|idx| *idx >= predicates || idx % 2 == 1).collect();
+                let first = types[values[0]];
+                let mismatch = values.iter().find(|idx| !same_family(first, types[**idx]));
+                mismatch.map(|idx| {
+                    Diagnostic::semantic(
+                        "KQL2006",
+                        args[*idx].span,
+                        format!("{name}(): all results must have the same type, got {first} and {}", types[*idx]),
+                    )
+                })
+            }
+            ScalarFunction::Coalesce | ScalarFunction::MaxOf | ScalarFunction::MinOf => {
+                let first = types[0];
+                let mismatch = (1..bound.len()).find(|idx| !same_family(first, types[*idx]));
+                mismatch.map(|idx| {
+                    Diagnostic::semantic(
+                        "KQL2006",
+                        args[idx].span,
+                        format!("{name}(): all arguments must have the same type, got {first} and {}", types[idx]),
+                    )
+                })
+            }
+            ScalarFunction::BagPack if !bound.len().is_multiple_of(2) => Some(Diagnostic::semantic(
+                "KQL2007",
+                expr.span,
+                format!("{name}() expects pairs of key and value, got {} argument(s)", bound.len()),
+            )),
+            ScalarFunction::Extract if bound.len() == 4 && !is_type_literal(&bound[3]) => Some(Diagnostic::semantic(
+                "KQL2004",
+                args[3].span,
+                "extract() expects typeof(T) as its fourth argument",
+            )),
+            _ => None,
+        };
+        match problem {
+            Some(diagnostic) => {
+                self.report(diagnostic);
+                None
+            }
+            None => Some(()),
         }
-        let ty = functions::scalar_return_type(function, &types);
-        Some(BoundExpr { kind: ExprKind::Call { function, args: bound }, ty })
     }
 
     fn bind_binary(&mut self, op: BinaryOp, left: BoundExpr, right: BoundExpr, expr: &Expr) -> Option<BoundExpr> {
@@ -234,6 +349,46 @@ fn arithmetic_type(op: BinaryOp, left: KqlType, right: KqlType) -> Option<KqlTyp
         (BinaryOp::Mul | BinaryOp::Div, Timespan, r) if is_numeric(r) => Some(Timespan),
         (BinaryOp::Mul, l, Timespan) if is_numeric(l) => Some(Timespan),
         _ => None,
+    }
+}
+
+/// The return type of a [`Returns::Special`] function.
+fn special_return_type(function: ScalarFunction, args: &[BoundExpr]) -> KqlType {
+    match function {
+        ScalarFunction::Extract => match args.get(3).map(|arg| &arg.kind) {
+            Some(ExprKind::Literal(Value::String(name))) => KqlType::from_name(name).unwrap_or(KqlType::String),
+            _ => KqlType::String,
+        },
+        // Mixed numeric arguments widen, as in arithmetic.
+        _ => args.iter().map(|arg| arg.ty).reduce(|a, b| widest_numeric(a, b).unwrap_or(a)).unwrap_or(KqlType::Dynamic),
+    }
+}
+
+fn widest_numeric(left: KqlType, right: KqlType) -> Option<KqlType> {
+    (is_numeric(left) && is_numeric(right)).then(|| arithmetic_type(BinaryOp::Add, left, right)).flatten()
+}
+
+/// Whether values of the two types can share one result column.
+fn same_family(left: KqlType, right: KqlType) -> bool {
+    left == right || left == KqlType::Dynamic || right == KqlType::Dynamic || (is_numeric(left) && is_numeric(right))
+}
+
+fn is_type_literal(arg: &BoundExpr) -> bool {
+    matches!(&arg.kind, ExprKind::Literal(Value::String(name)) if KqlType::from_name(name).is_some())
+}
+
+fn unknown_function(name: &str, expr: &Expr) -> Diagnostic {
+    let message = if functions::aggregate(name).is_some() {
+        format!("aggregate function '{name}' can only be used in summarize")
+    } else {
+        format!("Unknown function: '{name}'")
+    };
+    let diagnostic = Diagnostic::semantic("KQL2003", expr.span, message);
+    match closest(name, functions::all_names()) {
+        Some(similar) if functions::aggregate(name).is_none() => {
+            diagnostic.with_hint(format!("did you mean '{similar}'?"))
+        }
+        _ => diagnostic,
     }
 }
 

@@ -81,3 +81,31 @@ fn errors_say_what_and_where() {
     // Every problem is reported, not only the first.
     assert_eq!(errors("SigninLogs | project A, B").len(), 2);
 }
+
+#[test]
+fn function_calls_are_checked_against_their_signatures() {
+    assert_eq!(
+        errors("SigninLogs | extend x = tolowr(ResultType)"),
+        ["1:25: KQL2003: Unknown function: 'tolowr' (hint: did you mean 'tolower'?)"]
+    );
+    assert_eq!(
+        errors("SigninLogs\n| extend x = substring(ResultType)"),
+        ["2:14: KQL2007: function 'substring' expects 2 to 3 argument(s), got 1"]
+    );
+    assert!(errors("SigninLogs | extend x = case(Bytes > 1, 'a', Bytes > 2, 'b')")[0].contains("case() expects pairs"));
+    assert!(errors("SigninLogs | extend x = iff(Bytes > 1, 'a', 1)")[0].contains("all results must have the same type"));
+    assert!(errors("SigninLogs | extend x = bag_pack('a')")[0].contains("pairs of key and value"));
+    assert!(errors("SigninLogs | extend x = Bytes.a")[0].contains("need a dynamic value, got long"));
+    assert!(errors("SigninLogs | extend x = extract('a', 0, ResultType, 5)")[0].contains("typeof(T)"));
+}
+
+#[test]
+fn function_results_are_typed() {
+    assert_eq!(
+        output(
+            "SigninLogs | project a = extract(@'(\\d+)', 1, ResultType, typeof(long)), b = parse_json(ResultType).x[0], \
+             c = todouble(Bytes), d = dayofweek(TimeGenerated), e = coalesce(Bytes, 1), f = parsejson('[]')"
+        ),
+        ["a:long", "b:dynamic", "c:real", "d:timespan", "e:long", "f:dynamic"]
+    );
+}

@@ -1,0 +1,235 @@
+//! Dynamic values: `parse_json`, property access, and the array and
+//! property-bag functions. A dynamic value is the compact JSON text of the
+//! value in a UTF-8 array (null when the value is null or missing).
+
+use std::cmp::Ordering;
+use std::collections::HashSet;
+
+use datafusion::arrow::array::ArrayRef;
+use datafusion::error::Result;
+use serde_json::{Map, Value as Json};
+use watchpost_schema::KqlType;
+
+use super::convert::json_to_string;
+use super::kernel::{dynamics, json_at, long_at, longs, text_at, Invocation};
+
+/// Parses JSON text; text that is not JSON becomes a dynamic string holding
+/// it, as `parse_json` of a plain string does.
+pub(crate) fn parse_or_string(text: &str) -> Json {
+    serde_json::from_str(text).unwrap_or_else(|_| Json::String(text.to_string()))
+}
+
+/// A dynamic argument's value at `row`; SQL null and JSON null are both
+/// `None`.
+fn dynamic_at(call: &Invocation<'_>, idx: usize, row: usize) -> Option<Json> {
+    Some(json_at(&call.args[idx], call.arg_types[idx], row)).filter(|json| !json.is_null())
+}
+
+fn map_rows(call: &Invocation<'_>, each: impl Fn(usize) -> Option<Json>) -> ArrayRef {
+    dynamics((0..call.n_rows).map(each))
+}
+
+/// `parse_json(text)` / `todynamic(text)`; a dynamic argument passes through.
+pub(crate) fn parse_json(call: &Invocation<'_>) -> Result<ArrayRef> {
+    Ok(map_rows(call, |row| match call.arg_types[0] {
+        KqlType::String => text_at(&call.args[0], row).map(parse_or_string).filter(|json| !json.is_null()),
+        _ => dynamic_at(call, 0, row),
+    }))
+}
+
+/// `d.a.b[1]`: follows the keys and indexes in arguments 1.. from the
+/// value in argument 0. A missing step gives null; a negative index counts
+/// from the end of an array.
+pub(crate) fn get_path(call: &Invocation<'_>) -> Result<ArrayRef> {
+    Ok(map_rows(call, |row| {
+        let mut value = dynamic_at(call, 0, row)?;
+        for idx in 1..call.args.len() {
+            value = step(value, &call.args[idx], call.arg_types[idx], row)?;
+        }
+        Some(value).filter(|json| !json.is_null())
+    }))
+}
+
+fn step(value: Json, key: &ArrayRef, key_type: KqlType, row: usize) -> Option<Json> {
+    let key = match key_type {
+        KqlType::Dynamic => json_at(key, key_type, row),
+        KqlType::Int | KqlType::Long => Json::from(long_at(key, row)?),
+        _ => Json::String(text_at(key, row)?.to_string()),
+    };
+    match (value, key) {
+        (Json::Object(mut map), Json::String(name)) => map.remove(&name),
+        (Json::Array(mut items), Json::Number(number)) => {
+            let index = number.as_i64()?;
+            let len = items.len() as i64;
+            let index = if index < 0 { len + index } else { index };
+            (0..len).contains(&index).then(|| items.swap_remove(index as usize))
+        }
+        _ => None,
+    }
+}
+
+fn array_arg(call: &Invocation<'_>, idx: usize, row: usize) -> Option<Vec<Json>> {
+    match dynamic_at(call, idx, row)? {
+        Json::Array(items) => Some(items),
+        _ => None,
+    }
+}
+
+/// `array_length(a)`: the number of elements, null for a non-array.
+pub(crate) fn array_length(call: &Invocation<'_>) -> Result<ArrayRef> {
+    Ok(longs((0..call.n_rows).map(|row| array_arg(call, 0, row).map(|items| items.len() as i64))))
+}
+
+/// `bag_keys(b)`: the keys of a property bag, null for a non-bag.
+pub(crate) fn bag_keys(call: &Invocation<'_>) -> Result<ArrayRef> {
+    Ok(map_rows(call, |row| match dynamic_at(call, 0, row)? {
+        Json::Object(map) => Some(Json::Array(map.into_iter().map(|(key, _)| Json::String(key)).collect())),
+        _ => None,
+    }))
+}
+
+/// `bag_pack(k1, v1, k2, v2, ...)`.
+pub(crate) fn bag_pack(call: &Invocation<'_>) -> Result<ArrayRef> {
+    Ok(map_rows(call, |row| {
+        let mut map = Map::new();
+        for pair in (0..call.args.len()).step_by(2) {
+            let key = json_to_string(&json_at(&call.args[pair], call.arg_types[pair], row));
+            map.insert(key, json_at(&call.args[pair + 1], call.arg_types[pair + 1], row));
+        }
+        Some(Json::Object(map))
+    }))
+}
+
+/// `pack_array(v1, v2, ...)`.
+pub(crate) fn pack_array(call: &Invocation<'_>) -> Result<ArrayRef> {
+    Ok(map_rows(call, |row| {
+        Some(Json::Array((0..call.args.len()).map(|idx| json_at(&call.args[idx], call.arg_types[idx], row)).collect()))
+    }))
+}
+
+/// All array arguments at `row`, or `None` when one is not an array.
+fn all_arrays(call: &Invocation<'_>, row: usize) -> Option<Vec<Vec<Json>>> {
+    (0..call.args.len()).map(|idx| array_arg(call, idx, row)).collect()
+}
+
+/// `array_concat(a1, a2, ...)`.
+pub(crate) fn array_concat(call: &Invocation<'_>) -> Result<ArrayRef> {
+    Ok(map_rows(call, |row| Some(Json::Array(all_arrays(call, row)?.concat()))))
+}
+
+/// `set_union(a1, a2, ...)`: distinct elements, in order of first
+/// appearance.
+pub(crate) fn set_union(call: &Invocation<'_>) -> Result<ArrayRef> {
+    Ok(map_rows(call, |row| Some(Json::Array(distinct(all_arrays(call, row)?.concat())))))
+}
+
+/// `set_intersect(a1, a2, ...)`: distinct elements of `a1` found in every
+/// other array.
+pub(crate) fn set_intersect(call: &Invocation<'_>) -> Result<ArrayRef> {
+    Ok(map_rows(call, |row| {
+        let arrays = all_arrays(call, row)?;
+        let others: Vec<HashSet<String>> = arrays[1..].iter().map(|items| key_set(items)).collect();
+        let kept = arrays[0].iter().filter(|item| others.iter().all(|set| set.contains(&item.to_string())));
+        Some(Json::Array(distinct(kept.cloned().collect())))
+    }))
+}
+
+/// `set_difference(a1, a2, ...)`: distinct elements of `a1` found in no
+/// other array.
+pub(crate) fn set_difference(call: &Invocation<'_>) -> Result<ArrayRef> {
+    Ok(map_rows(call, |row| {
+        let arrays = all_arrays(call, row)?;
+        let others: Vec<HashSet<String>> = arrays[1..].iter().map(|items| key_set(items)).collect();
+        let kept = arrays[0].iter().filter(|item| !others.iter().any(|set| set.contains(&item.to_string())));
+        Some(Json::Array(distinct(kept.cloned().collect())))
+    }))
+}
+
+fn key_set(items: &[Json]) -> HashSet<String> {
+    items.iter().map(Json::to_string).collect()
+}
+
+fn distinct(items: Vec<Json>) -> Vec<Json> {
+    let mut seen = HashSet::new();
+    items.into_iter().filter(|item| seen.insert(item.to_string())).collect()
+}
+
+/// `array_slice(a, start, end)`: elements `start..=end`; negative positions
+/// count from the end, positions past either end are clipped.
+pub(crate) fn array_slice(call: &Invocation<'_>) -> Result<ArrayRef> {
+    Ok(map_rows(call, |row| {
+        let items = array_arg(call, 0, row)?;
+        let len = items.len() as i64;
+        let resolve = |position: i64| if position < 0 { len + position } else { position };
+        let start = resolve(long_at(&call.args[1], row)?).max(0);
+        let end = resolve(long_at(&call.args[2], row)?).min(len - 1);
+        if start > end {
+            return Some(Json::Array(Vec::new()));
+        }
+        Some(Json::Array(items[start as usize..=end as usize].to_vec()))
+    }))
+}
+
+/// `array_sort_asc(a [, nulls_last])`.
+pub(crate) fn array_sort_asc(call: &Invocation<'_>) -> Result<ArrayRef> {
+    sort(call, false)
+}
+
+/// `array_sort_desc(a [, nulls_last])`.
+pub(crate) fn array_sort_desc(call: &Invocation<'_>) -> Result<ArrayRef> {
+    sort(call, true)
+}
+
+fn sort(call: &Invocation<'_>, descending: bool) -> Result<ArrayRef> {
+    Ok(map_rows(call, |row| {
+        let items = array_arg(call, 0, row)?;
+        let nulls_last = match call.args.get(1) {
+            Some(flag) => json_at(flag, call.arg_types[1], row).as_bool().unwrap_or(true),
+            None => true,
+        };
+        let (mut nulls, mut values): (Vec<Json>, Vec<Json>) = items.into_iter().partition(Json::is_null);
+        values.sort_by(|a, b| if descending { compare(b, a) } else { compare(a, b) });
+        if nulls_last {
+            values.append(&mut nulls);
+            return Some(Json::Array(values));
+        }
+        nulls.append(&mut values);
+        Some(Json::Array(nulls))
+    }))
+}
+
+/// Orders JSON values: booleans, then numbers, then strings, then the rest
+/// by their text.
+fn compare(a: &Json, b: &Json) -> Ordering {
+    let rank = |json: &Json| match json {
+        Json::Null => 0,
+        Json::Bool(_) => 1,
+        Json::Number(_) => 2,
+        Json::String(_) => 3,
+        _ => 4,
+    };
+    match (a, b) {
+        (Json::Number(x), Json::Number(y)) => {
+            x.as_f64().unwrap_or(0.0).partial_cmp(&y.as_f64().unwrap_or(0.0)).unwrap_or(Ordering::Equal)
+        }
+        (Json::String(x), Json::String(y)) => x.cmp(y),
+        (Json::Bool(x), Json::Bool(y)) => x.cmp(y),
+        _ => rank(a).cmp(&rank(b)).then_with(|| a.to_string().cmp(&b.to_string())),
+    }
+}
+
+/// `array_index_of(a, value)`: the first position of `value`, -1 when
+/// absent, null for a non-array.
+pub(crate) fn array_index_of(call: &Invocation<'_>) -> Result<ArrayRef> {
+    Ok(longs((0..call.n_rows).map(|row| {
+        let items = array_arg(call, 0, row)?;
+        let wanted = json_at(&call.args[1], call.arg_types[1], row);
+        let position = items.iter().position(|item| compare(item, &wanted) == Ordering::Equal && item == &wanted);
+        let position = position.or_else(|| items.iter().position(|item| same_number(item, &wanted)));
+        Some(position.map_or(-1, |idx| idx as i64))
+    })))
+}
+
+fn same_number(a: &Json, b: &Json) -> bool {
+    matches!((a.as_f64(), b.as_f64()), (Some(x), Some(y)) if x == y)
+}
