@@ -12,7 +12,9 @@ use datafusion::datasource::MemTable;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::functions::{datetime as dt_fn, math as math_fn, string as str_fn, unicode as uni_fn};
 use datafusion::functions_aggregate::expr_fn as agg;
-use datafusion::logical_expr::{cast, when, Expr, JoinType, LogicalPlan, LogicalPlanBuilder, Operator};
+use datafusion::logical_expr::{
+    cast, when, Expr, ExprFunctionExt, JoinType, LogicalPlan, LogicalPlanBuilder, Operator,
+};
 use datafusion::prelude::{ident, lit, SessionContext};
 use watchpost_kql_binder::bound::{
     AggregateFunction, BoundAggregate, BoundExpr, BoundTabular, ExprKind, JoinKind, TabularKind, UnionInput, Value,
@@ -78,12 +80,28 @@ fn lower(tabular: &BoundTabular, context: &LowerContext<'_>) -> Result<LogicalPl
                 .iter()
                 .map(|(name, expr)| Ok(lower_expr(expr, context)?.alias(name)))
                 .collect::<Result<Vec<_>>>()?;
+            let aggregates_bound = aggregates;
             let aggregates = aggregates
                 .iter()
                 .map(|(name, aggregate)| Ok(lower_aggregate(aggregate, context)?.alias(name)))
                 .collect::<Result<Vec<_>>>()?;
             let plan = LogicalPlanBuilder::from(input).aggregate(groups, aggregates)?.build()?;
-            rename_outputs(plan, &tabular.schema)
+            let n_groups = group_by.len();
+            let finished = tabular
+                .schema
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(idx, column)| {
+                    let raw = column_at(&plan, idx);
+                    let expr = match idx.checked_sub(n_groups).and_then(|a| aggregates_bound.get(a)) {
+                        Some((_, aggregate)) => finish_aggregate(aggregate, raw),
+                        None => raw,
+                    };
+                    expr.alias(&column.name)
+                })
+                .collect::<Vec<_>>();
+            LogicalPlanBuilder::from(plan).project(finished)?.build()
         }
         TabularKind::Sort { input, keys } => {
             let input = lower(input, context)?;
@@ -288,17 +306,6 @@ fn const_eval(expr: Expr, context: &LowerContext<'_>) -> Result<ScalarValue> {
         datafusion::logical_expr::ColumnarValue::Scalar(value) => Ok(value),
         datafusion::logical_expr::ColumnarValue::Array(array) => ScalarValue::try_from_array(&array, 0),
     }
-}
-
-/// Gives a plan's columns the names of `schema`, in order.
-fn rename_outputs(plan: LogicalPlan, schema: &TableSchema) -> Result<LogicalPlan> {
-    let exprs = schema
-        .columns
-        .iter()
-        .enumerate()
-        .map(|(idx, column)| column_at(&plan, idx).alias(&column.name))
-        .collect::<Vec<_>>();
-    LogicalPlanBuilder::from(plan).project(exprs)?.build()
 }
 
 /// The `idx`-th output column of `plan`, with its qualifier.
@@ -557,5 +564,35 @@ fn lower_aggregate(aggregate: &BoundAggregate, context: &LowerContext<'_>) -> Re
         AggregateFunction::Max => agg::max(arg(0)?),
         AggregateFunction::DCount => agg::count_distinct(arg(0)?),
         AggregateFunction::Any => agg::first_value(arg(0)?, vec![]),
+        AggregateFunction::SumIf => agg::sum(when(arg(1)?, arg(0)?).end()?),
+        AggregateFunction::AvgIf => agg::avg(cast(when(arg(1)?, arg(0)?).end()?, DataType::Float64)),
+        AggregateFunction::CountDistinct => agg::count_distinct(arg(0)?),
+        AggregateFunction::Stdev => agg::stddev(cast(arg(0)?, DataType::Float64)),
+        AggregateFunction::StdevP => agg::stddev_pop(cast(arg(0)?, DataType::Float64)),
+        AggregateFunction::Variance => agg::var_sample(cast(arg(0)?, DataType::Float64)),
+        AggregateFunction::VarianceP => agg::var_pop(cast(arg(0)?, DataType::Float64)),
+        AggregateFunction::MakeList | AggregateFunction::MakeBag => {
+            let value = arg(0)?;
+            agg::array_agg(value.clone()).filter(value.is_not_null()).build()?
+        }
+        AggregateFunction::MakeSet => {
+            let value = arg(0)?;
+            agg::array_agg(value.clone()).distinct().filter(value.is_not_null()).build()?
+        }
     })
+}
+
+/// The KQL value of an aggregate's raw result: collected lists become
+/// dynamic arrays or bags; everything else is already in shape.
+fn finish_aggregate(aggregate: &BoundAggregate, raw: Expr) -> Expr {
+    let element_type = aggregate.args.first().map(|arg| arg.ty).unwrap_or(KqlType::Dynamic);
+    match aggregate.function {
+        AggregateFunction::MakeList | AggregateFunction::MakeSet => {
+            udf::kernel::call("make_list", udf::collect::list_to_array, vec![raw], vec![element_type], KqlType::Dynamic)
+        }
+        AggregateFunction::MakeBag => {
+            udf::kernel::call("make_bag", udf::collect::list_to_bag, vec![raw], vec![element_type], KqlType::Dynamic)
+        }
+        _ => raw,
+    }
 }

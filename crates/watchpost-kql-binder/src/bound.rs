@@ -301,4 +301,17 @@ pub enum AggregateFunction {
     Max,
     DCount,
     Any,
+    SumIf,
+    AvgIf,
+    CountDistinct,
+    /// Sample standard deviation (`stdev`), and of the population (`stdevp`).
+    Stdev,
+    StdevP,
+    Variance,
+    VarianceP,
+    /// Dynamic arrays of the non-null values: all of them, or the distinct ones.
+    MakeList,
+    MakeSet,
+    /// One property bag merged from bags.
+    MakeBag,
 }

@@ -184,6 +184,16 @@ pub(crate) fn aggregate(name: &str) -> Option<AggregateFunction> {
         "max" => Max,
         "dcount" => DCount,
         "any" | "take_any" => Any,
+        "sumif" => SumIf,
+        "avgif" => AvgIf,
+        "count_distinct" => CountDistinct,
+        "stdev" => Stdev,
+        "stdevp" => StdevP,
+        "variance" => Variance,
+        "variancep" => VarianceP,
+        "make_list" | "makelist" => MakeList,
+        "make_set" | "makeset" => MakeSet,
+        "make_bag" => MakeBag,
         _ => return None,
     })
 }
@@ -193,6 +203,7 @@ pub(crate) fn aggregate_arity(function: AggregateFunction) -> (usize, usize) {
     match function {
         AggregateFunction::Count => (0, 0),
         AggregateFunction::DCount => (1, 2),
+        AggregateFunction::SumIf | AggregateFunction::AvgIf => (2, 2),
         _ => (1, 1),
     }
 }
@@ -200,9 +211,18 @@ pub(crate) fn aggregate_arity(function: AggregateFunction) -> (usize, usize) {
 /// The result type of an aggregate over an argument of type `arg`.
 pub(crate) fn aggregate_return_type(function: AggregateFunction, arg: Option<KqlType>) -> KqlType {
     match function {
-        AggregateFunction::Count | AggregateFunction::CountIf | AggregateFunction::DCount => KqlType::Long,
-        AggregateFunction::Avg => KqlType::Real,
-        AggregateFunction::Sum => match arg {
+        AggregateFunction::Count
+        | AggregateFunction::CountIf
+        | AggregateFunction::DCount
+        | AggregateFunction::CountDistinct => KqlType::Long,
+        AggregateFunction::Avg
+        | AggregateFunction::AvgIf
+        | AggregateFunction::Stdev
+        | AggregateFunction::StdevP
+        | AggregateFunction::Variance
+        | AggregateFunction::VarianceP => KqlType::Real,
+        AggregateFunction::MakeList | AggregateFunction::MakeSet | AggregateFunction::MakeBag => KqlType::Dynamic,
+        AggregateFunction::Sum | AggregateFunction::SumIf => match arg {
             Some(KqlType::Int) | Some(KqlType::Long) => KqlType::Long,
             Some(other) => other,
             None => KqlType::Long,
@@ -223,5 +243,15 @@ pub(crate) fn aggregate_prefix(function: AggregateFunction) -> &'static str {
         AggregateFunction::Max => "max",
         AggregateFunction::DCount => "dcount",
         AggregateFunction::Any => "any",
+        AggregateFunction::SumIf => "sumif",
+        AggregateFunction::AvgIf => "avgif",
+        AggregateFunction::CountDistinct => "count_distinct",
+        AggregateFunction::Stdev => "stdev",
+        AggregateFunction::StdevP => "stdevp",
+        AggregateFunction::Variance => "variance",
+        AggregateFunction::VarianceP => "variancep",
+        AggregateFunction::MakeList => "list",
+        AggregateFunction::MakeSet => "set",
+        AggregateFunction::MakeBag => "bag",
     }
 }
