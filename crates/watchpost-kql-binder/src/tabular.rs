@@ -213,19 +213,7 @@ impl Binder<'_> {
                 all.extend(bound);
                 Some(project(input, all))
             }
-            OperatorKind::ProjectAway(names) => {
-                for name in names {
-                    self.require_column(&input.schema, &name.name, name.span)?;
-                }
-                let kept = input
-                    .schema
-                    .columns
-                    .iter()
-                    .filter(|column| !names.iter().any(|name| name.name == column.name))
-                    .map(|column| (column.name.clone(), column_ref(column)))
-                    .collect();
-                Some(project(input, kept))
-            }
+            OperatorKind::ProjectAway(names) => self.select_columns(input, names, false),
             OperatorKind::ProjectRename(pairs) => {
                 for (_, old) in pairs {
                     self.require_column(&input.schema, &old.name, old.span)?;
@@ -276,19 +264,7 @@ impl Binder<'_> {
                     schema,
                 })
             }
-            OperatorKind::ProjectKeep(names) => {
-                for name in names {
-                    self.require_column(&input.schema, &name.name, name.span)?;
-                }
-                let kept = input
-                    .schema
-                    .columns
-                    .iter()
-                    .filter(|column| names.iter().any(|name| name.name == column.name))
-                    .map(|column| (column.name.clone(), column_ref(column)))
-                    .collect();
-                Some(project(input, kept))
-            }
+            OperatorKind::ProjectKeep(names) => self.select_columns(input, names, true),
             OperatorKind::ProjectReorder(names) => {
                 for name in names {
                     self.require_column(&input.schema, &name.name, name.span)?;
@@ -477,6 +453,27 @@ impl Binder<'_> {
                 None
             }
         }
+    }
+
+    /// `project-keep` (`keep`) or `project-away` (not `keep`) of `names`,
+    /// keeping the input's column order.
+    fn select_columns(
+        &mut self,
+        input: BoundTabular,
+        names: &[watchpost_kql_syntax::ast::Ident],
+        keep: bool,
+    ) -> Option<BoundTabular> {
+        for name in names {
+            self.require_column(&input.schema, &name.name, name.span)?;
+        }
+        let selected = input
+            .schema
+            .columns
+            .iter()
+            .filter(|column| names.iter().any(|name| name.name == column.name) == keep)
+            .map(|column| (column.name.clone(), column_ref(column)))
+            .collect();
+        Some(project(input, selected))
     }
 
     fn require_column(&mut self, schema: &TableSchema, name: &str, span: Span) -> Option<()> {
