@@ -74,6 +74,23 @@ pub struct QueryOutput {
     pub stats: QueryStats,
 }
 
+impl QueryOutput {
+    /// Every row as the query API's JSON cells, batch after batch.
+    pub fn json_rows(&self) -> Vec<Vec<serde_json::Value>> {
+        let mut rows = Vec::with_capacity(self.stats.rows);
+        for batch in &self.batches {
+            let arrays: Vec<_> = self
+                .columns
+                .iter()
+                .zip(batch.columns())
+                .map(|(column, array)| (column.kql_type, array.clone()))
+                .collect();
+            result::encode_rows(&arrays, batch.num_rows(), &mut rows);
+        }
+        rows
+    }
+}
+
 /// Figures reported with `Prefer: include-statistics=true`.
 #[derive(Debug, Clone, Default)]
 pub struct QueryStats {

@@ -67,12 +67,7 @@ fn request(text: &str) -> QueryRequest {
 async fn rows(engine: &QueryEngine, request: &QueryRequest) -> (Vec<(String, &'static str)>, Vec<Vec<Json>>) {
     let output = engine.run(request).await.unwrap_or_else(|err| panic!("{}: {err:?}", request.text));
     let columns = output.columns.iter().map(|c| (c.name.clone(), c.kql_type.name())).collect();
-    let mut out = Vec::new();
-    for batch in &output.batches {
-        let arrays: Vec<_> = output.columns.iter().zip(batch.columns()).map(|(c, a)| (c.kql_type, a.clone())).collect();
-        result::encode_rows(&arrays, batch.num_rows(), &mut out);
-    }
-    (columns, out)
+    (columns, output.json_rows())
 }
 
 fn sample(store: &Store) {

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value as Json;
-use watchpost_engine::{result, EngineOptions, QueryEngine, QueryError, QueryRequest};
+use watchpost_engine::{EngineOptions, QueryEngine, QueryError, QueryRequest};
 use watchpost_schema::KqlType;
 use watchpost_storage::{Store, StoreOptions};
 
@@ -183,16 +183,7 @@ async fn check_query(
     if expected_types != actual_types {
         return Err(format!("column types: expected {expected_types:?}, got {actual_types:?}"));
     }
-    let mut rows = Vec::new();
-    for batch in &output.batches {
-        let arrays: Vec<_> = output
-            .columns
-            .iter()
-            .zip(batch.columns())
-            .map(|(column, array)| (column.kql_type, array.clone()))
-            .collect();
-        result::encode_rows(&arrays, batch.num_rows(), &mut rows);
-    }
+    let rows = output.json_rows();
     let mut actual: Vec<String> = rows
         .iter()
         .map(|row| {

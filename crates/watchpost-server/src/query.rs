@@ -11,7 +11,6 @@ use serde::Deserialize;
 use serde_json::{json, Value as Json};
 use subtle::ConstantTimeEq;
 use watchpost_diagnostics::LineCol;
-use watchpost_engine::result::encode_rows;
 use watchpost_engine::{QueryError, QueryOutput, QueryRequest, TimeWindow};
 use watchpost_metastore::Workspace;
 
@@ -186,16 +185,7 @@ async fn run_query(
 fn success(output: &QueryOutput, include_statistics: bool, max_rows: usize) -> Json {
     let columns: Vec<Json> =
         output.columns.iter().map(|column| json!({"name": column.name, "type": column.kql_type.name()})).collect();
-    let mut rows = Vec::with_capacity(output.stats.rows);
-    for batch in &output.batches {
-        let arrays: Vec<_> = output
-            .columns
-            .iter()
-            .zip(batch.columns())
-            .map(|(column, array)| (column.kql_type, array.clone()))
-            .collect();
-        encode_rows(&arrays, batch.num_rows(), &mut rows);
-    }
+    let rows = output.json_rows();
     let mut body = json!({"tables": [{"name": "PrimaryResult", "columns": columns, "rows": rows}]});
     if include_statistics {
         body["statistics"] = json!({"query": {
