@@ -308,14 +308,29 @@ fn read_batches(path: &PathBuf) -> anyhow::Result<Vec<(usize, Vec<u8>)>> {
     Ok(batches)
 }
 
+/// CPU time of the calling thread (user + system), from /proc: on a busy
+/// shared machine it moves far less than wall time, so A/B runs of the
+/// single-threaded decoder compare on it. 0 where /proc is unavailable.
+fn thread_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |idx: usize| fields.get(idx).and_then(|value| value.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 here; the
+    // kernel reports them in USER_HZ, which is 100 on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn decode(args: DecodeArgs) -> anyhow::Result<()> {
     use watchpost_ingest::data_collector::{decode, ValidatedPost};
     let batches = read_batches(&args.batches)?;
     let bytes: usize = batches.iter().map(|(_, body)| body.len()).sum();
-    let mut rates = Vec::new();
+    let (mut rates, mut cpu_rates) = (Vec::new(), Vec::new());
     for run in 0..args.runs {
         let mut schema = watchpost_schema::TableSchema::default();
         let started = Instant::now();
+        let cpu_started = thread_cpu_seconds();
         let mut rows = 0;
         for (_, body) in &batches {
             let post = ValidatedPost {
@@ -330,11 +345,21 @@ fn decode(args: DecodeArgs) -> anyhow::Result<()> {
             rows += decoded.n_rows;
         }
         let seconds = started.elapsed().as_secs_f64();
+        let cpu_seconds = thread_cpu_seconds() - cpu_started;
         let rate = bytes as f64 / seconds / 1e6;
-        println!("decode run {run}: {rows} rows, {:.0} MB in {seconds:.2}s = {rate:.0} MB/s", bytes as f64 / 1e6);
+        let cpu_rate = bytes as f64 / cpu_seconds / 1e6;
+        println!(
+            "decode run {run}: {rows} rows, {:.0} MB in {seconds:.2}s = {rate:.0} MB/s; {cpu_seconds:.2} CPU-s = {cpu_rate:.0} MB per CPU-s",
+            bytes as f64 / 1e6
+        );
         rates.push(rate);
+        cpu_rates.push(cpu_rate);
     }
-    println!("{}", json!({"suite": "decode", "runs": args.runs, "median_mb_per_s": median(&mut rates)}));
+    println!(
+        "{}",
+        json!({"suite": "decode", "runs": args.runs, "median_mb_per_s": median(&mut rates),
+               "median_mb_per_cpu_s": median(&mut cpu_rates)})
+    );
     Ok(())
 }
 

@@ -1,11 +1,12 @@
 //! Body decoding and type inference (spec 1.4, 1.5, 1.6).
 //!
-//! The body is checked to be UTF-8 once, then parsed in one streaming pass
-//! with `jiter`, which hands out each value's kind before reading it: strings
-//! arrive unescaped (borrowed unless they had escapes), numbers and nested
-//! values as their JSON text, and all go straight into column buffers. Property names are
-//! resolved once per distinct name and cached per position, so rows that
-//! repeat the previous row's layout cost one string comparison per property.
+//! The body is checked to be UTF-8 once, then read in one pass by the
+//! scanner in `scan.rs`, which hands out each value's kind before reading
+//! it: strings arrive unescaped (borrowed unless they had escapes), numbers
+//! and nested values as their JSON text, and all go straight into column
+//! buffers. Property names are resolved once per distinct name and cached
+//! per position, and a cached name is matched against the body's raw bytes,
+//! so rows that repeat the previous row's layout decode no names at all.
 //!
 //! Column choice for a property with base name `p`:
 //! * string values first try the columns `p_d`, `p_b`, `p_t`, `p_g`, `p_s`
@@ -16,6 +17,7 @@
 //! * numbers go to `p_d`, booleans to `p_b`, objects and arrays (as compact
 //!   JSON text) to `p_s`, created if missing; `null` is skipped.
 
+mod scan;
 #[cfg(test)]
 mod tests;
 
@@ -26,9 +28,9 @@ use arrow::array::{ArrayRef, StringArray, TimestampNanosecondArray};
 use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
-use jiter::{Jiter, JiterError, Peek};
 use watchpost_schema::{ColumnDef, KqlType, TableSchema, TIME_GENERATED, TIME_RECEIVED};
 
+use self::scan::{Next, ScanError, Scanner};
 use super::columns::{Cell, ColumnData};
 use super::error::DataCollectorError;
 use super::infer::{parse_bool_text, parse_guid, parse_iso_datetime, parse_numeric_text, sanitise_name};
@@ -65,116 +67,119 @@ pub fn decode(
     let body: &[u8] = &post.body;
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     // One check of the whole body lets the parser skip per-string checks.
-    if let Err(error) = std::str::from_utf8(body) {
-        return Err(DataCollectorError::invalid_data_format(format!(
-            "the body is not valid UTF-8 (at byte {})",
-            error.valid_up_to()
-        )));
-    }
+    let text = match std::str::from_utf8(body) {
+        Ok(text) => text,
+        Err(error) => {
+            return Err(DataCollectorError::invalid_data_format(format!(
+                "the body is not valid UTF-8 (at byte {})",
+                error.valid_up_to()
+            )))
+        }
+    };
     let mut rows = RowsBuilder::new(
         table_schema,
         post.time_generated_field.as_deref(),
         received.timestamp_nanos_opt().expect("the clock is before 2262"),
     );
-    let mut jiter = Jiter::new(body);
-    match parse_body(&mut jiter, body, &mut rows) {
+    let mut scanner = Scanner::new(text);
+    match parse_body(&mut scanner, &mut rows) {
         Ok(()) => rows.finish(post, table_schema),
         Err(ParseFailure::Rejected(error)) => Err(error),
         Err(ParseFailure::Json(error)) => Err(DataCollectorError::invalid_data_format(format!(
             "the body must be a JSON object or an array of JSON objects: {}",
-            error.description(&jiter)
-        ))),
-        Err(ParseFailure::NotAnObject { index }) => Err(DataCollectorError::invalid_data_format(format!(
-            "the body must be a JSON object or an array of JSON objects: expected an object at {}",
-            jiter.error_position(index)
+            error.describe(body)
         ))),
     }
 }
 
 /// Why parsing stopped.
 enum ParseFailure {
-    Json(JiterError),
-    /// A record (or the body) is valid JSON but not an object.
-    NotAnObject {
-        index: usize,
-    },
+    /// Malformed JSON, or a record that is not an object.
+    Json(ScanError),
     /// The JSON is fine but its content is refused (a reserved name, ...).
     Rejected(DataCollectorError),
 }
 
-impl From<JiterError> for ParseFailure {
-    fn from(error: JiterError) -> Self {
+impl From<ScanError> for ParseFailure {
+    fn from(error: ScanError) -> Self {
         ParseFailure::Json(error)
     }
 }
 
+fn not_an_object(scanner: &Scanner<'_>) -> ParseFailure {
+    ParseFailure::Json(ScanError { what: "expected an object", offset: scanner.position() })
+}
+
 /// Reads the whole body, one object or an array of objects, into `rows`.
-fn parse_body(jiter: &mut Jiter<'_>, body: &[u8], rows: &mut RowsBuilder<'_>) -> Result<(), ParseFailure> {
-    let peek = jiter.peek()?;
-    if peek == Peek::Object {
-        parse_record(jiter, body, rows)?;
-    } else if peek == Peek::Array {
-        let mut element = jiter.known_array()?;
-        while let Some(peek) = element {
-            if peek != Peek::Object {
-                return Err(ParseFailure::NotAnObject { index: jiter.current_index() });
+fn parse_body(scanner: &mut Scanner<'_>, rows: &mut RowsBuilder<'_>) -> Result<(), ParseFailure> {
+    let mut scratch = String::new();
+    match scanner.peek()? {
+        Next::Object => parse_record(scanner, rows, &mut scratch)?,
+        Next::Array => {
+            let mut more = scanner.enter_array()?;
+            while more {
+                if scanner.peek()? != Next::Object {
+                    return Err(not_an_object(scanner));
+                }
+                let start = scanner.position();
+                parse_record(scanner, rows, &mut scratch)?;
+                if rows.n_rows == 1 {
+                    // Most batches repeat one record shape: size the buffers
+                    // from the first record.
+                    let record_len = scanner.position() - start + 1;
+                    rows.reserve_rows(scanner.remaining() / record_len);
+                }
+                more = scanner.next_element()?;
             }
-            let start = jiter.current_index();
-            parse_record(jiter, body, rows)?;
-            if rows.n_rows == 1 {
-                // Most batches repeat one record shape: size the buffers from
-                // the first record.
-                let record_len = jiter.current_index() - start + 1;
-                rows.reserve_rows(body.len().saturating_sub(start) / record_len);
-            }
-            element = jiter.array_step()?;
         }
-    } else {
-        return Err(ParseFailure::NotAnObject { index: jiter.current_index() });
+        _ => return Err(not_an_object(scanner)),
     }
-    jiter.finish()?;
+    scanner.finish()?;
     Ok(())
 }
 
-/// Reads one record; the parser stands at its opening brace.
-fn parse_record(jiter: &mut Jiter<'_>, body: &[u8], rows: &mut RowsBuilder<'_>) -> Result<(), ParseFailure> {
+/// Reads one record; the scanner stands at its opening brace.
+fn parse_record(
+    scanner: &mut Scanner<'_>,
+    rows: &mut RowsBuilder<'_>,
+    scratch: &mut String,
+) -> Result<(), ParseFailure> {
     let row = rows.n_rows;
     let mut time_generated = rows.received_nanos;
     let mut position = 0;
-    let mut key = jiter.known_object()?;
-    while let Some(name) = key {
-        let (base, is_time_field) = rows.resolve_key(position, name).map_err(ParseFailure::Rejected)?;
+    let mut more = scanner.enter_object()?;
+    while more {
+        let (base, is_time_field) = match rows.cached_key(position) {
+            Some((key, base, is_time_field)) if scanner.key_is(key) => (base, is_time_field),
+            _ => {
+                let name = scanner.key(scratch)?;
+                rows.resolve_key(position, name).map_err(ParseFailure::Rejected)?
+            }
+        };
         position += 1;
-        let peek = jiter.peek()?;
-        let value = if peek == Peek::String {
-            Value::Text(jiter.known_str()?)
-        } else if peek == Peek::Null {
-            jiter.known_null()?;
-            key = jiter.next_key()?;
-            continue;
-        } else if peek == Peek::True || peek == Peek::False {
-            Value::Bool(jiter.known_bool(peek)?)
-        } else if peek == Peek::Object || peek == Peek::Array {
-            let start = jiter.current_index();
-            jiter.known_skip(peek)?;
-            Value::Nested(ascii_or_utf8(&body[start..jiter.current_index()]))
-        } else {
-            Value::Number(ascii_or_utf8(jiter.known_number_bytes(peek)?))
+        let next = scanner.peek()?;
+        let value = match next {
+            Next::String => Value::Text(scanner.string(scratch)?),
+            Next::Number => Value::Number(scanner.number()?),
+            Next::True | Next::False => {
+                scanner.literal(next)?;
+                Value::Bool(next == Next::True)
+            }
+            Next::Null => {
+                scanner.literal(next)?;
+                more = scanner.next_member()?;
+                continue;
+            }
+            Next::Object | Next::Array => Value::Nested(scanner.nested(scratch)?),
         };
         if let Some(nanos) = rows.push_value(row, base, value, is_time_field) {
             time_generated = nanos;
         }
-        key = jiter.next_key()?;
+        more = scanner.next_member()?;
     }
     rows.time_generated.push(time_generated);
     rows.n_rows += 1;
     Ok(())
-}
-
-/// A slice of the body known to be UTF-8 (the body was checked whole, and
-/// the parser cuts at value boundaries, which are ASCII bytes).
-fn ascii_or_utf8(bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes).unwrap_or_default()
 }
 
 /// The standard columns of every Data Collector table, in batch order.
@@ -249,6 +254,10 @@ struct CachedKey {
     key: String,
     base: usize,
     is_time_field: bool,
+    /// The key has no character JSON must escape, so its raw text in the
+    /// body is the key itself (unless a writer escaped it needlessly, which
+    /// the decoding path then handles).
+    raw_matchable: bool,
 }
 
 /// One JSON value of a record, borrowed from the body.
@@ -323,6 +332,13 @@ impl<'s> RowsBuilder<'s> {
         }
     }
 
+    /// The key the previous records had at `position`, with its base entry,
+    /// when it can be matched against the raw body (it has no escapes).
+    fn cached_key(&self, position: usize) -> Option<(&str, usize, bool)> {
+        let cached = self.key_cache.get(position)?;
+        cached.raw_matchable.then_some((cached.key.as_str(), cached.base, cached.is_time_field))
+    }
+
     /// Returns the base entry of the property `key` at `position`.
     fn resolve_key(&mut self, position: usize, key: &str) -> Result<(usize, bool), DataCollectorError> {
         if let Some(cached) = self.key_cache.get(position) {
@@ -347,7 +363,8 @@ impl<'s> RowsBuilder<'s> {
             Some(&base) => base,
             None => self.add_base(base_name.into_owned()),
         };
-        let cached = CachedKey { key: key.to_string(), base, is_time_field };
+        let raw_matchable = !key.bytes().any(|byte| byte == b'"' || byte == b'\\' || byte < 0x20);
+        let cached = CachedKey { key: key.to_string(), base, is_time_field, raw_matchable };
         if position < self.key_cache.len() {
             self.key_cache[position] = cached;
         } else {
@@ -536,7 +553,7 @@ fn warnings(table: &str, issues: &BTreeMap<(Issue, String), usize>) -> Vec<Strin
 /// does not fit.
 fn convert(kql_type: KqlType, value: Value<'_>) -> Option<Cell<'_>> {
     match (kql_type, value) {
-        (KqlType::Real, Value::Number(json)) => json.parse().ok().map(Cell::Real),
+        (KqlType::Real, Value::Number(json)) => parse_json_number(json).map(Cell::Real),
         (KqlType::Real, Value::Text(text)) => parse_numeric_text(text).map(Cell::Real),
         (KqlType::Bool, Value::Bool(value)) => Some(Cell::Bool(value)),
         (KqlType::Bool, Value::Text(text)) => parse_bool_text(text).map(Cell::Bool),
@@ -547,5 +564,46 @@ fn convert(kql_type: KqlType, value: Value<'_>) -> Option<Cell<'_>> {
         (KqlType::String, Value::Number(json)) => Some(Cell::Text(json)),
         (KqlType::String, Value::Bool(value)) => Some(Cell::Text(if value { "true" } else { "false" })),
         _ => None,
+    }
+}
+
+/// A JSON number as `f64`. Short integers, the common case in logs (ports,
+/// counts, event ids), are summed digit by digit: exact, since any integer
+/// below 2^53 is, and several times cheaper than the general parser.
+fn parse_json_number(json: &str) -> Option<f64> {
+    let (negative, digits) = match json.strip_prefix('-') {
+        Some(digits) => (true, digits),
+        None => (false, json),
+    };
+    if digits.len() <= 15 && !digits.is_empty() && digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        let value = digits.bytes().fold(0u64, |value, digit| value * 10 + u64::from(digit - b'0')) as f64;
+        return Some(if negative { -value } else { value });
+    }
+    json.parse().ok()
+}
+
+#[cfg(test)]
+mod number_tests {
+    use super::parse_json_number;
+
+    #[test]
+    fn integers_and_others_parse_as_the_general_parser_does() {
+        for json in [
+            "0",
+            "-0",
+            "7",
+            "17477",
+            "-42",
+            "999999999999999",
+            "9999999999999999",
+            "12345678901234567890",
+            "1.5",
+            "-2.5e-3",
+            "1E3",
+        ] {
+            let expected: f64 = json.parse().unwrap();
+            let parsed = parse_json_number(json).unwrap();
+            assert_eq!(parsed.to_bits(), expected.to_bits(), "{json}");
+        }
     }
 }
