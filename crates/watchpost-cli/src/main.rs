@@ -3,6 +3,7 @@
 //! file are merged into [`config::ServeConfig`] before anything starts.
 
 mod config;
+mod kql_cmd;
 mod query_cmd;
 mod serve;
 mod workspace_cmd;
@@ -59,6 +60,9 @@ enum Command {
     Workspace(workspace_cmd::WorkspaceCommand),
     /// Runs a KQL query against a Watchpost (or Log Analytics) query API.
     Query(query_cmd::QueryArgs),
+    /// Checks and formats KQL files offline.
+    #[command(subcommand)]
+    Kql(kql_cmd::KqlCommand),
 }
 
 /// The default data directory.
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Workspace(command) => workspace_cmd::run(command),
         Command::Query(args) => query_cmd::run(args),
+        Command::Kql(command) => kql_cmd::run(command),
     };
     match result {
         Ok(code) => code,
