@@ -6,10 +6,12 @@ pub(crate) mod collect;
 pub(crate) mod convert;
 pub(crate) mod datetime;
 pub(crate) mod dynamic;
+pub(crate) mod expand;
 mod has;
 pub(crate) mod ip;
 pub(crate) mod kernel;
 pub(crate) mod parse_text;
+pub(crate) mod percentile;
 pub(crate) mod strings;
 
 use std::sync::{Arc, LazyLock};

@@ -10,17 +10,22 @@
 //! Start reading at [`bind`].
 
 pub mod bound;
+mod expand;
 mod expr;
 mod functions;
 mod join;
+mod parse_op;
+mod summarize;
 mod tabular;
+mod user_function;
+mod window;
 
 pub use join::{join_outputs, union_source_index};
 
 use std::collections::HashMap;
 
 use watchpost_diagnostics::Diagnostic;
-use watchpost_kql_syntax::ast::{LetValue, Query, Statement};
+use watchpost_kql_syntax::ast::{FunctionDef, LetValue, Query, Statement};
 use watchpost_schema::TableSchema;
 
 use crate::bound::{BoundExpr, BoundTabular};
@@ -36,7 +41,17 @@ pub trait TableCatalog {
 /// Binds a parsed query. Returns the tree of the query's result (if it has
 /// one and binding succeeded) and every problem found.
 pub fn bind(query: &Query, catalog: &dyn TableCatalog) -> (Option<BoundTabular>, Vec<Diagnostic>) {
-    let mut binder = Binder { catalog, scalars: HashMap::new(), tabulars: HashMap::new(), diagnostics: Vec::new() };
+    let mut binder = Binder {
+        catalog,
+        scalars: HashMap::new(),
+        tabulars: HashMap::new(),
+        functions: HashMap::new(),
+        param_scopes: Vec::new(),
+        calling: Vec::new(),
+        window_allowed: false,
+        n_windows: 0,
+        diagnostics: Vec::new(),
+    };
     let mut result = None;
     for statement in &query.statements {
         match statement {
@@ -57,6 +72,10 @@ pub fn bind(query: &Query, catalog: &dyn TableCatalog) -> (Option<BoundTabular>,
                     if let Some(bound) = binder.bind_tabular(tabular) {
                         binder.tabulars.insert(let_stmt.name.name.clone(), bound);
                     }
+                }
+                LetValue::Function(function) => {
+                    binder.scalars.remove(&let_stmt.name.name);
+                    binder.functions.insert(let_stmt.name.name.clone(), function.clone());
                 }
             },
             Statement::Tabular(tabular) => result = binder.bind_tabular(tabular),
@@ -79,6 +98,16 @@ pub(crate) struct Binder<'a> {
     catalog: &'a dyn TableCatalog,
     scalars: HashMap<String, BoundExpr>,
     tabulars: HashMap<String, BoundTabular>,
+    /// User-defined functions from `let f = (...) { ... }`.
+    functions: HashMap<String, FunctionDef>,
+    /// Parameter values of the user functions being inlined, innermost last.
+    param_scopes: Vec<HashMap<String, BoundExpr>>,
+    /// Names of the user functions being inlined, to refuse recursion.
+    calling: Vec<String>,
+    /// Whether window functions may appear in the expression being bound.
+    window_allowed: bool,
+    /// Window calls lifted so far, for unique column names.
+    n_windows: usize,
     diagnostics: Vec<Diagnostic>,
 }
 

@@ -11,7 +11,7 @@ use watchpost_schema::{ColumnDef, KqlType, TableSchema};
 
 use crate::bound::{BoundAggregate, BoundSortKey, BoundTabular, ExprKind, TabularKind, Value};
 use crate::expr::literal_value;
-use crate::{closest, functions, Binder};
+use crate::{closest, Binder};
 
 impl Binder<'_> {
     pub(crate) fn bind_tabular(&mut self, tabular: &TabularExpr) -> Option<BoundTabular> {
@@ -197,22 +197,19 @@ impl Binder<'_> {
                 let schema = input.schema.clone();
                 Some(BoundTabular { kind: TabularKind::Filter { input: Box::new(input), predicate }, schema })
             }
-            OperatorKind::Project(columns) => {
-                let bound = self.bind_named_list(columns, &input.schema, NamingStyle::Column)?;
-                Some(project(input, bound))
+            OperatorKind::Project(columns) => self.bind_project(input, columns, operator.span),
+            OperatorKind::Extend(columns) => self.bind_extend(input, columns, operator.span),
+            OperatorKind::Serialize(columns) => self.bind_serialize(input, columns, operator.span),
+            OperatorKind::MvExpand(expand) => self.bind_mv_expand(input, expand, operator.span),
+            OperatorKind::MvApply { .. } => {
+                let message = "the `mv-apply` operator is not supported yet";
+                self.report(Diagnostic::semantic("KQL3001", operator.span, message));
+                None
             }
-            OperatorKind::Extend(columns) => {
-                let bound = self.bind_named_list(columns, &input.schema, NamingStyle::Column)?;
-                let mut all: Vec<_> = input
-                    .schema
-                    .columns
-                    .iter()
-                    .filter(|column| !bound.iter().any(|(name, _)| *name == column.name))
-                    .map(|column| (column.name.clone(), column_ref(column)))
-                    .collect();
-                all.extend(bound);
-                Some(project(input, all))
+            OperatorKind::Parse { kind, drops_unmatched, source, pattern } => {
+                self.bind_parse(input, kind.as_ref(), *drops_unmatched, source, pattern, operator.span)
             }
+            OperatorKind::Search { kind, predicate } => self.bind_search(input, kind.as_ref(), predicate),
             OperatorKind::ProjectAway(names) => self.select_columns(input, names, false),
             OperatorKind::ProjectRename(pairs) => {
                 for (_, old) in pairs {
@@ -328,69 +325,7 @@ impl Binder<'_> {
         }
     }
 
-    fn bind_summarize(
-        &mut self,
-        input: BoundTabular,
-        aggregates: &[NamedExpr],
-        by: &[NamedExpr],
-        span: Span,
-    ) -> Option<BoundTabular> {
-        let group_by = self.bind_named_list(by, &input.schema, NamingStyle::Column)?;
-        let mut bound_aggregates = Vec::new();
-        for named in aggregates {
-            let Ast::Call { name, args } = &named.expr.kind else {
-                self.report(
-                    Diagnostic::semantic("KQL2011", named.expr.span, "summarize expects an aggregate function call")
-                        .with_hint("for example count(), sum(Bytes) or dcount(UserPrincipalName)"),
-                );
-                return None;
-            };
-            let Some(function) = functions::aggregate(&name.name) else {
-                self.report(Diagnostic::semantic(
-                    "KQL2003",
-                    name.span,
-                    format!("Unknown aggregate function: '{}'", name.name),
-                ));
-                return None;
-            };
-            let (min, max) = functions::aggregate_arity(function);
-            if args.len() < min || args.len() > max {
-                self.report(Diagnostic::semantic(
-                    "KQL2007",
-                    named.expr.span,
-                    format!("aggregate '{}' expects {min} to {max} argument(s), got {}", name.name, args.len()),
-                ));
-                return None;
-            }
-            let bound_args: Vec<_> = args.iter().map(|arg| self.bind_expr(arg, &input.schema)).collect();
-            let bound_args = bound_args.into_iter().collect::<Option<Vec<_>>>()?;
-            let ty = functions::aggregate_return_type(function, bound_args.first().map(|arg| arg.ty));
-            let column_name = match &named.name {
-                Some(ident) => ident.name.clone(),
-                None => {
-                    let prefix = functions::aggregate_prefix(function);
-                    match args.first().map(|arg| &arg.kind) {
-                        Some(Ast::Name(ident)) => format!("{prefix}_{}", ident.name),
-                        _ => format!("{prefix}_"),
-                    }
-                }
-            };
-            bound_aggregates.push((column_name, BoundAggregate { function, args: bound_args, ty }));
-        }
-        if bound_aggregates.is_empty() && group_by.is_empty() {
-            self.report(Diagnostic::syntax("KQL1010", span, "summarize needs an aggregate or a by clause"));
-            return None;
-        }
-        let mut columns: Vec<ColumnDef> = group_by.iter().map(|(name, expr)| ColumnDef::new(name, expr.ty)).collect();
-        columns.extend(bound_aggregates.iter().map(|(name, aggregate)| ColumnDef::new(name, aggregate.ty)));
-        let schema = TableSchema::new(dedupe_names(columns));
-        Some(BoundTabular {
-            kind: TabularKind::Aggregate { input: Box::new(input), group_by, aggregates: bound_aggregates },
-            schema,
-        })
-    }
-
-    fn bind_named_list(
+    pub(crate) fn bind_named_list(
         &mut self,
         items: &[NamedExpr],
         input: &TableSchema,
@@ -436,7 +371,7 @@ impl Binder<'_> {
         Some(out)
     }
 
-    fn constant_count(&mut self, expr: &Expr) -> Option<u64> {
+    pub(crate) fn constant_count(&mut self, expr: &Expr) -> Option<u64> {
         let value = match &expr.kind {
             Ast::Literal(literal) => literal_value(literal).0,
             Ast::Name(ident) => match self.scalars.get(&ident.name).map(|bound| &bound.kind) {
@@ -476,7 +411,7 @@ impl Binder<'_> {
         Some(project(input, selected))
     }
 
-    fn require_column(&mut self, schema: &TableSchema, name: &str, span: Span) -> Option<()> {
+    pub(crate) fn require_column(&mut self, schema: &TableSchema, name: &str, span: Span) -> Option<()> {
         if schema.column(name).is_some() {
             return Some(());
         }
@@ -490,7 +425,7 @@ impl Binder<'_> {
 }
 
 #[derive(Clone, Copy)]
-enum NamingStyle {
+pub(crate) enum NamingStyle {
     /// `Column1`, `Column2`... as `extend` and `project` name expressions.
     Column,
     /// `print_0`, `print_1`... as `print` names its columns.
@@ -505,21 +440,21 @@ fn generated_name(style: NamingStyle, position: usize, unnamed: &mut usize) -> S
     }
 }
 
-fn column_ref(column: &ColumnDef) -> crate::bound::BoundExpr {
+pub(crate) fn column_ref(column: &ColumnDef) -> crate::bound::BoundExpr {
     crate::bound::BoundExpr { kind: ExprKind::Column(column.name.clone()), ty: column.kql_type }
 }
 
-fn schema_of(columns: &[(String, crate::bound::BoundExpr)]) -> TableSchema {
+pub(crate) fn schema_of(columns: &[(String, crate::bound::BoundExpr)]) -> TableSchema {
     TableSchema::new(columns.iter().map(|(name, expr)| ColumnDef::new(name, expr.ty)).collect())
 }
 
-fn project(input: BoundTabular, columns: Vec<(String, crate::bound::BoundExpr)>) -> BoundTabular {
+pub(crate) fn project(input: BoundTabular, columns: Vec<(String, crate::bound::BoundExpr)>) -> BoundTabular {
     let schema = schema_of(&columns);
     BoundTabular { kind: TabularKind::Project { input: Box::new(input), columns }, schema }
 }
 
 /// Kusto suffixes a repeated output name with `1`, `2`...
-fn dedupe_names(columns: Vec<ColumnDef>) -> Vec<ColumnDef> {
+pub(crate) fn dedupe_names(columns: Vec<ColumnDef>) -> Vec<ColumnDef> {
     let mut out: Vec<ColumnDef> = Vec::new();
     for mut column in columns {
         let base = column.name.clone();

@@ -7,10 +7,12 @@
 //! here and in `let_stmt`, sources in `tabular`, pipe operators in
 //! `operator`, expressions in `expr` and typed literals in `literal`.
 
+mod expand;
 mod expr;
 mod let_stmt;
 mod literal;
 mod operator;
+mod parse_op;
 mod tabular;
 
 use watchpost_diagnostics::{Diagnostic, Span};

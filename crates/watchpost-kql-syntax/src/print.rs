@@ -10,10 +10,10 @@
 mod expr;
 
 use crate::ast::{
-    Ident, JoinKey, LetStmt, LetValue, NamedExpr, NullsOrder, Operator, OperatorKind, Query, SortKey, SortOrder,
-    Statement, TabularExpr, TabularSource,
+    FunctionDef, Ident, JoinKey, LetStmt, LetValue, Literal, MvExpand, NamedExpr, NullsOrder, Operator, OperatorKind,
+    ParsePart, Query, SortKey, SortOrder, Statement, TabularExpr, TabularSource,
 };
-use expr::{expr_text, ident_text};
+use expr::{expr_text, ident_text, literal_text};
 
 /// Renders `query` as canonical KQL text.
 pub fn print(query: &Query) -> String {
@@ -40,6 +40,7 @@ fn let_text(let_stmt: &LetStmt) -> String {
     let value = match &let_stmt.value {
         LetValue::Scalar(expr) => expr_text(expr),
         LetValue::Tabular(tabular) => tabular_text(tabular, "\n    "),
+        LetValue::Function(function) => function_text(function),
     };
     format!("let {} = {value}", ident_text(&let_stmt.name.name))
 }
@@ -128,7 +129,82 @@ fn operator_text(operator: &Operator) -> String {
         OperatorKind::Union { params, tables } => union_text(params, tables),
         OperatorKind::As(name) => format!("as {}", ident_text(&name.name)),
         OperatorKind::GetSchema => "getschema".to_string(),
+        OperatorKind::Serialize(columns) if columns.is_empty() => "serialize".to_string(),
+        OperatorKind::Serialize(columns) => format!("serialize {}", named_list(columns)),
+        OperatorKind::MvExpand(expand) => mv_expand_text("mv-expand", expand),
+        OperatorKind::MvApply { expand, subquery } => {
+            let operators: Vec<String> = subquery.iter().map(operator_text).collect();
+            format!("{} on ({})", mv_expand_text("mv-apply", expand), operators.join(" | "))
+        }
+        OperatorKind::Parse { kind, drops_unmatched, source, pattern } => {
+            parse_text(kind.as_ref(), *drops_unmatched, source, pattern)
+        }
+        OperatorKind::Search { kind, predicate } => match kind {
+            Some(kind) => format!("search kind={} {}", kind.name, expr_text(predicate)),
+            None => format!("search {}", expr_text(predicate)),
+        },
     }
+}
+
+fn function_text(function: &FunctionDef) -> String {
+    let params: Vec<String> = function
+        .params
+        .iter()
+        .map(|param| {
+            let mut text = format!("{}: {}", ident_text(&param.name.name), param.type_name.name);
+            if let Some(default) = &param.default {
+                text.push_str(&format!(" = {}", expr_text(default)));
+            }
+            text
+        })
+        .collect();
+    format!("({}) {{ {} }}", params.join(", "), expr_text(&function.body))
+}
+
+fn mv_expand_text(keyword: &str, expand: &MvExpand) -> String {
+    let mut out = keyword.to_string();
+    for (name, value) in &expand.params {
+        out.push_str(&format!(" {}={}", name.name, value.name));
+    }
+    let items: Vec<String> = expand
+        .items
+        .iter()
+        .map(|item| {
+            let mut text = named_list(std::slice::from_ref(&item.expr));
+            if let Some(type_name) = &item.to_type {
+                text.push_str(&format!(" to typeof({})", type_name.name));
+            }
+            text
+        })
+        .collect();
+    out.push(' ');
+    out.push_str(&items.join(", "));
+    if let Some(limit) = &expand.limit {
+        out.push_str(&format!(" limit {}", expr_text(limit)));
+    }
+    out
+}
+
+fn parse_text(kind: Option<&Ident>, drops_unmatched: bool, source: &crate::ast::Expr, pattern: &[ParsePart]) -> String {
+    let mut out = if drops_unmatched { "parse-where".to_string() } else { "parse".to_string() };
+    if let Some(kind) = kind {
+        out.push_str(&format!(" kind={}", kind.name));
+    }
+    out.push_str(&format!(" {} with", expr_text(source)));
+    for part in pattern {
+        out.push(' ');
+        match part {
+            ParsePart::Literal(text) => out.push_str(&literal_text(&Literal::String(text.clone()))),
+            ParsePart::Wildcard => out.push('*'),
+            ParsePart::Column { name, type_name } => {
+                out.push_str(&ident_text(&name.name));
+                if let Some(type_name) = type_name {
+                    out.push_str(&format!(":{}", type_name.name));
+                }
+            }
+        }
+    }
+    out
 }
 
 fn union_text(params: &[(Ident, Ident)], tables: &[TabularExpr]) -> String {

@@ -193,6 +193,15 @@ impl<'a> Parser<'a> {
             }
             TokenKind::Ident => self.word_expr(),
             TokenKind::LParen => self.paren_expr(),
+            TokenKind::Star
+                if matches!(
+                    self.nth(1).kind,
+                    TokenKind::RParen | TokenKind::Comma | TokenKind::Pipe | TokenKind::Semi | TokenKind::Eof
+                ) =>
+            {
+                self.bump();
+                Some(Expr { kind: ExprKind::Star, span: token.span })
+            }
             TokenKind::LBracket if self.at_bracketed_ident() => {
                 let ident = self.ident("a name")?;
                 Some(Expr { span: ident.span, kind: ExprKind::Name(ident) })
@@ -228,6 +237,7 @@ impl<'a> Parser<'a> {
                 ExprKind::Literal(crate::ast::Literal::Bool(word == "true"))
             }
             _ if call_follows && super::literal::is_typed_literal(word) => return self.typed_literal(),
+            "toscalar" if call_follows => return self.toscalar_call(),
             _ if call_follows => return self.call(),
             _ => {
                 let ident = self.ident("a name")?;
@@ -249,6 +259,19 @@ impl<'a> Parser<'a> {
         self.bump();
         let span = self.span_from(name.span.start as usize);
         Some(Expr { kind: ExprKind::Call { name, args }, span })
+    }
+
+    /// Parses `toscalar(tabular)`.
+    fn toscalar_call(&mut self) -> Option<Expr> {
+        let start = self.bump().span.start as usize;
+        let open = self.bump().span;
+        let tabular = self.tabular_expr()?;
+        if !self.at(&TokenKind::RParen) {
+            self.unclosed(open, "`)` after the query");
+            return None;
+        }
+        self.bump();
+        Some(Expr { kind: ExprKind::ToScalar(Box::new(tabular)), span: self.span_from(start) })
     }
 
     fn paren_expr(&mut self) -> Option<Expr> {

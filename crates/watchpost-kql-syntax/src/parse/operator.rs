@@ -9,7 +9,7 @@ use crate::ast::{
 use crate::lexer::TokenKind;
 
 /// The operators this parser knows, for "did you mean" hints.
-const SUPPORTED_OPERATORS: [&str; 21] = [
+const SUPPORTED_OPERATORS: [&str; 27] = [
     "where",
     "filter",
     "project",
@@ -31,23 +31,23 @@ const SUPPORTED_OPERATORS: [&str; 21] = [
     "union",
     "as",
     "getschema",
-];
-
-/// KQL operators that exist but are not supported yet.
-const UNSUPPORTED_OPERATORS: [&str; 18] = [
+    "serialize",
     "mv-expand",
     "mv-apply",
     "parse",
     "parse-where",
+    "search",
+];
+
+/// KQL operators that exist but are not supported yet.
+const UNSUPPORTED_OPERATORS: [&str; 12] = [
     "parse-kv",
     "make-series",
     "render",
     "evaluate",
     "invoke",
-    "serialize",
     "sample",
     "sample-distinct",
-    "search",
     "find",
     "top-nested",
     "top-hitters",
@@ -94,6 +94,15 @@ impl Parser<'_> {
                 OperatorKind::As(self.ident("a name for the tabular value")?)
             }
             "getschema" => OperatorKind::GetSchema,
+            "serialize" => {
+                let columns = if self.at_boundary() { Vec::new() } else { self.named_exprs()? };
+                OperatorKind::Serialize(columns)
+            }
+            "mv-expand" => self.mv_expand()?,
+            "mv-apply" => self.mv_apply()?,
+            "parse" => self.parse_op(false)?,
+            "parse-where" => self.parse_op(true)?,
+            "search" => self.search()?,
             name => {
                 self.unknown_operator(name, keyword.span);
                 return None;
@@ -130,7 +139,7 @@ impl Parser<'_> {
         self.comma_list(Self::named_expr)
     }
 
-    fn named_expr(&mut self) -> Option<NamedExpr> {
+    pub(super) fn named_expr(&mut self) -> Option<NamedExpr> {
         let start = self.start();
         let name_len = if self.at(&TokenKind::Ident) { 1 } else { 3 };
         let name = if self.at_ident() && self.nth(name_len).kind == TokenKind::Assign {
