@@ -12,6 +12,7 @@ pub(crate) mod ip;
 pub(crate) mod kernel;
 pub(crate) mod parse_text;
 pub(crate) mod percentile;
+pub(crate) mod series;
 pub(crate) mod strings;
 
 use std::sync::{Arc, LazyLock};

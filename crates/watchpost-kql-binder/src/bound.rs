@@ -393,6 +393,12 @@ pub enum ScalarFunction {
     // Structured text.
     ParseUrl,
     ParsePath,
+    // Internal to `make-series`, not callable by name.
+    /// `(list of [index, value] pairs, from, to, step, default)`: the dense
+    /// series array, `default` where no pair gives a value.
+    SeriesFill,
+    /// `(from, to, step)`: the axis array `from, from + step, ...` below `to`.
+    SeriesAxis,
 }
 
 /// An aggregate call in `summarize`.

@@ -14,6 +14,7 @@ mod expand;
 mod expr;
 mod functions;
 mod join;
+mod make_series;
 mod parse_op;
 mod summarize;
 mod tabular;

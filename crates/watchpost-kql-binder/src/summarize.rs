@@ -11,7 +11,7 @@ use crate::tabular::{column_ref, dedupe_names, NamingStyle};
 use crate::{functions, Binder};
 
 /// Output columns of one aggregate call, in order.
-type AggregateColumns = Vec<(String, BoundAggregate)>;
+pub(crate) type AggregateColumns = Vec<(String, BoundAggregate)>;
 
 impl Binder<'_> {
     pub(crate) fn bind_summarize(
@@ -24,24 +24,7 @@ impl Binder<'_> {
         let group_by = self.bind_named_list(by, &input.schema, NamingStyle::Column)?;
         let mut bound_aggregates = Vec::new();
         for named in aggregates {
-            let Ast::Call { name, args } = &named.expr.kind else {
-                self.report(
-                    Diagnostic::semantic("KQL2011", named.expr.span, "summarize expects an aggregate function call")
-                        .with_hint("for example count(), sum(Bytes) or dcount(UserPrincipalName)"),
-                );
-                return None;
-            };
-            let columns = match name.name.as_str() {
-                "arg_max" | "argmax" => {
-                    self.bind_arg_extreme(AggregateFunction::ArgMax, named, args, &input, &group_by)
-                }
-                "arg_min" | "argmin" => {
-                    self.bind_arg_extreme(AggregateFunction::ArgMin, named, args, &input, &group_by)
-                }
-                "percentile" | "percentiles" => self.bind_percentiles(named, name, args, &input.schema),
-                _ => self.bind_plain_aggregate(named, name, args, &input.schema),
-            };
-            bound_aggregates.extend(columns?);
+            bound_aggregates.extend(self.bind_aggregate_item(named, &input, &group_by)?);
         }
         if bound_aggregates.is_empty() && group_by.is_empty() {
             self.report(Diagnostic::syntax("KQL1010", span, "summarize needs an aggregate or a by clause"));
@@ -54,6 +37,29 @@ impl Binder<'_> {
             kind: TabularKind::Aggregate { input: Box::new(input), group_by, aggregates: bound_aggregates },
             schema,
         })
+    }
+
+    /// Binds one aggregate call of `summarize` (or `make-series`) to its
+    /// output columns.
+    pub(crate) fn bind_aggregate_item(
+        &mut self,
+        named: &NamedExpr,
+        input: &BoundTabular,
+        group_by: &[(String, BoundExpr)],
+    ) -> Option<AggregateColumns> {
+        let Ast::Call { name, args } = &named.expr.kind else {
+            self.report(
+                Diagnostic::semantic("KQL2011", named.expr.span, "expected an aggregate function call")
+                    .with_hint("for example count(), sum(Bytes) or dcount(UserPrincipalName)"),
+            );
+            return None;
+        };
+        match name.name.as_str() {
+            "arg_max" | "argmax" => self.bind_arg_extreme(AggregateFunction::ArgMax, named, args, input, group_by),
+            "arg_min" | "argmin" => self.bind_arg_extreme(AggregateFunction::ArgMin, named, args, input, group_by),
+            "percentile" | "percentiles" => self.bind_percentiles(named, name, args, &input.schema),
+            _ => self.bind_plain_aggregate(named, name, args, &input.schema),
+        }
     }
 
     fn bind_plain_aggregate(

@@ -210,6 +210,7 @@ impl Binder<'_> {
                 self.bind_parse(input, kind.as_ref(), *drops_unmatched, source, pattern, operator.span)
             }
             OperatorKind::Search { kind, predicate } => self.bind_search(input, kind.as_ref(), predicate),
+            OperatorKind::MakeSeries(series) => self.bind_make_series(input, series, operator.span),
             OperatorKind::ProjectAway(names) => self.select_columns(input, names, false),
             OperatorKind::ProjectRename(pairs) => {
                 for (_, old) in pairs {

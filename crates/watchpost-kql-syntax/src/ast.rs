@@ -154,6 +154,26 @@ pub enum OperatorKind {
     Parse { kind: Option<Ident>, drops_unmatched: bool, source: Expr, pattern: Vec<ParsePart> },
     /// `search [kind=case_sensitive|case_insensitive] predicate`.
     Search { kind: Option<Ident>, predicate: Expr },
+    /// `make-series agg [default = d], ... on Axis from a to b step s [by keys]`.
+    MakeSeries(MakeSeries),
+}
+
+/// The clauses of `make-series`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MakeSeries {
+    pub aggregates: Vec<SeriesAggregate>,
+    pub axis: Ident,
+    pub from: Option<Expr>,
+    pub to: Option<Expr>,
+    pub step: Expr,
+    pub by: Vec<NamedExpr>,
+}
+
+/// `[name =] aggregate [default = value]` in `make-series`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesAggregate {
+    pub aggregate: NamedExpr,
+    pub default: Option<Expr>,
 }
 
 /// What `mv-expand` and `mv-apply` expand.

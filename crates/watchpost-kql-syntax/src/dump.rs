@@ -215,6 +215,22 @@ impl Dumper {
                     }
                 })
             }
+            OperatorKind::MakeSeries(series) => self.node("MakeSeries".to_string(), span, |dumper| {
+                for item in &series.aggregates {
+                    dumper.named_list(std::slice::from_ref(&item.aggregate));
+                    if let Some(default) = &item.default {
+                        dumper.node("Default".to_string(), None, |dumper| dumper.expr(default));
+                    }
+                }
+                dumper.leaf(format!("On {}", dumper.ident(&series.axis)), None);
+                for (label, bound) in [("From", &series.from), ("To", &series.to)] {
+                    if let Some(bound) = bound {
+                        dumper.node(label.to_string(), None, |dumper| dumper.expr(bound));
+                    }
+                }
+                dumper.node("Step".to_string(), None, |dumper| dumper.expr(&series.step));
+                dumper.node("By".to_string(), None, |dumper| dumper.named_list(&series.by));
+            }),
             OperatorKind::Search { kind, predicate } => {
                 let kind = kind.as_ref().map(|kind| kind.name.as_str()).unwrap_or("default");
                 self.node(format!("Search kind={kind}"), span, |dumper| dumper.expr(predicate))

@@ -10,8 +10,8 @@
 mod expr;
 
 use crate::ast::{
-    FunctionDef, Ident, JoinKey, LetStmt, LetValue, Literal, MvExpand, NamedExpr, NullsOrder, Operator, OperatorKind,
-    ParsePart, Query, SortKey, SortOrder, Statement, TabularExpr, TabularSource,
+    FunctionDef, Ident, JoinKey, LetStmt, LetValue, Literal, MakeSeries, MvExpand, NamedExpr, NullsOrder, Operator,
+    OperatorKind, ParsePart, Query, SortKey, SortOrder, Statement, TabularExpr, TabularSource,
 };
 use expr::{expr_text, ident_text, literal_text};
 
@@ -139,6 +139,7 @@ fn operator_text(operator: &Operator) -> String {
         OperatorKind::Parse { kind, drops_unmatched, source, pattern } => {
             parse_text(kind.as_ref(), *drops_unmatched, source, pattern)
         }
+        OperatorKind::MakeSeries(series) => make_series_text(series),
         OperatorKind::Search { kind, predicate } => match kind {
             Some(kind) => format!("search kind={} {}", kind.name, expr_text(predicate)),
             None => format!("search {}", expr_text(predicate)),
@@ -203,6 +204,32 @@ fn parse_text(kind: Option<&Ident>, drops_unmatched: bool, source: &crate::ast::
                 }
             }
         }
+    }
+    out
+}
+
+fn make_series_text(series: &MakeSeries) -> String {
+    let aggregates: Vec<String> = series
+        .aggregates
+        .iter()
+        .map(|item| {
+            let mut text = named_list(std::slice::from_ref(&item.aggregate));
+            if let Some(default) = &item.default {
+                text.push_str(&format!(" default = {}", expr_text(default)));
+            }
+            text
+        })
+        .collect();
+    let mut out = format!("make-series {} on {}", aggregates.join(", "), ident_text(&series.axis.name));
+    if let Some(from) = &series.from {
+        out.push_str(&format!(" from {}", expr_text(from)));
+    }
+    if let Some(to) = &series.to {
+        out.push_str(&format!(" to {}", expr_text(to)));
+    }
+    out.push_str(&format!(" step {}", expr_text(&series.step)));
+    if !series.by.is_empty() {
+        out.push_str(&format!(" by {}", named_list(&series.by)));
     }
     out
 }

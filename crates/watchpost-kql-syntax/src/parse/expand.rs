@@ -1,8 +1,8 @@
-//! `mv-expand` and `mv-apply`: the operators that turn the elements of
-//! dynamic arrays and bags into rows.
+//! `mv-expand` and `mv-apply`, which turn the elements of dynamic arrays
+//! and bags into rows, and `make-series`, which builds such arrays.
 
 use super::Parser;
-use crate::ast::{Ident, MvExpand, MvExpandItem, OperatorKind};
+use crate::ast::{Ident, MakeSeries, MvExpand, MvExpandItem, OperatorKind, SeriesAggregate};
 use crate::lexer::TokenKind;
 
 /// The `name=value` parameters `mv-expand` and `mv-apply` accept before
@@ -50,6 +50,31 @@ impl Parser<'_> {
         let expr = self.named_expr()?;
         let to_type = if self.eat_word("to") { Some(self.typeof_name()?) } else { None };
         Some(MvExpandItem { expr, to_type })
+    }
+
+    /// Parses the rest of `make-series`.
+    pub(super) fn make_series(&mut self) -> Option<OperatorKind> {
+        let aggregates = self.comma_list(Self::series_aggregate)?;
+        self.expect_word("on")?;
+        let axis = self.ident("the axis column")?;
+        let from = if self.eat_word("from") { Some(self.expr()?) } else { None };
+        let to = if self.eat_word("to") { Some(self.expr()?) } else { None };
+        self.expect_word("step")?;
+        let step = self.expr()?;
+        let by = if self.eat_word("by") { self.named_exprs()? } else { Vec::new() };
+        Some(OperatorKind::MakeSeries(MakeSeries { aggregates, axis, from, to, step, by }))
+    }
+
+    fn series_aggregate(&mut self) -> Option<SeriesAggregate> {
+        let aggregate = self.named_expr()?;
+        let default = if self.at_word("default") && self.nth(1).kind == TokenKind::Assign {
+            self.bump();
+            self.bump();
+            Some(self.expr()?)
+        } else {
+            None
+        };
+        Some(SeriesAggregate { aggregate, default })
     }
 
     /// Parses `typeof(name)` and returns the type name.

@@ -9,7 +9,7 @@ use crate::ast::{
 use crate::lexer::TokenKind;
 
 /// The operators this parser knows, for "did you mean" hints.
-const SUPPORTED_OPERATORS: [&str; 27] = [
+const SUPPORTED_OPERATORS: [&str; 28] = [
     "where",
     "filter",
     "project",
@@ -37,12 +37,12 @@ const SUPPORTED_OPERATORS: [&str; 27] = [
     "parse",
     "parse-where",
     "search",
+    "make-series",
 ];
 
 /// KQL operators that exist but are not supported yet.
-const UNSUPPORTED_OPERATORS: [&str; 12] = [
+const UNSUPPORTED_OPERATORS: [&str; 11] = [
     "parse-kv",
-    "make-series",
     "render",
     "evaluate",
     "invoke",
@@ -103,6 +103,7 @@ impl Parser<'_> {
             "parse" => self.parse_op(false)?,
             "parse-where" => self.parse_op(true)?,
             "search" => self.search()?,
+            "make-series" => self.make_series()?,
             name => {
                 self.unknown_operator(name, keyword.span);
                 return None;
