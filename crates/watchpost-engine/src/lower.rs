@@ -127,7 +127,9 @@ fn lower(tabular: &BoundTabular, context: &LowerContext<'_>) -> Result<LogicalPl
             lower_union(inputs, source_column.as_deref(), &tabular.schema, context)
         }
         TabularKind::Serialize { input } => lower(input, context),
-        TabularKind::Window { input, columns, order } => window::lower_window(input, columns, order, context),
+        TabularKind::Window { input, columns, order, partition } => {
+            window::lower_window(input, columns, order, partition, context)
+        }
         TabularKind::MvExpand { input, columns, item_index, limit } => {
             expand::lower_mv_expand(input, columns, item_index.as_deref(), *limit, &tabular.schema, context)
         }

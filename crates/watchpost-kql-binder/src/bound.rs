@@ -84,6 +84,9 @@ pub enum TabularKind {
         input: Box<BoundTabular>,
         columns: Vec<(String, BoundWindow)>,
         order: Vec<BoundSortKey>,
+        /// Rows with equal values here are numbered separately (internal
+        /// uses such as `top-nested`; KQL's own window calls leave it empty).
+        partition: Vec<BoundExpr>,
     },
     /// `mv-expand`: one row per element of the expanded values (zipped,
     /// padded with nulls). Each output column is an expanded column (by

@@ -18,6 +18,7 @@ mod make_series;
 mod parse_op;
 mod summarize;
 mod tabular;
+mod top_nested;
 mod user_function;
 mod window;
 

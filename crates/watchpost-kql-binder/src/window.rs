@@ -140,7 +140,7 @@ impl Binder<'_> {
         let mut schema = input.schema.clone();
         schema.columns.extend(windows.iter().map(|(name, window)| ColumnDef::new(name, window.ty)));
         let order = serial_order(&input).unwrap_or_default();
-        let kind = TabularKind::Window { input: Box::new(input), columns: windows, order };
+        let kind = TabularKind::Window { input: Box::new(input), columns: windows, order, partition: Vec::new() };
         let windowed = BoundTabular { kind, schema };
         Some((windowed, bound))
     }

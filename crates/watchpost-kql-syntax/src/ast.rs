@@ -156,6 +156,20 @@ pub enum OperatorKind {
     Search { kind: Option<Ident>, predicate: Expr },
     /// `make-series agg [default = d], ... on Axis from a to b step s [by keys]`.
     MakeSeries(MakeSeries),
+    /// `top-nested [n] of key by agg [asc|desc], top-nested ...`.
+    TopNested(Vec<TopNestedLevel>),
+}
+
+/// One `top-nested` level.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopNestedLevel {
+    /// `None` keeps every value.
+    pub count: Option<Expr>,
+    pub of: NamedExpr,
+    /// `with others = value`.
+    pub others: Option<Expr>,
+    pub by: NamedExpr,
+    pub order: Option<SortOrder>,
 }
 
 /// The clauses of `make-series`.

@@ -231,6 +231,20 @@ impl Dumper {
                 dumper.node("Step".to_string(), None, |dumper| dumper.expr(&series.step));
                 dumper.node("By".to_string(), None, |dumper| dumper.named_list(&series.by));
             }),
+            OperatorKind::TopNested(levels) => self.node("TopNested".to_string(), span, |dumper| {
+                for level in levels {
+                    dumper.node(format!("Level order={:?}", level.order), None, |dumper| {
+                        if let Some(count) = &level.count {
+                            dumper.node("Count".to_string(), None, |dumper| dumper.expr(count));
+                        }
+                        dumper.named_list(std::slice::from_ref(&level.of));
+                        if let Some(others) = &level.others {
+                            dumper.node("Others".to_string(), None, |dumper| dumper.expr(others));
+                        }
+                        dumper.named_list(std::slice::from_ref(&level.by));
+                    });
+                }
+            }),
             OperatorKind::Search { kind, predicate } => {
                 let kind = kind.as_ref().map(|kind| kind.name.as_str()).unwrap_or("default");
                 self.node(format!("Search kind={kind}"), span, |dumper| dumper.expr(predicate))

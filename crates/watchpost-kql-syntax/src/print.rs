@@ -140,6 +140,29 @@ fn operator_text(operator: &Operator) -> String {
             parse_text(kind.as_ref(), *drops_unmatched, source, pattern)
         }
         OperatorKind::MakeSeries(series) => make_series_text(series),
+        OperatorKind::TopNested(levels) => {
+            let levels: Vec<String> = levels
+                .iter()
+                .map(|level| {
+                    let mut out = "top-nested".to_string();
+                    if let Some(count) = &level.count {
+                        out.push_str(&format!(" {}", expr_text(count)));
+                    }
+                    out.push_str(&format!(" of {}", named_list(std::slice::from_ref(&level.of))));
+                    if let Some(others) = &level.others {
+                        out.push_str(&format!(" with others = {}", expr_text(others)));
+                    }
+                    out.push_str(&format!(" by {}", named_list(std::slice::from_ref(&level.by))));
+                    match level.order {
+                        Some(SortOrder::Ascending) => out.push_str(" asc"),
+                        Some(SortOrder::Descending) => out.push_str(" desc"),
+                        None => {}
+                    }
+                    out
+                })
+                .collect();
+            levels.join(", ")
+        }
         OperatorKind::Search { kind, predicate } => match kind {
             Some(kind) => format!("search kind={} {}", kind.name, expr_text(predicate)),
             None => format!("search {}", expr_text(predicate)),

@@ -16,6 +16,7 @@ pub(super) fn lower_window(
     input: &BoundTabular,
     columns: &[(String, BoundWindow)],
     order: &[BoundSortKey],
+    partition: &[BoundExpr],
     context: &LowerContext<'_>,
 ) -> Result<LogicalPlan> {
     let plan = lower(input, context)?;
@@ -26,11 +27,16 @@ pub(super) fn lower_window(
         .iter()
         .map(|key| Ok(lower_expr(&key.expr, context)?.sort(!key.descending, key.nulls_first)))
         .collect::<Result<Vec<_>>>()?;
+    let partition_by = partition.iter().map(|expr| lower_expr(expr, context)).collect::<Result<Vec<_>>>()?;
     let windows = columns
         .iter()
         .map(|(name, window)| {
             let expr = window_expr(window, context)?;
-            let expr = if order_by.is_empty() { expr } else { expr.order_by(order_by.clone()).build()? };
+            let expr = if order_by.is_empty() && partition_by.is_empty() {
+                expr
+            } else {
+                expr.order_by(order_by.clone()).partition_by(partition_by.clone()).build()?
+            };
             Ok(expr.alias(name))
         })
         .collect::<Result<Vec<_>>>()?;
