@@ -182,7 +182,7 @@ impl Binder<'_> {
         None
     }
 
-    fn bind_operator(&mut self, input: BoundTabular, operator: &Operator) -> Option<BoundTabular> {
+    pub(crate) fn bind_operator(&mut self, input: BoundTabular, operator: &Operator) -> Option<BoundTabular> {
         match &operator.kind {
             OperatorKind::Where(predicate) => {
                 let predicate = self.bind_expr(predicate, &input.schema)?;
@@ -201,11 +201,7 @@ impl Binder<'_> {
             OperatorKind::Extend(columns) => self.bind_extend(input, columns, operator.span),
             OperatorKind::Serialize(columns) => self.bind_serialize(input, columns, operator.span),
             OperatorKind::MvExpand(expand) => self.bind_mv_expand(input, expand, operator.span),
-            OperatorKind::MvApply { .. } => {
-                let message = "the `mv-apply` operator is not supported yet";
-                self.report(Diagnostic::semantic("KQL3001", operator.span, message));
-                None
-            }
+            OperatorKind::MvApply { expand, subquery } => self.bind_mv_apply(input, expand, subquery, operator.span),
             OperatorKind::Parse { kind, drops_unmatched, source, pattern } => {
                 self.bind_parse(input, kind.as_ref(), *drops_unmatched, source, pattern, operator.span)
             }
@@ -358,7 +354,7 @@ impl Binder<'_> {
         (!failed).then_some(out)
     }
 
-    fn bind_sort_keys(&mut self, keys: &[SortKey], input: &TableSchema) -> Option<Vec<BoundSortKey>> {
+    pub(crate) fn bind_sort_keys(&mut self, keys: &[SortKey], input: &TableSchema) -> Option<Vec<BoundSortKey>> {
         let mut out = Vec::new();
         for key in keys {
             let expr = self.bind_expr(&key.expr, input)?;
