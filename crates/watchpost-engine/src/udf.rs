@@ -14,6 +14,7 @@ pub(crate) mod parse_text;
 pub(crate) mod percentile;
 pub(crate) mod series;
 pub(crate) mod strings;
+pub(crate) mod xml;
 
 use std::sync::{Arc, LazyLock};
 

@@ -396,6 +396,7 @@ pub enum ScalarFunction {
     // Structured text.
     ParseUrl,
     ParsePath,
+    ParseXml,
     // Internal to `make-series`, not callable by name.
     /// `(list of [index, value] pairs, from, to, step, default)`: the dense
     /// series array, `default` where no pair gives a value.

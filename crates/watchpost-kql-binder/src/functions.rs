@@ -156,6 +156,7 @@ pub(crate) const SIGNATURES: &[Signature] = {
         // Structured text.
         sig(&["parse_url", "parseurl"], F::ParseUrl, 1, 1, Type(Dynamic)),
         sig(&["parse_path"], F::ParsePath, 1, 1, Type(Dynamic)),
+        sig(&["parse_xml"], F::ParseXml, 1, 1, Type(Dynamic)),
     ]
 };
 
