@@ -10,6 +10,7 @@
 //! Start reading at [`bind`].
 
 pub mod bound;
+mod evaluate;
 mod expand;
 mod expr;
 mod functions;
@@ -26,7 +27,7 @@ pub use join::{join_outputs, union_source_index};
 
 use std::collections::HashMap;
 
-use watchpost_diagnostics::Diagnostic;
+use watchpost_diagnostics::{Diagnostic, Span};
 use watchpost_kql_syntax::ast::{FunctionDef, LetValue, Query, Statement};
 use watchpost_schema::TableSchema;
 
@@ -40,11 +41,49 @@ pub trait TableCatalog {
     fn table_names(&self) -> Vec<String>;
 }
 
+/// Keys of the property bags that `evaluate bag_unpack()` spreads into
+/// columns, by the span of the `evaluate` operator.
+pub type BagKeys = HashMap<Span, Vec<String>>;
+
+/// Rows whose bags decide the columns of a `bag_unpack()`: the caller runs
+/// `input`, collects the keys of the bags in `column` and binds again with
+/// them under `span` in [`BagKeys`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct BagProbe {
+    pub span: Span,
+    pub input: BoundTabular,
+    pub column: String,
+}
+
+/// The result of [`bind_with_bag_keys`].
+#[derive(Debug)]
+pub struct Binding {
+    /// The query's result, when binding succeeded.
+    pub tabular: Option<BoundTabular>,
+    pub diagnostics: Vec<Diagnostic>,
+    /// Set (with no tabular and no diagnostics) when bag keys are needed.
+    pub probe: Option<BagProbe>,
+}
+
 /// Binds a parsed query. Returns the tree of the query's result (if it has
-/// one and binding succeeded) and every problem found.
+/// one and binding succeeded) and every problem found. A `bag_unpack()`
+/// cannot be bound this way (its columns depend on the data); the engine
+/// uses [`bind_with_bag_keys`].
 pub fn bind(query: &Query, catalog: &dyn TableCatalog) -> (Option<BoundTabular>, Vec<Diagnostic>) {
+    let binding = bind_with_bag_keys(query, catalog, &BagKeys::new());
+    if let Some(probe) = binding.probe {
+        let message = "bag_unpack() needs the query engine to read the keys of the bags";
+        return (None, vec![Diagnostic::semantic("KQL3001", probe.span, message)]);
+    }
+    (binding.tabular, binding.diagnostics)
+}
+
+/// Binds a parsed query knowing the bag keys found so far; see [`Binding`].
+pub fn bind_with_bag_keys(query: &Query, catalog: &dyn TableCatalog, bag_keys: &BagKeys) -> Binding {
     let mut binder = Binder {
         catalog,
+        bag_keys,
+        probe: None,
         scalars: HashMap::new(),
         tabulars: HashMap::new(),
         functions: HashMap::new(),
@@ -56,6 +95,9 @@ pub fn bind(query: &Query, catalog: &dyn TableCatalog) -> (Option<BoundTabular>,
     };
     let mut result = None;
     for statement in &query.statements {
+        if binder.probe.is_some() {
+            break;
+        }
         match statement {
             Statement::Let(let_stmt) => match &let_stmt.value {
                 LetValue::Scalar(expr) => {
@@ -83,6 +125,9 @@ pub fn bind(query: &Query, catalog: &dyn TableCatalog) -> (Option<BoundTabular>,
             Statement::Tabular(tabular) => result = binder.bind_tabular(tabular),
         }
     }
+    if binder.diagnostics.is_empty() && binder.probe.is_some() {
+        return Binding { tabular: None, diagnostics: Vec::new(), probe: binder.probe };
+    }
     if binder.diagnostics.is_empty() && result.is_none() {
         binder.diagnostics.push(Diagnostic::semantic(
             "KQL2000",
@@ -91,13 +136,17 @@ pub fn bind(query: &Query, catalog: &dyn TableCatalog) -> (Option<BoundTabular>,
         ));
     }
     if !binder.diagnostics.is_empty() {
-        return (None, binder.diagnostics);
+        return Binding { tabular: None, diagnostics: binder.diagnostics, probe: None };
     }
-    (result, binder.diagnostics)
+    Binding { tabular: result, diagnostics: binder.diagnostics, probe: None }
 }
 
 pub(crate) struct Binder<'a> {
     catalog: &'a dyn TableCatalog,
+    /// Known keys of `bag_unpack()` bags.
+    bag_keys: &'a BagKeys,
+    /// The first `bag_unpack()` whose keys are not known yet.
+    probe: Option<BagProbe>,
     scalars: HashMap<String, BoundExpr>,
     tabulars: HashMap<String, BoundTabular>,
     /// User-defined functions from `let f = (...) { ... }`.

@@ -208,6 +208,7 @@ impl Binder<'_> {
             OperatorKind::Search { kind, predicate } => self.bind_search(input, kind.as_ref(), predicate),
             OperatorKind::MakeSeries(series) => self.bind_make_series(input, series, operator.span),
             OperatorKind::TopNested(levels) => self.bind_top_nested(input, levels),
+            OperatorKind::Evaluate { plugin, args } => self.bind_evaluate(input, plugin, args, operator.span),
             OperatorKind::ProjectAway(names) => self.select_columns(input, names, false),
             OperatorKind::ProjectRename(pairs) => {
                 for (_, old) in pairs {

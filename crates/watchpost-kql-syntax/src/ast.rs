@@ -158,6 +158,8 @@ pub enum OperatorKind {
     MakeSeries(MakeSeries),
     /// `top-nested [n] of key by agg [asc|desc], top-nested ...`.
     TopNested(Vec<TopNestedLevel>),
+    /// `evaluate plugin(args)`.
+    Evaluate { plugin: Ident, args: Vec<Expr> },
 }
 
 /// One `top-nested` level.

@@ -245,6 +245,11 @@ impl Dumper {
                     });
                 }
             }),
+            OperatorKind::Evaluate { plugin, args } => {
+                self.node(format!("Evaluate {}", self.ident(plugin)), span, |dumper| {
+                    args.iter().for_each(|arg| dumper.expr(arg))
+                })
+            }
             OperatorKind::Search { kind, predicate } => {
                 let kind = kind.as_ref().map(|kind| kind.name.as_str()).unwrap_or("default");
                 self.node(format!("Search kind={kind}"), span, |dumper| dumper.expr(predicate))

@@ -140,6 +140,10 @@ fn operator_text(operator: &Operator) -> String {
             parse_text(kind.as_ref(), *drops_unmatched, source, pattern)
         }
         OperatorKind::MakeSeries(series) => make_series_text(series),
+        OperatorKind::Evaluate { plugin, args } => {
+            let args: Vec<String> = args.iter().map(expr_text).collect();
+            format!("evaluate {}({})", ident_text(&plugin.name), args.join(", "))
+        }
         OperatorKind::TopNested(levels) => {
             let levels: Vec<String> = levels
                 .iter()

@@ -10,7 +10,7 @@ use crate::ast::{
 use crate::lexer::TokenKind;
 
 /// The operators this parser knows, for "did you mean" hints.
-const SUPPORTED_OPERATORS: [&str; 29] = [
+const SUPPORTED_OPERATORS: [&str; 30] = [
     "where",
     "filter",
     "project",
@@ -40,6 +40,7 @@ const SUPPORTED_OPERATORS: [&str; 29] = [
     "search",
     "make-series",
     "top-nested",
+    "evaluate",
 ];
 
 /// KQL operators that exist but are not supported yet.
@@ -96,6 +97,7 @@ impl Parser<'_> {
             "search" => self.search()?,
             "make-series" => self.make_series()?,
             "top-nested" => OperatorKind::TopNested(self.top_nested()?),
+            "evaluate" => self.evaluate()?,
             name => {
                 self.unknown_operator(name, keyword.span);
                 return None;
@@ -263,6 +265,15 @@ impl Parser<'_> {
         }
         self.bump();
         Some(OperatorKind::Sort(self.comma_list(Self::sort_key)?))
+    }
+
+    /// Parses the rest of `evaluate`: `plugin(args)`.
+    fn evaluate(&mut self) -> Option<OperatorKind> {
+        let plugin = self.ident("a plugin name such as `bag_unpack`")?;
+        self.expect(&TokenKind::LParen, "`(` after the plugin name")?;
+        let args = if self.at(&TokenKind::RParen) { Vec::new() } else { self.comma_list(Self::expr)? };
+        self.expect(&TokenKind::RParen, "`,` or `)` in the plugin arguments")?;
+        Some(OperatorKind::Evaluate { plugin, args })
     }
 
     /// Parses the levels of `top-nested`, the first keyword already read.
