@@ -128,6 +128,8 @@ pub enum WindowFunction {
     Prev,
     /// `next(expr [, offset [, default]])`.
     Next,
+    /// `row_cumsum(expr)`: the running total up to and including the row.
+    RowCumsum,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -148,7 +148,7 @@ impl Binder<'_> {
         if self.functions.contains_key(name) {
             return self.bind_user_call(name, args, expr, input);
         }
-        if matches!(name, "row_number" | "prev" | "next") {
+        if matches!(name, "row_number" | "prev" | "next" | "row_cumsum") {
             return self.bind_window_call(name, args, expr, input);
         }
         let Some(signature) = functions::scalar(name) else {

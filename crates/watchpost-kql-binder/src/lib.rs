@@ -163,8 +163,16 @@ pub(crate) struct Binder<'a> {
 }
 
 impl Binder<'_> {
-    /// The tabular value a bare name in a `let` refers to, if any.
-    fn tabular_alias(&self, expr: &watchpost_kql_syntax::ast::Expr) -> Option<BoundTabular> {
+    /// The tabular value a bare name (or a tabular function call) in a `let`
+    /// refers to, if any.
+    fn tabular_alias(&mut self, expr: &watchpost_kql_syntax::ast::Expr) -> Option<BoundTabular> {
+        if let watchpost_kql_syntax::ast::ExprKind::Call { name, .. } = &expr.kind {
+            let is_tabular = self
+                .functions
+                .get(&name.name)
+                .is_some_and(|function| matches!(function.body, watchpost_kql_syntax::ast::FunctionBody::Tabular(_)));
+            return if is_tabular { self.bind_function_source(expr) } else { None };
+        }
         let watchpost_kql_syntax::ast::ExprKind::Name(ident) = &expr.kind else { return None };
         if self.scalars.contains_key(&ident.name) {
             return None;

@@ -24,16 +24,23 @@ enum ParseKind {
     Relaxed,
 }
 
+/// The parameters of `parse` and `parse-where`.
+pub(crate) struct ParseOptions<'a> {
+    pub kind: Option<&'a Ident>,
+    pub flags: Option<&'a Ident>,
+    pub drops_unmatched: bool,
+}
+
 impl Binder<'_> {
     pub(crate) fn bind_parse(
         &mut self,
         input: BoundTabular,
-        kind: Option<&Ident>,
-        drops_unmatched: bool,
+        options: ParseOptions<'_>,
         source: &Expr,
         pattern: &[ParsePart],
         span: Span,
     ) -> Option<BoundTabular> {
+        let ParseOptions { kind, flags, drops_unmatched } = options;
         let parse_kind = match kind.map(|kind| kind.name.as_str()) {
             None | Some("simple") => ParseKind::Simple,
             Some("regex") => ParseKind::Regex,
@@ -54,7 +61,19 @@ impl Binder<'_> {
                 ty: KqlType::String,
             },
         };
-        let mut regex = String::from("^");
+        let mut regex = String::new();
+        if let Some(flags) = flags {
+            if parse_kind != ParseKind::Regex
+                || flags.name.is_empty()
+                || !flags.name.chars().all(|c| "Umsi".contains(c))
+            {
+                let message = "flags= needs kind=regex and only the regex flags U, m, s and i";
+                self.report(Diagnostic::semantic("KQL2011", flags.span, message));
+                return None;
+            }
+            regex.push_str(&format!("(?{})", flags.name));
+        }
+        regex.push('^');
         let mut columns = Vec::new();
         for (idx, part) in pattern.iter().enumerate() {
             match part {

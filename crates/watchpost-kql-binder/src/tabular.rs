@@ -9,8 +9,9 @@ use watchpost_kql_syntax::ast::{
 };
 use watchpost_schema::{ColumnDef, KqlType, TableSchema};
 
-use crate::bound::{BoundAggregate, BoundSortKey, BoundTabular, ExprKind, TabularKind, Value};
+use crate::bound::{BoundAggregate, BoundExpr, BoundSortKey, BoundTabular, ExprKind, TabularKind, Value};
 use crate::expr::literal_value;
+use crate::parse_op::ParseOptions;
 use crate::{closest, Binder};
 
 impl Binder<'_> {
@@ -63,6 +64,7 @@ impl Binder<'_> {
                 None
             }
             TabularSource::Parenthesized(inner) => self.bind_tabular(inner),
+            TabularSource::FunctionCall(call) => self.bind_function_source(call),
             TabularSource::Union { params, tables, span } => self.bind_union(None, params, tables, *span),
             TabularSource::Print(columns) => {
                 let unit = BoundTabular {
@@ -202,8 +204,10 @@ impl Binder<'_> {
             OperatorKind::Serialize(columns) => self.bind_serialize(input, columns, operator.span),
             OperatorKind::MvExpand(expand) => self.bind_mv_expand(input, expand, operator.span),
             OperatorKind::MvApply { expand, subquery } => self.bind_mv_apply(input, expand, subquery, operator.span),
-            OperatorKind::Parse { kind, drops_unmatched, source, pattern } => {
-                self.bind_parse(input, kind.as_ref(), *drops_unmatched, source, pattern, operator.span)
+            OperatorKind::Parse { kind, flags, drops_unmatched, source, pattern } => {
+                let options =
+                    ParseOptions { kind: kind.as_ref(), flags: flags.as_ref(), drops_unmatched: *drops_unmatched };
+                self.bind_parse(input, options, source, pattern, operator.span)
             }
             OperatorKind::Search { kind, predicate } => self.bind_search(input, kind.as_ref(), predicate),
             OperatorKind::MakeSeries(series) => self.bind_make_series(input, series, operator.span),
@@ -329,7 +333,7 @@ impl Binder<'_> {
         items: &[NamedExpr],
         input: &TableSchema,
         style: NamingStyle,
-    ) -> Option<Vec<(String, crate::bound::BoundExpr)>> {
+    ) -> Option<Vec<(String, BoundExpr)>> {
         let mut out = Vec::new();
         let mut failed = false;
         let mut unnamed = 0;
@@ -373,8 +377,8 @@ impl Binder<'_> {
     pub(crate) fn constant_count(&mut self, expr: &Expr) -> Option<u64> {
         let value = match &expr.kind {
             Ast::Literal(literal) => literal_value(literal).0,
-            Ast::Name(ident) => match self.scalars.get(&ident.name).map(|bound| &bound.kind) {
-                Some(ExprKind::Literal(value)) => value.clone(),
+            Ast::Name(ident) => match self.param(&ident.name).or_else(|| self.scalars.get(&ident.name).cloned()) {
+                Some(BoundExpr { kind: ExprKind::Literal(value), .. }) => value,
                 _ => Value::Null,
             },
             _ => Value::Null,
@@ -439,15 +443,15 @@ fn generated_name(style: NamingStyle, position: usize, unnamed: &mut usize) -> S
     }
 }
 
-pub(crate) fn column_ref(column: &ColumnDef) -> crate::bound::BoundExpr {
-    crate::bound::BoundExpr { kind: ExprKind::Column(column.name.clone()), ty: column.kql_type }
+pub(crate) fn column_ref(column: &ColumnDef) -> BoundExpr {
+    BoundExpr { kind: ExprKind::Column(column.name.clone()), ty: column.kql_type }
 }
 
-pub(crate) fn schema_of(columns: &[(String, crate::bound::BoundExpr)]) -> TableSchema {
+pub(crate) fn schema_of(columns: &[(String, BoundExpr)]) -> TableSchema {
     TableSchema::new(columns.iter().map(|(name, expr)| ColumnDef::new(name, expr.ty)).collect())
 }
 
-pub(crate) fn project(input: BoundTabular, columns: Vec<(String, crate::bound::BoundExpr)>) -> BoundTabular {
+pub(crate) fn project(input: BoundTabular, columns: Vec<(String, BoundExpr)>) -> BoundTabular {
     let schema = schema_of(&columns);
     BoundTabular { kind: TabularKind::Project { input: Box::new(input), columns }, schema }
 }

@@ -1,16 +1,18 @@
-//! User-defined scalar functions from `let f = (x: long, y: long = 2) { ... };`.
+//! User-defined functions from `let f = (x: long, y: long = 2) { ... };`.
 //!
 //! A call is inlined: the arguments are bound in the caller's scope, then
 //! the body is bound with each parameter name standing for its argument
 //! (parameters shadow columns). Recursion is refused, as Kusto refuses it.
+//! A function whose body is a query is called as a query source
+//! (`f(10) | count`) and inlined the same way.
 
 use std::collections::HashMap;
 
 use watchpost_diagnostics::Diagnostic;
-use watchpost_kql_syntax::ast::{Expr, FunctionDef};
+use watchpost_kql_syntax::ast::{Expr, ExprKind as Ast, FunctionBody, FunctionDef, TabularExpr, TabularSource};
 use watchpost_schema::{KqlType, TableSchema};
 
-use crate::bound::{BoundExpr, ExprKind, ScalarFunction};
+use crate::bound::{BoundExpr, BoundTabular, ExprKind, ScalarFunction};
 use crate::Binder;
 
 impl Binder<'_> {
@@ -23,6 +25,64 @@ impl Binder<'_> {
         input: &TableSchema,
     ) -> Option<BoundExpr> {
         let function = self.functions.get(name).cloned()?;
+        if !self.check_call_arity(&function, name, args, expr)? {
+            return None;
+        }
+        let FunctionBody::Scalar(body) = &function.body else {
+            let message =
+                format!("function '{name}' returns a table; use it as a query source, as in `{name}(...) | count`");
+            self.report(Diagnostic::semantic("KQL2011", expr.span, message));
+            return None;
+        };
+        let scope = self.bind_params(&function, name, args, input)?;
+        self.param_scopes.push(scope);
+        self.calling.push(name.to_string());
+        let bound = self.bind_expr(body, input);
+        self.calling.pop();
+        self.param_scopes.pop();
+        bound
+    }
+
+    /// Binds `f(args)` used as a query source: a call of a tabular function.
+    pub(crate) fn bind_function_source(&mut self, call: &Expr) -> Option<BoundTabular> {
+        let Ast::Call { name, args } = &call.kind else {
+            self.report(Diagnostic::semantic("KQL2011", call.span, "expected a function call"));
+            return None;
+        };
+        let Some(function) = self.functions.get(&name.name).cloned() else {
+            let message = format!("Failed to resolve table or function named '{}'", name.name);
+            self.report(Diagnostic::semantic("KQL2001", name.span, message));
+            return None;
+        };
+        let body = match &function.body {
+            FunctionBody::Tabular(body) => body.clone(),
+            // `{ T }` parses as a name; it is a table when `T` is one.
+            FunctionBody::Scalar(Expr { kind: Ast::Name(table), span })
+                if self.tabulars.contains_key(&table.name) || self.catalog.table(&table.name).is_some() =>
+            {
+                TabularExpr { source: TabularSource::Table(table.clone()), operators: Vec::new(), span: *span }
+            }
+            FunctionBody::Scalar(_) => {
+                let message = format!("function '{}' returns a scalar, not a table", name.name);
+                self.report(Diagnostic::semantic("KQL2011", call.span, message));
+                return None;
+            }
+        };
+        if !self.check_call_arity(&function, &name.name, args, call)? {
+            return None;
+        }
+        let scope = self.bind_params(&function, &name.name, args, &TableSchema::default())?;
+        self.param_scopes.push(scope);
+        self.calling.push(name.name.clone());
+        let bound = self.bind_tabular(&body);
+        self.calling.pop();
+        self.param_scopes.pop();
+        bound
+    }
+
+    /// Reports a wrong number of arguments or a recursive call; `Some(true)`
+    /// when the call may go ahead.
+    fn check_call_arity(&mut self, function: &FunctionDef, name: &str, args: &[Expr], expr: &Expr) -> Option<bool> {
         let required = function.params.iter().take_while(|param| param.default.is_none()).count();
         if args.len() < required || args.len() > function.params.len() {
             let expected = if required == function.params.len() {
@@ -32,20 +92,14 @@ impl Binder<'_> {
             };
             let message = format!("function '{name}' expects {expected} argument(s), got {}", args.len());
             self.report(Diagnostic::semantic("KQL2007", expr.span, message));
-            return None;
+            return Some(false);
         }
         if self.calling.iter().any(|caller| caller == name) {
             let message = format!("function '{name}' calls itself; recursive functions are not allowed");
             self.report(Diagnostic::semantic("KQL2014", expr.span, message));
-            return None;
+            return Some(false);
         }
-        let scope = self.bind_params(&function, name, args, input)?;
-        self.param_scopes.push(scope);
-        self.calling.push(name.to_string());
-        let body = self.bind_expr(&function.body, input);
-        self.calling.pop();
-        self.param_scopes.pop();
-        body
+        Some(true)
     }
 
     /// Binds each argument (or the default) and converts it to the declared

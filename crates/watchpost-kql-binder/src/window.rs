@@ -74,6 +74,7 @@ impl Binder<'_> {
         let (function, min, max) = match name {
             "row_number" => (WindowFunction::RowNumber, 0, 1),
             "prev" => (WindowFunction::Prev, 1, 3),
+            "row_cumsum" => (WindowFunction::RowCumsum, 1, 1),
             _ => (WindowFunction::Next, 1, 3),
         };
         if args.len() < min || args.len() > max {
@@ -86,6 +87,15 @@ impl Binder<'_> {
         let integer = |arg: &BoundExpr| matches!(arg.ty, KqlType::Int | KqlType::Long);
         let (ty, bad_arg) = match function {
             WindowFunction::RowNumber => (KqlType::Long, bound.first().filter(|arg| !integer(arg)).map(|_| 0)),
+            WindowFunction::RowCumsum => match bound[0].ty {
+                KqlType::Int | KqlType::Long => (KqlType::Long, None),
+                KqlType::Real | KqlType::Decimal => (KqlType::Real, None),
+                other => {
+                    let message = format!("row_cumsum() expects a number, got {other}");
+                    self.report(Diagnostic::semantic("KQL2004", args[0].span, message));
+                    return None;
+                }
+            },
             WindowFunction::Prev | WindowFunction::Next => {
                 (bound[0].ty, bound.get(1).filter(|arg| !integer(arg)).map(|_| 1))
             }

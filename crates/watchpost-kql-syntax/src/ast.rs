@@ -44,7 +44,16 @@ pub enum LetValue {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FunctionDef {
     pub params: Vec<FunctionParam>,
-    pub body: Expr,
+    pub body: FunctionBody,
+}
+
+/// What a `let` function computes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FunctionBody {
+    /// `{ x * 2 }`: a value per call.
+    Scalar(Expr),
+    /// `{ T | take n }`: a table, called as a query source (`f(10) | count`).
+    Tabular(TabularExpr),
 }
 
 /// `name: type [= default]` in a function's parameter list.
@@ -86,6 +95,8 @@ pub enum TabularSource {
     Range { column: Ident, from: Expr, to: Expr, step: Expr, span: Span },
     /// `( tabular )`.
     Parenthesized(Box<TabularExpr>),
+    /// `f(args)`: a call of a tabular `let` function (an [`ExprKind::Call`]).
+    FunctionCall(Expr),
 }
 
 /// A `name: type` pair as in `datatable(...)`.
@@ -149,9 +160,9 @@ pub enum OperatorKind {
     /// on (operators)`: the operators run once per input row over the
     /// expanded values.
     MvApply { expand: MvExpand, subquery: Vec<Operator> },
-    /// `parse [kind=simple|regex|relaxed] expr with pattern`, or
+    /// `parse [kind=simple|regex|relaxed [flags=F]] expr with pattern`, or
     /// `parse-where ...` (then `drops_unmatched`).
-    Parse { kind: Option<Ident>, drops_unmatched: bool, source: Expr, pattern: Vec<ParsePart> },
+    Parse { kind: Option<Ident>, flags: Option<Ident>, drops_unmatched: bool, source: Expr, pattern: Vec<ParsePart> },
     /// `search [kind=case_sensitive|case_insensitive] predicate`.
     Search { kind: Option<Ident>, predicate: Expr },
     /// `make-series agg [default = d], ... on Axis from a to b step s [by keys]`.

@@ -5,8 +5,8 @@
 use watchpost_diagnostics::Span;
 
 use crate::ast::{
-    Expr, ExprKind, Ident, JoinKey, LetValue, MvExpand, NamedExpr, Operator, OperatorKind, ParsePart, Query, SortKey,
-    Statement, TabularExpr, TabularSource,
+    Expr, ExprKind, FunctionBody, Ident, JoinKey, LetValue, MvExpand, NamedExpr, Operator, OperatorKind, ParsePart,
+    Query, SortKey, Statement, TabularExpr, TabularSource,
 };
 
 /// Renders `query` one node per line, with spans.
@@ -74,7 +74,10 @@ impl Dumper {
                                     dumper
                                         .node(label, None, |dumper| param.default.iter().for_each(|d| dumper.expr(d)));
                                 }
-                                dumper.expr(&function.body);
+                                match &function.body {
+                                    FunctionBody::Scalar(expr) => dumper.expr(expr),
+                                    FunctionBody::Tabular(tabular) => dumper.tabular(tabular),
+                                }
                             }),
                         });
                     }
@@ -117,6 +120,9 @@ impl Dumper {
                 self.node(format!("Union {}", params.join(" ")), Some(*span), |dumper| {
                     tables.iter().for_each(|table| dumper.tabular(table))
                 })
+            }
+            TabularSource::FunctionCall(call) => {
+                self.node("FunctionCall".to_string(), None, |dumper| dumper.expr(call))
             }
             TabularSource::Parenthesized(inner) => {
                 self.node("Parenthesized".to_string(), None, |dumper| dumper.tabular(inner))
@@ -197,10 +203,11 @@ impl Dumper {
                 dumper.expand(expand);
                 dumper.node("On".to_string(), None, |dumper| subquery.iter().for_each(|op| dumper.operator(op)));
             }),
-            OperatorKind::Parse { kind, drops_unmatched, source, pattern } => {
+            OperatorKind::Parse { kind, flags, drops_unmatched, source, pattern } => {
                 let keyword = if *drops_unmatched { "ParseWhere" } else { "Parse" };
                 let kind = kind.as_ref().map(|kind| kind.name.as_str()).unwrap_or("default");
-                self.node(format!("{keyword} kind={kind}"), span, |dumper| {
+                let flags = flags.as_ref().map(|flags| format!(" flags={}", flags.name)).unwrap_or_default();
+                self.node(format!("{keyword} kind={kind}{flags}"), span, |dumper| {
                     dumper.expr(source);
                     for part in pattern {
                         let label = match part {

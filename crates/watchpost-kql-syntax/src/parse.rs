@@ -84,7 +84,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// Skips to the next `|`, `;`, unmatched `)` or the end, so the caller
+    /// Skips to the next `|`, `;`, unmatched `)` or `}` or the end, so the caller
     /// can continue with the next pipe operator.
     fn skip_to_boundary(&mut self) {
         let mut depth = 0usize;
@@ -92,7 +92,7 @@ impl<'a> Parser<'a> {
             match self.peek().kind {
                 TokenKind::Eof | TokenKind::Semi => return,
                 TokenKind::Pipe if depth == 0 => return,
-                TokenKind::RParen if depth == 0 => return,
+                TokenKind::RParen | TokenKind::RBrace if depth == 0 => return,
                 TokenKind::LParen | TokenKind::LBracket | TokenKind::LBrace => depth += 1,
                 TokenKind::RParen | TokenKind::RBracket | TokenKind::RBrace => depth = depth.saturating_sub(1),
                 _ => {}
@@ -103,7 +103,10 @@ impl<'a> Parser<'a> {
 
     /// Whether the current token ends a pipe operator.
     fn at_boundary(&self) -> bool {
-        matches!(self.peek().kind, TokenKind::Pipe | TokenKind::Semi | TokenKind::RParen | TokenKind::Eof)
+        matches!(
+            self.peek().kind,
+            TokenKind::Pipe | TokenKind::Semi | TokenKind::RParen | TokenKind::RBrace | TokenKind::Eof
+        )
     }
 
     fn nth(&self, ahead: usize) -> &Token {

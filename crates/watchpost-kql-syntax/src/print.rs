@@ -10,8 +10,8 @@
 mod expr;
 
 use crate::ast::{
-    FunctionDef, Ident, JoinKey, LetStmt, LetValue, Literal, MakeSeries, MvExpand, NamedExpr, NullsOrder, Operator,
-    OperatorKind, ParsePart, Query, SortKey, SortOrder, Statement, TabularExpr, TabularSource,
+    FunctionBody, FunctionDef, Ident, JoinKey, LetStmt, LetValue, Literal, MakeSeries, MvExpand, NamedExpr, NullsOrder,
+    Operator, OperatorKind, ParsePart, Query, SortKey, SortOrder, Statement, TabularExpr, TabularSource,
 };
 use expr::{expr_text, ident_text, literal_text};
 
@@ -77,6 +77,7 @@ fn source_text(source: &TabularSource) -> String {
             expr_text(step)
         ),
         TabularSource::Parenthesized(inner) => format!("({})", tabular_text(inner, " ")),
+        TabularSource::FunctionCall(call) => expr_text(call),
     }
 }
 
@@ -136,8 +137,8 @@ fn operator_text(operator: &Operator) -> String {
             let operators: Vec<String> = subquery.iter().map(operator_text).collect();
             format!("{} on ({})", mv_expand_text("mv-apply", expand), operators.join(" | "))
         }
-        OperatorKind::Parse { kind, drops_unmatched, source, pattern } => {
-            parse_text(kind.as_ref(), *drops_unmatched, source, pattern)
+        OperatorKind::Parse { kind, flags, drops_unmatched, source, pattern } => {
+            parse_text(kind.as_ref(), flags.as_ref(), *drops_unmatched, source, pattern)
         }
         OperatorKind::MakeSeries(series) => make_series_text(series),
         OperatorKind::Evaluate { plugin, args } => {
@@ -186,7 +187,11 @@ fn function_text(function: &FunctionDef) -> String {
             text
         })
         .collect();
-    format!("({}) {{ {} }}", params.join(", "), expr_text(&function.body))
+    let body = match &function.body {
+        FunctionBody::Scalar(expr) => expr_text(expr),
+        FunctionBody::Tabular(tabular) => tabular_text(tabular, " "),
+    };
+    format!("({}) {{ {body} }}", params.join(", "))
 }
 
 fn mv_expand_text(keyword: &str, expand: &MvExpand) -> String {
@@ -213,10 +218,19 @@ fn mv_expand_text(keyword: &str, expand: &MvExpand) -> String {
     out
 }
 
-fn parse_text(kind: Option<&Ident>, drops_unmatched: bool, source: &crate::ast::Expr, pattern: &[ParsePart]) -> String {
+fn parse_text(
+    kind: Option<&Ident>,
+    flags: Option<&Ident>,
+    drops_unmatched: bool,
+    source: &crate::ast::Expr,
+    pattern: &[ParsePart],
+) -> String {
     let mut out = if drops_unmatched { "parse-where".to_string() } else { "parse".to_string() };
     if let Some(kind) = kind {
         out.push_str(&format!(" kind={}", kind.name));
+    }
+    if let Some(flags) = flags {
+        out.push_str(&format!(" flags={}", flags.name));
     }
     out.push_str(&format!(" {} with", expr_text(source)));
     for part in pattern {

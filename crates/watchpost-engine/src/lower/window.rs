@@ -5,7 +5,11 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::functions_window::expr_fn as window_fn;
-use datafusion::logical_expr::{cast, Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder};
+use datafusion::logical_expr::expr::WindowFunction as WindowFunctionExpr;
+use datafusion::logical_expr::{
+    cast, Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, WindowFrame, WindowFrameBound, WindowFrameUnits,
+    WindowFunctionDefinition,
+};
 use watchpost_kql_binder::bound::{BoundExpr, BoundSortKey, BoundTabular, BoundWindow, ExprKind, WindowFunction};
 
 use super::{column_at, lower, lower_expr, scalar_of, LowerContext};
@@ -32,7 +36,15 @@ pub(super) fn lower_window(
         .iter()
         .map(|(name, window)| {
             let expr = window_expr(window, context)?;
-            let expr = if order_by.is_empty() && partition_by.is_empty() {
+            let expr = if window.function == WindowFunction::RowCumsum {
+                // A running total: every row so far, not the peers of the last one.
+                let frame = WindowFrame::new_bounds(
+                    WindowFrameUnits::Rows,
+                    WindowFrameBound::Preceding(ScalarValue::UInt64(None)),
+                    WindowFrameBound::CurrentRow,
+                );
+                expr.order_by(order_by.clone()).partition_by(partition_by.clone()).window_frame(frame).build()?
+            } else if order_by.is_empty() && partition_by.is_empty() {
                 expr
             } else {
                 expr.order_by(order_by.clone()).partition_by(partition_by.clone()).build()?
@@ -51,6 +63,14 @@ pub(super) fn lower_window(
 fn window_expr(window: &BoundWindow, context: &LowerContext<'_>) -> Result<Expr> {
     match window.function {
         WindowFunction::RowNumber => Ok(window_fn::row_number()),
+        WindowFunction::RowCumsum => {
+            let value = lower_expr(&window.args[0], context)?;
+            let sum = datafusion::functions_aggregate::sum::sum_udaf();
+            Ok(Expr::WindowFunction(Box::new(WindowFunctionExpr::new(
+                WindowFunctionDefinition::AggregateUDF(sum),
+                vec![value],
+            ))))
+        }
         WindowFunction::Prev | WindowFunction::Next => {
             let value = lower_expr(&window.args[0], context)?;
             let offset = window.args.get(1).map(constant_long).transpose()?.unwrap_or(1);

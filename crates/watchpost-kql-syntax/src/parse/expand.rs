@@ -57,10 +57,23 @@ impl Parser<'_> {
         let aggregates = self.comma_list(Self::series_aggregate)?;
         self.expect_word("on")?;
         let axis = self.ident("the axis column")?;
-        let from = if self.eat_word("from") { Some(self.expr()?) } else { None };
-        let to = if self.eat_word("to") { Some(self.expr()?) } else { None };
-        self.expect_word("step")?;
-        let step = self.expr()?;
+        let (from, to, step) = if self.eat_word("in") {
+            // The older `in range(from, to, step)` form.
+            self.expect_word("range")?;
+            self.expect(&TokenKind::LParen, "`(` after `range`")?;
+            let from = self.expr()?;
+            self.expect(&TokenKind::Comma, "`,` after the start")?;
+            let to = self.expr()?;
+            self.expect(&TokenKind::Comma, "`,` after the end")?;
+            let step = self.expr()?;
+            self.expect(&TokenKind::RParen, "`)` after the step")?;
+            (Some(from), Some(to), step)
+        } else {
+            let from = if self.eat_word("from") { Some(self.expr()?) } else { None };
+            let to = if self.eat_word("to") { Some(self.expr()?) } else { None };
+            self.expect_word("step")?;
+            (from, to, self.expr()?)
+        };
         let by = if self.eat_word("by") { self.named_exprs()? } else { Vec::new() };
         Some(OperatorKind::MakeSeries(MakeSeries { aggregates, axis, from, to, step, by }))
     }

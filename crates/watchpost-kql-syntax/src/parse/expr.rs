@@ -248,7 +248,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Parses `name(args)`.
-    fn call(&mut self) -> Option<Expr> {
+    pub(super) fn call(&mut self) -> Option<Expr> {
         let name: Ident = self.ident("a function name")?;
         let open = self.bump().span;
         let args = if self.at(&TokenKind::RParen) { Vec::new() } else { self.comma_list(Self::expr)? };

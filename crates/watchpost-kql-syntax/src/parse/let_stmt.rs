@@ -2,7 +2,9 @@
 //! tabular expression.
 
 use super::Parser;
-use crate::ast::{Expr, ExprKind, FunctionDef, FunctionParam, Ident, LetStmt, LetValue, TabularExpr, TabularSource};
+use crate::ast::{
+    Expr, ExprKind, FunctionBody, FunctionDef, FunctionParam, Ident, LetStmt, LetValue, TabularExpr, TabularSource,
+};
 use crate::lexer::TokenKind;
 
 impl Parser<'_> {
@@ -42,9 +44,38 @@ impl Parser<'_> {
         let params = if self.at(&TokenKind::RParen) { Vec::new() } else { self.comma_list(Self::function_param)? };
         self.expect(&TokenKind::RParen, "`,` or `)` after the parameters")?;
         self.expect(&TokenKind::LBrace, "`{` and the function body")?;
-        let body = self.expr()?;
+        let body = if self.function_body_is_tabular() {
+            let tabular = self.tabular_expr()?;
+            // As for `let`: a recovered `{ T | <broken> }` reads as `{ T }`.
+            match bare_table(&tabular) {
+                Some(name) => FunctionBody::Scalar(Expr { span: name.span, kind: ExprKind::Name(name.clone()) }),
+                None => FunctionBody::Tabular(tabular),
+            }
+        } else {
+            FunctionBody::Scalar(self.expr()?)
+        };
         self.expect(&TokenKind::RBrace, "`}` after the function body")?;
         Some(FunctionDef { params, body })
+    }
+
+    /// Whether the body at the cursor is a query: it starts with a source
+    /// keyword or has a `|` outside parentheses before its closing `}`.
+    fn function_body_is_tabular(&self) -> bool {
+        if self.at_source_keyword() {
+            return true;
+        }
+        let mut depth = 0usize;
+        for token in &self.tokens[self.pos..] {
+            match token.kind {
+                TokenKind::LParen | TokenKind::LBracket | TokenKind::LBrace => depth += 1,
+                TokenKind::RBrace if depth == 0 => return false,
+                TokenKind::RParen | TokenKind::RBracket | TokenKind::RBrace => depth = depth.saturating_sub(1),
+                TokenKind::Pipe if depth == 0 => return true,
+                TokenKind::Semi | TokenKind::Eof => return false,
+                _ => {}
+            }
+        }
+        false
     }
 
     fn function_param(&mut self) -> Option<FunctionParam> {

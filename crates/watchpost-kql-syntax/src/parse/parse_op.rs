@@ -11,6 +11,13 @@ impl Parser<'_> {
     /// `[kind=K] expr with part part ...`.
     pub(super) fn parse_op(&mut self, drops_unmatched: bool) -> Option<OperatorKind> {
         let kind = self.kind_param()?;
+        let flags = if self.at_word("flags") && self.nth(1).kind == TokenKind::Assign {
+            self.bump();
+            self.bump();
+            Some(self.ident("regex flags such as `i` or `Us`")?)
+        } else {
+            None
+        };
         let source = self.expr()?;
         self.expect_word("with")?;
         let mut pattern = Vec::new();
@@ -21,7 +28,7 @@ impl Parser<'_> {
             self.error_expected("a pattern of string constants and column names after `with`");
             return None;
         }
-        Some(OperatorKind::Parse { kind, drops_unmatched, source, pattern })
+        Some(OperatorKind::Parse { kind, flags, drops_unmatched, source, pattern })
     }
 
     fn parse_part(&mut self) -> Option<ParsePart> {

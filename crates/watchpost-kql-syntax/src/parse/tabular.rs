@@ -103,6 +103,9 @@ impl Parser<'_> {
             self.expect(&TokenKind::RParen, "`)` to close the parenthesized query")?;
             return Some(TabularSource::Parenthesized(Box::new(inner)));
         }
+        if self.at(&TokenKind::Ident) && self.nth(1).kind == TokenKind::LParen {
+            return self.call().map(TabularSource::FunctionCall);
+        }
         if self.at_ident() {
             return self.ident("a table name").map(TabularSource::Table);
         }
