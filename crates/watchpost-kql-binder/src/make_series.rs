@@ -24,18 +24,20 @@ impl Binder<'_> {
         series: &MakeSeries,
         span: Span,
     ) -> Option<BoundTabular> {
-        let (Some(from), Some(to)) = (&series.from, &series.to) else {
-            let message = "make-series without both `from` and `to` is not supported yet";
-            self.report(Diagnostic::semantic("KQL3001", span, message).with_hint("add `from start to end`"));
-            return None;
-        };
         self.require_column(&input.schema, &series.axis.name, series.axis.span)?;
         let axis = column_ref(input.schema.column(&series.axis.name)?);
         let empty = TableSchema::default();
-        let from = self.bind_expr(from, &empty);
-        let to = self.bind_expr(to, &empty);
-        let step = self.bind_expr(&series.step, &empty);
-        let (from, to, step) = (from?, to?, step?);
+        let step = self.bind_expr(&series.step, &empty)?;
+        // Without bounds the series spans the data: from its smallest axis
+        // value through the bin of its largest.
+        let from = match &series.from {
+            Some(from) => self.bind_expr(from, &empty)?,
+            None => extreme(&input, &axis, AggregateFunction::Min),
+        };
+        let to = match &series.to {
+            Some(to) => self.bind_expr(to, &empty)?,
+            None => end_after(&from, extreme(&input, &axis, AggregateFunction::Max), &step),
+        };
         let axis_ok = match axis.ty {
             KqlType::Datetime => {
                 from.ty == KqlType::Datetime && to.ty == KqlType::Datetime && step.ty == KqlType::Timespan
@@ -88,6 +90,27 @@ impl Binder<'_> {
         outputs.push((series.axis.name.clone(), axis_values));
         Some(project(collected, outputs))
     }
+}
+
+/// `toscalar(input | summarize min(axis))` (or `max`).
+fn extreme(input: &BoundTabular, axis: &BoundExpr, function: AggregateFunction) -> BoundExpr {
+    let extreme = BoundAggregate { function, args: vec![axis.clone()], ty: axis.ty };
+    let summary = aggregate(input.clone(), Vec::new(), vec![("extreme".to_string(), extreme)]);
+    BoundExpr { kind: ExprKind::ScalarSubquery(Box::new(summary)), ty: axis.ty }
+}
+
+/// `from + (floor((last - from) / step) + 1) * step`: the end of the bin
+/// that holds `last`.
+fn end_after(from: &BoundExpr, last: BoundExpr, step: &BoundExpr) -> BoundExpr {
+    let datetime = from.ty == KqlType::Datetime;
+    let bins_before = bin_index(&last, from, step);
+    let one = BoundExpr { kind: ExprKind::Literal(Value::Long(1)), ty: KqlType::Long };
+    let n_bins = binary(BinaryOp::Add, bins_before, one, KqlType::Long);
+    let step_ty = if datetime { KqlType::Timespan } else { KqlType::Real };
+    let step = if datetime { step.clone() } else { to_real_unless_span(step.clone()) };
+    let span = binary(BinaryOp::Mul, n_bins, step, step_ty);
+    let from = if datetime { from.clone() } else { to_real_unless_span(from.clone()) };
+    binary(BinaryOp::Add, from, span, if datetime { KqlType::Datetime } else { KqlType::Real })
 }
 
 /// The rows of `input` whose axis value is in `[from, to)`.

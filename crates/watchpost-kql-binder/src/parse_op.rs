@@ -185,12 +185,24 @@ fn extend_with(input: BoundTabular, columns: Vec<(String, BoundExpr)>) -> BoundT
     project(input, all)
 }
 
-/// True when some column of `input`, as text, has `term`.
+/// True when some column of `input`, as text, has `term`. A `*` at the end
+/// of the term matches the start of a term, at the start the end of one,
+/// at both ends any substring.
 fn any_column_has(input: &BoundTabular, term: &str, case_sensitive: bool) -> BoundExpr {
-    let op = if case_sensitive { BinaryOp::HasCs } else { BinaryOp::Has };
-    let term = string_literal(term);
+    let (starts_wild, ends_wild) = (term.len() > 1 && term.starts_with('*'), term.len() > 1 && term.ends_with('*'));
+    let bare = term.trim_matches('*');
+    let case = if case_sensitive { "" } else { "(?i)" };
+    let (op, needle) = match (starts_wild, ends_wild) {
+        (true, true) if case_sensitive => (BinaryOp::ContainsCs, bare.to_string()),
+        (true, true) => (BinaryOp::Contains, bare.to_string()),
+        (false, true) => (BinaryOp::MatchesRegex, format!(r"{case}(?:^|\W){}", escape_regex(bare))),
+        (true, false) => (BinaryOp::MatchesRegex, format!(r"{case}{}(?:$|\W)", escape_regex(bare))),
+        (false, false) if case_sensitive => (BinaryOp::HasCs, bare.to_string()),
+        (false, false) => (BinaryOp::Has, bare.to_string()),
+    };
+    let needle = string_literal(&needle);
     let matches = input.schema.columns.iter().map(|column| BoundExpr {
-        kind: ExprKind::Binary { op, left: Box::new(column_ref(column)), right: Box::new(term.clone()) },
+        kind: ExprKind::Binary { op, left: Box::new(column_ref(column)), right: Box::new(needle.clone()) },
         ty: KqlType::Bool,
     });
     let any = matches.reduce(|left, right| BoundExpr {

@@ -24,7 +24,7 @@ use crate::lexer::{tokenize, Token, TokenKind};
 /// diagnostics (sorted by position) next to the tree recovered around them.
 pub fn parse(text: &str) -> (Query, Vec<Diagnostic>) {
     let (tokens, mut diagnostics) = tokenize(text);
-    let mut parser = Parser { text, tokens, pos: 0, prev_end: 0, diagnostics: Vec::new() };
+    let mut parser = Parser { text, tokens, pos: 0, prev_end: 0, in_search: false, diagnostics: Vec::new() };
     let statements = parser.statements();
     diagnostics.append(&mut parser.diagnostics);
     diagnostics.sort_by_key(|diagnostic| diagnostic.span.start);
@@ -38,6 +38,8 @@ struct Parser<'a> {
     pos: usize,
     /// The end of the last consumed token, where node spans end.
     prev_end: usize,
+    /// Inside a `search` predicate, where `Column:"term"` means `Column has "term"`.
+    in_search: bool,
     diagnostics: Vec<Diagnostic>,
 }
 

@@ -191,6 +191,7 @@ impl<'a> Parser<'a> {
                 self.bump();
                 Some(Expr { kind: ExprKind::Literal(literal), span: token.span })
             }
+            TokenKind::Ident if self.in_search && self.nth(1).kind == TokenKind::Colon => self.search_column_term(),
             TokenKind::Ident => self.word_expr(),
             TokenKind::LParen => self.paren_expr(),
             TokenKind::Star
@@ -245,6 +246,17 @@ impl<'a> Parser<'a> {
             }
         };
         Some(Expr { kind, span: token.span })
+    }
+
+    /// Parses `Column:term` in a `search` predicate, which means
+    /// `Column has term`.
+    fn search_column_term(&mut self) -> Option<Expr> {
+        let name = self.ident("a column name")?;
+        self.bump();
+        let term = self.postfix_expr()?;
+        let span = name.span.cover(term.span);
+        let column = Expr { span: name.span, kind: ExprKind::Name(name) };
+        Some(Expr { kind: ExprKind::Binary { op: BinaryOp::Has, left: Box::new(column), right: Box::new(term) }, span })
     }
 
     /// Parses `name(args)`.

@@ -55,8 +55,10 @@ impl Parser<'_> {
     /// Parses the rest of `search`: `[kind=K] predicate`.
     pub(super) fn search(&mut self) -> Option<OperatorKind> {
         let kind = self.kind_param()?;
-        let predicate = self.expr()?;
-        Some(OperatorKind::Search { kind, predicate })
+        self.in_search = true;
+        let predicate = self.expr();
+        self.in_search = false;
+        Some(OperatorKind::Search { kind, predicate: predicate? })
     }
 
     /// Parses an optional leading `kind=value`.
