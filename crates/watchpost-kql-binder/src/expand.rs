@@ -151,10 +151,12 @@ impl Binder<'_> {
                 | OperatorKind::Extend(_)
                 | OperatorKind::Parse { .. }
                 | OperatorKind::MvExpand(_)
+                | OperatorKind::ProjectAway(_)
+                | OperatorKind::ProjectRename(_)
                 | OperatorKind::Search { .. } => self.bind_operator(current, operator)?,
                 _ => {
-                    let message = "mv-apply supports where, extend, project, parse, summarize, sort, take and top \
-                                   in its subquery";
+                    let message = "mv-apply supports where, extend, project, project-away, project-rename, parse, \
+                                   mv-expand, search, summarize, sort, take and top in its subquery";
                     self.report(Diagnostic::semantic("KQL3001", operator.span, message));
                     return None;
                 }

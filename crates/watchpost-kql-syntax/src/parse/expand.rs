@@ -3,7 +3,7 @@
 
 use super::Parser;
 use crate::ast::{Ident, MakeSeries, MvExpand, MvExpandItem, OperatorKind, SeriesAggregate};
-use crate::lexer::TokenKind;
+use crate::lexer::{Token, TokenKind};
 
 /// The `name=value` parameters `mv-expand` and `mv-apply` accept before
 /// their columns.
@@ -22,6 +22,7 @@ impl Parser<'_> {
         self.expect_word("on")?;
         self.expect(&TokenKind::LParen, "`(` and the operators to apply")?;
         let mut subquery = Vec::new();
+        self.glue_dashed_word();
         loop {
             let at = self.peek().span;
             subquery.push(self.operator(at)?);
@@ -88,6 +89,21 @@ impl Parser<'_> {
             None
         };
         Some(SeriesAggregate { aggregate, default })
+    }
+
+    /// Joins `mv`, `-`, `apply` written without spaces into one word, as the
+    /// lexer does after `|`, for an operator that follows `(`.
+    fn glue_dashed_word(&mut self) {
+        while self.at(&TokenKind::Ident)
+            && self.nth(1).kind == TokenKind::Minus
+            && self.nth(2).kind == TokenKind::Ident
+            && self.nth(0).span.end == self.nth(1).span.start
+            && self.nth(1).span.end == self.nth(2).span.start
+        {
+            let span = self.nth(0).span.cover(self.nth(2).span);
+            let word = Token { kind: TokenKind::Ident, span };
+            self.tokens.splice(self.pos..self.pos + 3, [word]);
+        }
     }
 
     /// Parses `typeof(name)` and returns the type name.
