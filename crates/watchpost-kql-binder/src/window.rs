@@ -10,7 +10,9 @@ use watchpost_diagnostics::{Diagnostic, Span};
 use watchpost_kql_syntax::ast::{BinaryOp, Expr, NamedExpr};
 use watchpost_schema::{ColumnDef, KqlType, TableSchema};
 
-use crate::bound::{BoundExpr, BoundSortKey, BoundTabular, BoundWindow, ExprKind, TabularKind, Value, WindowFunction};
+use crate::bound::{
+    BoundExpr, BoundSortKey, BoundTabular, BoundWindow, ExprKind, ScalarFunction, TabularKind, Value, WindowFunction,
+};
 use crate::tabular::{column_ref, project, NamingStyle};
 use crate::Binder;
 
@@ -72,9 +74,9 @@ impl Binder<'_> {
             return None;
         }
         let (function, min, max) = match name {
-            "row_number" => (WindowFunction::RowNumber, 0, 1),
+            "row_number" => (WindowFunction::RowNumber, 0, 2),
             "prev" => (WindowFunction::Prev, 1, 3),
-            "row_cumsum" => (WindowFunction::RowCumsum, 1, 1),
+            "row_cumsum" => (WindowFunction::RowCumsum, 1, 2),
             _ => (WindowFunction::Next, 1, 3),
         };
         if args.len() < min || args.len() > max {
@@ -105,8 +107,16 @@ impl Binder<'_> {
             self.report(Diagnostic::semantic("KQL2004", args[idx].span, message));
             return None;
         }
+        let restarts = matches!(function, WindowFunction::RowNumber | WindowFunction::RowCumsum);
+        if let Some(restart) = bound.get(1).filter(|_| restarts) {
+            if restart.ty != KqlType::Bool {
+                let message = format!("{name}(): the restart argument must be a bool, got {}", restart.ty);
+                self.report(Diagnostic::semantic("KQL2004", args[1].span, message));
+                return None;
+            }
+        }
         if let Some(idx) = (1..bound.len()).find(|idx| !is_constant(&bound[*idx])) {
-            if function != WindowFunction::RowNumber {
+            if !restarts {
                 let message = format!("{name}(): the offset and the default must be constants");
                 self.report(Diagnostic::semantic("KQL2004", args[idx].span, message));
                 return None;
@@ -134,11 +144,11 @@ impl Binder<'_> {
         let bound = self.bind_named_list(items, &input.schema, NamingStyle::Column);
         self.window_allowed = was_allowed;
         let mut bound = bound?;
-        let mut windows = Vec::new();
+        let mut lifted = Lifted::default();
         for (_, expr) in &mut bound {
-            self.lift_windows(expr, &mut windows);
+            self.lift_windows(expr, &mut lifted);
         }
-        if windows.is_empty() {
+        if lifted.windows.is_empty() && lifted.restarts.is_empty() {
             return Some((input, bound));
         }
         if !is_serialized(&input) {
@@ -147,38 +157,85 @@ impl Binder<'_> {
             self.report(Diagnostic::semantic("KQL2013", span, message).with_hint(hint));
             return None;
         }
-        let mut schema = input.schema.clone();
-        schema.columns.extend(windows.iter().map(|(name, window)| ColumnDef::new(name, window.ty)));
-        let order = serial_order(&input).unwrap_or_default();
-        let kind = TabularKind::Window { input: Box::new(input), columns: windows, order, partition: Vec::new() };
-        let windowed = BoundTabular { kind, schema };
+        let mut order = serial_order(&input).unwrap_or_default();
+        let mut windowed = input;
+        if order.is_empty() && !lifted.restarts.is_empty() {
+            // Rows in arrival order get numbers, so the per-group windows
+            // below have an order to follow.
+            let arrival = self.window_name();
+            let number = BoundWindow { function: WindowFunction::RowNumber, args: Vec::new(), ty: KqlType::Long };
+            windowed = window_node(windowed, vec![(arrival.clone(), number)], &[], Vec::new());
+            let expr = BoundExpr { kind: ExprKind::Column(arrival), ty: KqlType::Long };
+            order = vec![BoundSortKey { expr, descending: false, nulls_first: false }];
+        }
+        if !lifted.windows.is_empty() {
+            windowed = window_node(windowed, lifted.windows, &order, Vec::new());
+        }
+        // A restarting window runs per group of rows, numbered by a running
+        // count of the rows where the restart condition holds.
+        for restart in lifted.restarts {
+            let long = |value| BoundExpr { kind: ExprKind::Literal(Value::Long(value)), ty: KqlType::Long };
+            let flag = BoundExpr {
+                kind: ExprKind::Call { function: ScalarFunction::Iff, args: vec![restart.condition, long(1), long(0)] },
+                ty: KqlType::Long,
+            };
+            let count = BoundWindow { function: WindowFunction::RowCumsum, args: vec![flag], ty: KqlType::Long };
+            windowed = window_node(windowed, vec![(restart.group.clone(), count)], &order, Vec::new());
+            let group = BoundExpr { kind: ExprKind::Column(restart.group), ty: KqlType::Long };
+            windowed = window_node(windowed, vec![(restart.output, restart.window)], &order, vec![group]);
+        }
         Some((windowed, bound))
+    }
+
+    fn window_name(&mut self) -> String {
+        let name = format!("{WINDOW_PREFIX}{}", self.n_windows);
+        self.n_windows += 1;
+        name
     }
 
     /// Replaces every window call in `expr` by a reference to a new column
     /// and collects the calls.
-    fn lift_windows(&mut self, expr: &mut BoundExpr, windows: &mut Vec<(String, BoundWindow)>) {
+    fn lift_windows(&mut self, expr: &mut BoundExpr, lifted: &mut Lifted) {
         match &mut expr.kind {
             ExprKind::Window(window) => {
+                let mut window = window.clone();
+                // `row_number(start, restart)` and `row_cumsum(x, restart)`.
+                let restart = match window.function {
+                    WindowFunction::RowNumber | WindowFunction::RowCumsum if window.args.len() == 2 => {
+                        window.args.pop()
+                    }
+                    _ => None,
+                };
                 // `row_number(start)` counts from `start`: `row_number() + (start - 1)`.
                 let start = match window.function {
                     WindowFunction::RowNumber => window.args.first().cloned(),
                     _ => None,
                 };
-                let mut window = window.clone();
                 if start.is_some() {
                     window.args.clear();
                 }
-                // Equal calls share one window column (DataFusion cannot plan
-                // two identical window expressions side by side).
-                let name = match windows.iter().find(|(_, existing)| *existing == window) {
-                    Some((name, _)) => name.clone(),
-                    None => {
-                        let name = format!("{WINDOW_PREFIX}{}", self.n_windows);
-                        self.n_windows += 1;
-                        windows.push((name.clone(), window.clone()));
-                        name
+                let name = match restart {
+                    Some(mut condition) => {
+                        self.lift_windows(&mut condition, lifted);
+                        let (group, output) = (self.window_name(), self.window_name());
+                        lifted.restarts.push(Restart {
+                            group,
+                            output: output.clone(),
+                            window: window.clone(),
+                            condition,
+                        });
+                        output
                     }
+                    // Equal calls share one window column (DataFusion cannot
+                    // plan two identical window expressions side by side).
+                    None => match lifted.windows.iter().find(|(_, existing)| *existing == window) {
+                        Some((name, _)) => name.clone(),
+                        None => {
+                            let name = self.window_name();
+                            lifted.windows.push((name.clone(), window.clone()));
+                            name
+                        }
+                    },
                 };
                 let column = BoundExpr { kind: ExprKind::Column(name), ty: window.ty };
                 *expr = match start {
@@ -191,23 +248,53 @@ impl Binder<'_> {
                 };
             }
             ExprKind::Column(_) | ExprKind::Literal(_) | ExprKind::ScalarSubquery(_) => {}
-            ExprKind::Not(inner) | ExprKind::Negate(inner) => self.lift_windows(inner, windows),
+            ExprKind::Not(inner) | ExprKind::Negate(inner) => self.lift_windows(inner, lifted),
             ExprKind::Binary { left, right, .. } => {
-                self.lift_windows(left, windows);
-                self.lift_windows(right, windows);
+                self.lift_windows(left, lifted);
+                self.lift_windows(right, lifted);
             }
             ExprKind::InList { expr, list, .. } => {
-                self.lift_windows(expr, windows);
-                list.iter_mut().for_each(|item| self.lift_windows(item, windows));
+                self.lift_windows(expr, lifted);
+                list.iter_mut().for_each(|item| self.lift_windows(item, lifted));
             }
             ExprKind::Between { expr, low, high, .. } => {
-                self.lift_windows(expr, windows);
-                self.lift_windows(low, windows);
-                self.lift_windows(high, windows);
+                self.lift_windows(expr, lifted);
+                self.lift_windows(low, lifted);
+                self.lift_windows(high, lifted);
             }
-            ExprKind::Call { args, .. } => args.iter_mut().for_each(|arg| self.lift_windows(arg, windows)),
+            ExprKind::Call { args, .. } => args.iter_mut().for_each(|arg| self.lift_windows(arg, lifted)),
         }
     }
+}
+
+/// The window calls of one operator: plain ones, computed together, and
+/// restarting ones, each computed per group after them.
+#[derive(Default)]
+struct Lifted {
+    windows: Vec<(String, BoundWindow)>,
+    restarts: Vec<Restart>,
+}
+
+/// A window with a restart condition: `group` numbers the runs of rows
+/// between restarts, `output` is the window computed within each run.
+struct Restart {
+    group: String,
+    output: String,
+    window: BoundWindow,
+    condition: BoundExpr,
+}
+
+/// `input` followed by the window `columns`.
+fn window_node(
+    input: BoundTabular,
+    columns: Vec<(String, BoundWindow)>,
+    order: &[BoundSortKey],
+    partition: Vec<BoundExpr>,
+) -> BoundTabular {
+    let mut schema = input.schema.clone();
+    schema.columns.extend(columns.iter().map(|(name, window)| ColumnDef::new(name, window.ty)));
+    let kind = TabularKind::Window { input: Box::new(input), columns, order: order.to_vec(), partition };
+    BoundTabular { kind, schema }
 }
 
 fn is_constant(expr: &BoundExpr) -> bool {
