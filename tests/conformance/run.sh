@@ -4,7 +4,7 @@
 # whenever the engine passes more cases, so a regression fails CI.
 set -euo pipefail
 
-FLOOR=131
+FLOOR=156
 BIN="${WATCHPOST_BIN:?set WATCHPOST_BIN to the watchpost binary}"
 CASES_DIR="${KQL_CONFORMANCE_DIR:-$(cd "$(dirname "$0")/../../.." && pwd)/shared/kql-conformance}"
 WORKSPACE=00000000-0000-0000-0000-000000000000

@@ -35,6 +35,10 @@ use watchpost_storage::Store;
 
 pub use scan::TimeWindow;
 
+/// Most `bag_unpack()` plugins one query may use; each runs its input once
+/// more to read the bag keys.
+const MAX_BAG_PROBES: usize = 8;
+
 /// Limits applied to every query.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -154,12 +158,80 @@ impl QueryEngine {
     /// Runs a query to completion, within the request's timeout.
     pub async fn run(&self, request: &QueryRequest) -> Result<QueryOutput, QueryError> {
         let started = Instant::now();
-        let bound = self.check(&request.workspace, &request.text)?;
-        let execution = self.execute(bound, request, started);
+        let (query, syntax_errors) = watchpost_kql_syntax::parse(&request.text);
+        if !syntax_errors.is_empty() {
+            return Err(QueryError::Invalid { diagnostics: syntax_errors });
+        }
+        let execution = async {
+            let bound = self.bind_reading_bags(&query, request, started).await?;
+            self.execute(bound, request, started).await
+        };
         match tokio::time::timeout(request.timeout, execution).await {
             Ok(result) => result,
             Err(_) => Err(QueryError::Timeout(request.timeout)),
         }
+    }
+
+    /// Binds `query`, first running the inputs of any `bag_unpack()` to learn
+    /// the keys that become its columns.
+    async fn bind_reading_bags(
+        &self,
+        query: &watchpost_kql_syntax::ast::Query,
+        request: &QueryRequest,
+        started: Instant,
+    ) -> Result<watchpost_kql_binder::bound::BoundTabular, QueryError> {
+        let catalog = StoreCatalog { store: &self.store, workspace: &request.workspace };
+        let mut bag_keys = watchpost_kql_binder::BagKeys::new();
+        loop {
+            let binding = watchpost_kql_binder::bind_with_bag_keys(query, &catalog, &bag_keys);
+            let Some(probe) = binding.probe else {
+                return match binding.tabular {
+                    Some(bound) if binding.diagnostics.is_empty() => Ok(bound),
+                    _ => Err(QueryError::Invalid { diagnostics: binding.diagnostics }),
+                };
+            };
+            if bag_keys.len() >= MAX_BAG_PROBES {
+                let message = format!("a query may use at most {MAX_BAG_PROBES} bag_unpack() plugins");
+                let diagnostic = Diagnostic::semantic("KQL3001", probe.span, message);
+                return Err(QueryError::Invalid { diagnostics: vec![diagnostic] });
+            }
+            let keys = self.read_bag_keys(&probe, request, started).await?;
+            bag_keys.insert(probe.span, keys);
+        }
+    }
+
+    /// The distinct keys of the bags in the probe's column, in the order
+    /// they first appear.
+    async fn read_bag_keys(
+        &self,
+        probe: &watchpost_kql_binder::BagProbe,
+        request: &QueryRequest,
+        started: Instant,
+    ) -> Result<Vec<String>, QueryError> {
+        use watchpost_kql_binder::bound::{BoundExpr, BoundTabular, ExprKind, TabularKind};
+        let column = BoundExpr { kind: ExprKind::Column(probe.column.clone()), ty: watchpost_schema::KqlType::Dynamic };
+        let schema = TableSchema::new(vec![ColumnDef::new(&probe.column, watchpost_schema::KqlType::Dynamic)]);
+        let kind = TabularKind::Project {
+            input: Box::new(probe.input.clone()),
+            columns: vec![(probe.column.clone(), column)],
+        };
+        let output = self.execute(BoundTabular { kind, schema }, request, started).await?;
+        let mut keys: Vec<String> = Vec::new();
+        for batch in &output.batches {
+            let bags = batch.column(0);
+            for row in 0..batch.num_rows() {
+                let Some(text) = udf::kernel::text_at(bags, row) else { continue };
+                let Ok(serde_json::Value::Object(bag)) = serde_json::from_str::<serde_json::Value>(text) else {
+                    continue;
+                };
+                for key in bag.keys() {
+                    if !keys.contains(key) {
+                        keys.push(key.clone());
+                    }
+                }
+            }
+        }
+        Ok(keys)
     }
 
     async fn execute(

@@ -25,6 +25,8 @@ use watchpost_schema::{KqlType, TableSchema};
 use crate::udf;
 
 mod call;
+mod expand;
+mod window;
 
 use call::{as_text, convert_expr, lower_call};
 
@@ -123,6 +125,13 @@ fn lower(tabular: &BoundTabular, context: &LowerContext<'_>) -> Result<LogicalPl
         TabularKind::Join { left, right, kind, keys } => lower_join(left, right, *kind, keys, &tabular.schema, context),
         TabularKind::Union { inputs, source_column } => {
             lower_union(inputs, source_column.as_deref(), &tabular.schema, context)
+        }
+        TabularKind::Serialize { input } => lower(input, context),
+        TabularKind::Window { input, columns, order, partition } => {
+            window::lower_window(input, columns, order, partition, context)
+        }
+        TabularKind::MvExpand { input, columns, item_index, limit } => {
+            expand::lower_mv_expand(input, columns, item_index.as_deref(), *limit, &tabular.schema, context)
         }
     }
 }
@@ -386,6 +395,19 @@ fn lower_expr(expr: &BoundExpr, context: &LowerContext<'_>) -> Result<Expr> {
             }
         }
         ExprKind::Call { function, args } => lower_call(*function, args, expr.ty, context)?,
+        ExprKind::Window(_) => {
+            return Err(DataFusionError::Internal("a window function was not lifted by the binder".into()));
+        }
+        ExprKind::ScalarSubquery(tabular) => {
+            let plan = lower_query(tabular, context)?;
+            let first = column_at(&plan, 0);
+            let plan = LogicalPlanBuilder::from(plan).project(vec![first])?.limit(0, Some(1))?.build()?;
+            Expr::ScalarSubquery(datafusion::logical_expr::Subquery {
+                subquery: Arc::new(plan),
+                outer_ref_columns: Vec::new(),
+                spans: datafusion::common::Spans::new(),
+            })
+        }
     })
 }
 
@@ -579,6 +601,13 @@ fn lower_aggregate(aggregate: &BoundAggregate, context: &LowerContext<'_>) -> Re
             let value = arg(0)?;
             agg::array_agg(value.clone()).distinct().filter(value.is_not_null()).build()?
         }
+        // The value at the first row in key order; rows with a null key last.
+        AggregateFunction::ArgMax => agg::first_value(arg(1)?, vec![arg(0)?.sort(false, false)]),
+        AggregateFunction::ArgMin => agg::first_value(arg(1)?, vec![arg(0)?.sort(true, false)]),
+        AggregateFunction::Percentile => {
+            let value = arg(0)?;
+            agg::array_agg(value.clone()).filter(value.is_not_null()).build()?
+        }
     })
 }
 
@@ -592,6 +621,19 @@ fn finish_aggregate(aggregate: &BoundAggregate, raw: Expr) -> Expr {
         }
         AggregateFunction::MakeBag => {
             udf::kernel::call("make_bag", udf::collect::list_to_bag, vec![raw], vec![element_type], KqlType::Dynamic)
+        }
+        AggregateFunction::Percentile => {
+            let percent = match aggregate.args.get(1).map(|arg| &arg.kind) {
+                Some(ExprKind::Literal(Value::Real(percent))) => *percent,
+                _ => 50.0,
+            };
+            udf::kernel::call(
+                "percentile",
+                udf::percentile::nearest_rank,
+                vec![raw, lit(percent)],
+                vec![element_type, KqlType::Real],
+                aggregate.ty,
+            )
         }
         _ => raw,
     }

@@ -6,11 +6,15 @@ pub(crate) mod collect;
 pub(crate) mod convert;
 pub(crate) mod datetime;
 pub(crate) mod dynamic;
+pub(crate) mod expand;
 mod has;
 pub(crate) mod ip;
 pub(crate) mod kernel;
 pub(crate) mod parse_text;
+pub(crate) mod percentile;
+pub(crate) mod series;
 pub(crate) mod strings;
+pub(crate) mod xml;
 
 use std::sync::{Arc, LazyLock};
 

@@ -72,6 +72,64 @@ pub enum TabularKind {
         inputs: Vec<UnionInput>,
         source_column: Option<String>,
     },
+    /// `serialize`: the input's rows, marked as ordered.
+    Serialize {
+        input: Box<BoundTabular>,
+    },
+    /// The input's columns followed by window functions over its rows in
+    /// their current order (`row_number()`, `prev()`, `next()`). `order` is
+    /// that order as sort keys over the input's columns, when a `sort`
+    /// below defined it; empty for rows serialized in arrival order.
+    Window {
+        input: Box<BoundTabular>,
+        columns: Vec<(String, BoundWindow)>,
+        order: Vec<BoundSortKey>,
+        /// Rows with equal values here are numbered separately (internal
+        /// uses such as `top-nested`; KQL's own window calls leave it empty).
+        partition: Vec<BoundExpr>,
+    },
+    /// `mv-expand`: one row per element of the expanded values (zipped,
+    /// padded with nulls). Each output column is an expanded column (by
+    /// name), the item index column, or the input column of that name.
+    MvExpand {
+        input: Box<BoundTabular>,
+        columns: Vec<ExpandColumn>,
+        item_index: Option<String>,
+        limit: Option<u64>,
+    },
+}
+
+/// One column `mv-expand` expands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpandColumn {
+    pub name: String,
+    /// The dynamic array or bag to expand.
+    pub expr: BoundExpr,
+    /// Property bags become `{key: value}` bags (`bagexpansion=bag`, the
+    /// default) or `[key, value]` arrays (`bagexpansion=array`).
+    pub bags_as_arrays: bool,
+    /// The type each element is converted to (`to typeof(T)`).
+    pub ty: KqlType,
+}
+
+/// A window function over serialized rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoundWindow {
+    pub function: WindowFunction,
+    pub args: Vec<BoundExpr>,
+    pub ty: KqlType,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowFunction {
+    /// `row_number([start])`.
+    RowNumber,
+    /// `prev(expr [, offset [, default]])`.
+    Prev,
+    /// `next(expr [, offset [, default]])`.
+    Next,
+    /// `row_cumsum(expr)`: the running total up to and including the row.
+    RowCumsum,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,12 +170,23 @@ impl BoundTabular {
             TabularKind::Union { inputs, .. } => {
                 inputs.iter().flat_map(|input| input.tabular.source_tables()).collect()
             }
-            TabularKind::Filter { input, .. }
-            | TabularKind::Project { input, .. }
-            | TabularKind::Aggregate { input, .. }
+            TabularKind::Filter { input, predicate } => {
+                let mut tables = input.source_tables();
+                tables.extend(predicate.subquery_tables());
+                tables
+            }
+            TabularKind::Project { input, columns } => {
+                let mut tables = input.source_tables();
+                tables.extend(columns.iter().flat_map(|(_, expr)| expr.subquery_tables()));
+                tables
+            }
+            TabularKind::Aggregate { input, .. }
             | TabularKind::Sort { input, .. }
             | TabularKind::Limit { input, .. }
-            | TabularKind::Distinct { input } => input.source_tables(),
+            | TabularKind::Distinct { input }
+            | TabularKind::Serialize { input }
+            | TabularKind::Window { input, .. }
+            | TabularKind::MvExpand { input, .. } => input.source_tables(),
         }
     }
 }
@@ -136,16 +205,64 @@ pub struct BoundExpr {
     pub ty: KqlType,
 }
 
+impl BoundExpr {
+    /// The tables read by `toscalar()` subqueries inside this expression.
+    pub fn subquery_tables(&self) -> Vec<String> {
+        match &self.kind {
+            ExprKind::Column(_) | ExprKind::Literal(_) => Vec::new(),
+            ExprKind::ScalarSubquery(tabular) => tabular.source_tables(),
+            ExprKind::Not(inner) | ExprKind::Negate(inner) => inner.subquery_tables(),
+            ExprKind::Binary { left, right, .. } => {
+                let mut tables = left.subquery_tables();
+                tables.extend(right.subquery_tables());
+                tables
+            }
+            ExprKind::InList { expr, list, .. } => {
+                std::iter::once(expr.as_ref()).chain(list).flat_map(BoundExpr::subquery_tables).collect()
+            }
+            ExprKind::Between { expr, low, high, .. } => {
+                [expr, low, high].into_iter().flat_map(|expr| expr.subquery_tables()).collect()
+            }
+            ExprKind::Call { args, .. } | ExprKind::Window(BoundWindow { args, .. }) => {
+                args.iter().flat_map(BoundExpr::subquery_tables).collect()
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum ExprKind {
     Column(String),
     Literal(Value),
     Not(Box<BoundExpr>),
     Negate(Box<BoundExpr>),
-    Binary { op: BinaryOp, left: Box<BoundExpr>, right: Box<BoundExpr> },
-    InList { op: ListOp, expr: Box<BoundExpr>, list: Vec<BoundExpr> },
-    Between { expr: Box<BoundExpr>, low: Box<BoundExpr>, high: Box<BoundExpr>, negated: bool },
-    Call { function: ScalarFunction, args: Vec<BoundExpr> },
+    Binary {
+        op: BinaryOp,
+        left: Box<BoundExpr>,
+        right: Box<BoundExpr>,
+    },
+    InList {
+        op: ListOp,
+        expr: Box<BoundExpr>,
+        list: Vec<BoundExpr>,
+    },
+    Between {
+        expr: Box<BoundExpr>,
+        low: Box<BoundExpr>,
+        high: Box<BoundExpr>,
+        negated: bool,
+    },
+    Call {
+        function: ScalarFunction,
+        args: Vec<BoundExpr>,
+    },
+    /// A window function; the binder lifts these into a
+    /// [`TabularKind::Window`] below the operator that uses them, so lowering
+    /// only meets them there.
+    Window(BoundWindow),
+    /// `toscalar(tabular)`: the first column of the first row, null when
+    /// there is no row.
+    ScalarSubquery(Box<BoundTabular>),
 }
 
 /// A literal value. Datetimes are nanoseconds since the Unix epoch and
@@ -281,6 +398,13 @@ pub enum ScalarFunction {
     // Structured text.
     ParseUrl,
     ParsePath,
+    ParseXml,
+    // Internal to `make-series`, not callable by name.
+    /// `(list of [index, value] pairs, from, to, step, default)`: the dense
+    /// series array, `default` where no pair gives a value.
+    SeriesFill,
+    /// `(from, to, step)`: the axis array `from, from + step, ...` below `to`.
+    SeriesAxis,
 }
 
 /// An aggregate call in `summarize`.
@@ -314,4 +438,11 @@ pub enum AggregateFunction {
     MakeSet,
     /// One property bag merged from bags.
     MakeBag,
+    /// `arg_max(key, value)`: `value` at the row where `key` is largest
+    /// (one aggregate per returned column).
+    ArgMax,
+    /// `arg_min(key, value)`.
+    ArgMin,
+    /// `percentile(value, p)` by nearest rank; `p` is a real literal.
+    Percentile,
 }

@@ -38,7 +38,7 @@ impl Binder<'_> {
             Ast::InList { op, expr: value, list } => {
                 let value = self.bind_expr(value, input);
                 let list: Vec<_> = list.iter().map(|item| self.bind_expr(item, input)).collect();
-                let list = list.into_iter().collect::<Option<Vec<_>>>()?;
+                let list = expand_dynamic_arrays(list.into_iter().collect::<Option<Vec<_>>>()?);
                 Some(BoundExpr { kind: ExprKind::InList { op: *op, expr: Box::new(value?), list }, ty: KqlType::Bool })
             }
             Ast::Between { expr: value, low, high, negated } => {
@@ -61,6 +61,12 @@ impl Binder<'_> {
                 })
             }
             Ast::Call { name, args } => self.bind_call(&name.name, args, expr, input),
+            Ast::Star => {
+                let message = "`*` is only allowed as an argument of arg_max() and arg_min()";
+                self.report(Diagnostic::semantic("KQL2011", expr.span, message));
+                None
+            }
+            Ast::ToScalar(tabular) => self.bind_to_scalar(tabular, expr),
             Ast::Member { expr: base, name } => {
                 let base = self.bind_expr(base, input)?;
                 let key = BoundExpr { kind: ExprKind::Literal(Value::String(name.name.clone())), ty: KqlType::String };
@@ -109,6 +115,9 @@ impl Binder<'_> {
     }
 
     fn bind_name(&mut self, name: &str, expr: &Expr, input: &TableSchema) -> Option<BoundExpr> {
+        if let Some(param) = self.param(name) {
+            return Some(param);
+        }
         if let Some(column) = input.column(name) {
             return Some(BoundExpr { kind: ExprKind::Column(name.to_string()), ty: column.kql_type });
         }
@@ -136,6 +145,12 @@ impl Binder<'_> {
         if name == "typeof" {
             return self.bind_typeof(args, expr);
         }
+        if self.functions.contains_key(name) {
+            return self.bind_user_call(name, args, expr, input);
+        }
+        if matches!(name, "row_number" | "prev" | "next" | "row_cumsum") {
+            return self.bind_window_call(name, args, expr, input);
+        }
         let Some(signature) = functions::scalar(name) else {
             self.report(unknown_function(name, expr));
             return None;
@@ -154,6 +169,21 @@ impl Binder<'_> {
             Returns::Special => special_return_type(function, &bound),
         };
         Some(BoundExpr { kind: ExprKind::Call { function, args: bound }, ty })
+    }
+
+    /// `toscalar(tabular)`: the value of the first column in the first row.
+    fn bind_to_scalar(&mut self, tabular: &watchpost_kql_syntax::ast::TabularExpr, expr: &Expr) -> Option<BoundExpr> {
+        let bound = self.bind_tabular(tabular)?;
+        let Some(first) = bound.schema.columns.first() else {
+            self.report(Diagnostic::semantic(
+                "KQL2011",
+                expr.span,
+                "toscalar() needs a query with at least one column",
+            ));
+            return None;
+        };
+        let ty = first.kql_type;
+        Some(BoundExpr { kind: ExprKind::ScalarSubquery(Box::new(bound)), ty })
     }
 
     /// `typeof(T)`, only meaningful as the type argument of `extract`:
@@ -286,6 +316,64 @@ impl Binder<'_> {
     }
 }
 
+/// Replaces each dynamic array literal in an `in (...)` list by its
+/// elements, so `x in (dynamic([1, 2]))` tests `x in (1, 2)`.
+fn expand_dynamic_arrays(list: Vec<BoundExpr>) -> Vec<BoundExpr> {
+    let mut out = Vec::with_capacity(list.len());
+    for item in list {
+        let ExprKind::Literal(Value::Dynamic(text)) = &item.kind else {
+            out.push(item);
+            continue;
+        };
+        let Some(elements) = json_array_literals(text) else {
+            out.push(item);
+            continue;
+        };
+        out.extend(elements);
+    }
+    out
+}
+
+/// The elements of a JSON array of scalars as typed literals; `None` when
+/// `text` is not such an array.
+fn json_array_literals(text: &str) -> Option<Vec<BoundExpr>> {
+    let trimmed = text.trim();
+    let inner = trimmed.strip_prefix('[')?.strip_suffix(']')?.trim();
+    if inner.is_empty() {
+        return Some(Vec::new());
+    }
+    let (tokens, diagnostics) = watchpost_kql_syntax::tokenize(inner);
+    if !diagnostics.is_empty() {
+        return None;
+    }
+    let mut elements = Vec::new();
+    let mut negative = false;
+    for token in tokens {
+        use watchpost_kql_syntax::lexer::TokenKind;
+        match token.kind {
+            TokenKind::Comma | TokenKind::Eof => {}
+            TokenKind::Minus => negative = true,
+            TokenKind::Literal(literal) => {
+                let (value, ty) = literal_value(&literal);
+                let value = match (value, negative) {
+                    (Value::Long(v), true) => Value::Long(-v),
+                    (Value::Real(v), true) => Value::Real(-v),
+                    (value, _) => value,
+                };
+                negative = false;
+                elements.push(BoundExpr { kind: ExprKind::Literal(value), ty });
+            }
+            TokenKind::Ident => match token.span.text(inner) {
+                "true" => elements.push(BoundExpr { kind: ExprKind::Literal(Value::Bool(true)), ty: KqlType::Bool }),
+                "false" => elements.push(BoundExpr { kind: ExprKind::Literal(Value::Bool(false)), ty: KqlType::Bool }),
+                _ => return None,
+            },
+            _ => return None,
+        }
+    }
+    Some(elements)
+}
+
 /// Converts a syntax literal to a typed bound literal.
 pub(crate) fn literal_expr(literal: &Literal) -> BoundExpr {
     let (value, ty) = literal_value(literal);
@@ -378,7 +466,7 @@ fn is_type_literal(arg: &BoundExpr) -> bool {
 }
 
 fn unknown_function(name: &str, expr: &Expr) -> Diagnostic {
-    let message = if functions::aggregate(name).is_some() {
+    let message = if functions::aggregate(name).is_some() || functions::is_special_aggregate(name) {
         format!("aggregate function '{name}' can only be used in summarize")
     } else {
         format!("Unknown function: '{name}'")

@@ -156,6 +156,7 @@ pub(crate) const SIGNATURES: &[Signature] = {
         // Structured text.
         sig(&["parse_url", "parseurl"], F::ParseUrl, 1, 1, Type(Dynamic)),
         sig(&["parse_path"], F::ParsePath, 1, 1, Type(Dynamic)),
+        sig(&["parse_xml"], F::ParseXml, 1, 1, Type(Dynamic)),
     ]
 };
 
@@ -170,7 +171,27 @@ pub(crate) fn all_names() -> impl Iterator<Item = &'static str> {
     SIGNATURES.iter().flat_map(|signature| signature.names.iter().copied()).chain(AGGREGATE_NAMES.iter().copied())
 }
 
-const AGGREGATE_NAMES: &[&str] = &["count", "countif", "sum", "avg", "min", "max", "dcount", "any", "take_any"];
+const AGGREGATE_NAMES: &[&str] = &[
+    "count",
+    "countif",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "dcount",
+    "any",
+    "take_any",
+    "arg_max",
+    "arg_min",
+    "percentile",
+    "percentiles",
+];
+
+/// Whether `name` is an aggregate that `summarize` binds specially
+/// (several output columns or constant arguments).
+pub(crate) fn is_special_aggregate(name: &str) -> bool {
+    matches!(name, "arg_max" | "argmax" | "arg_min" | "argmin" | "percentile" | "percentiles")
+}
 
 /// Looks up an aggregate function by its KQL name.
 pub(crate) fn aggregate(name: &str) -> Option<AggregateFunction> {
@@ -228,6 +249,10 @@ pub(crate) fn aggregate_return_type(function: AggregateFunction, arg: Option<Kql
             None => KqlType::Long,
         },
         AggregateFunction::Min | AggregateFunction::Max | AggregateFunction::Any => arg.unwrap_or(KqlType::String),
+        // Bound by `summarize`, which types them from the returned value.
+        AggregateFunction::ArgMax | AggregateFunction::ArgMin | AggregateFunction::Percentile => {
+            arg.unwrap_or(KqlType::Dynamic)
+        }
     }
 }
 
@@ -253,5 +278,8 @@ pub(crate) fn aggregate_prefix(function: AggregateFunction) -> &'static str {
         AggregateFunction::MakeList => "list",
         AggregateFunction::MakeSet => "set",
         AggregateFunction::MakeBag => "bag",
+        AggregateFunction::ArgMax => "max",
+        AggregateFunction::ArgMin => "min",
+        AggregateFunction::Percentile => "percentile",
     }
 }

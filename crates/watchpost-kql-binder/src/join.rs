@@ -225,7 +225,12 @@ pub fn join_outputs(
     }
 }
 
-fn join_schema(kind: JoinKind, left: &TableSchema, right: &TableSchema, keys: &[(usize, usize)]) -> TableSchema {
+pub(crate) fn join_schema(
+    kind: JoinKind,
+    left: &TableSchema,
+    right: &TableSchema,
+    keys: &[(usize, usize)],
+) -> TableSchema {
     let mut columns: Vec<ColumnDef> = Vec::new();
     for (is_right, idx) in join_outputs(kind, left, right, keys) {
         let column = if is_right { &right.columns[idx] } else { &left.columns[idx] };

@@ -10,17 +10,25 @@
 //! Start reading at [`bind`].
 
 pub mod bound;
+mod evaluate;
+mod expand;
 mod expr;
 mod functions;
 mod join;
+mod make_series;
+mod parse_op;
+mod summarize;
 mod tabular;
+mod top_nested;
+mod user_function;
+mod window;
 
 pub use join::{join_outputs, union_source_index};
 
 use std::collections::HashMap;
 
-use watchpost_diagnostics::Diagnostic;
-use watchpost_kql_syntax::ast::{LetValue, Query, Statement};
+use watchpost_diagnostics::{Diagnostic, Span};
+use watchpost_kql_syntax::ast::{FunctionDef, LetValue, Query, Statement};
 use watchpost_schema::TableSchema;
 
 use crate::bound::{BoundExpr, BoundTabular};
@@ -33,12 +41,63 @@ pub trait TableCatalog {
     fn table_names(&self) -> Vec<String>;
 }
 
+/// Keys of the property bags that `evaluate bag_unpack()` spreads into
+/// columns, by the span of the `evaluate` operator.
+pub type BagKeys = HashMap<Span, Vec<String>>;
+
+/// Rows whose bags decide the columns of a `bag_unpack()`: the caller runs
+/// `input`, collects the keys of the bags in `column` and binds again with
+/// them under `span` in [`BagKeys`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct BagProbe {
+    pub span: Span,
+    pub input: BoundTabular,
+    pub column: String,
+}
+
+/// The result of [`bind_with_bag_keys`].
+#[derive(Debug)]
+pub struct Binding {
+    /// The query's result, when binding succeeded.
+    pub tabular: Option<BoundTabular>,
+    pub diagnostics: Vec<Diagnostic>,
+    /// Set (with no tabular and no diagnostics) when bag keys are needed.
+    pub probe: Option<BagProbe>,
+}
+
 /// Binds a parsed query. Returns the tree of the query's result (if it has
-/// one and binding succeeded) and every problem found.
+/// one and binding succeeded) and every problem found. A `bag_unpack()`
+/// cannot be bound this way (its columns depend on the data); the engine
+/// uses [`bind_with_bag_keys`].
 pub fn bind(query: &Query, catalog: &dyn TableCatalog) -> (Option<BoundTabular>, Vec<Diagnostic>) {
-    let mut binder = Binder { catalog, scalars: HashMap::new(), tabulars: HashMap::new(), diagnostics: Vec::new() };
+    let binding = bind_with_bag_keys(query, catalog, &BagKeys::new());
+    if let Some(probe) = binding.probe {
+        let message = "bag_unpack() needs the query engine to read the keys of the bags";
+        return (None, vec![Diagnostic::semantic("KQL3001", probe.span, message)]);
+    }
+    (binding.tabular, binding.diagnostics)
+}
+
+/// Binds a parsed query knowing the bag keys found so far; see [`Binding`].
+pub fn bind_with_bag_keys(query: &Query, catalog: &dyn TableCatalog, bag_keys: &BagKeys) -> Binding {
+    let mut binder = Binder {
+        catalog,
+        bag_keys,
+        probe: None,
+        scalars: HashMap::new(),
+        tabulars: HashMap::new(),
+        functions: HashMap::new(),
+        param_scopes: Vec::new(),
+        calling: Vec::new(),
+        window_allowed: false,
+        n_windows: 0,
+        diagnostics: Vec::new(),
+    };
     let mut result = None;
     for statement in &query.statements {
+        if binder.probe.is_some() {
+            break;
+        }
         match statement {
             Statement::Let(let_stmt) => match &let_stmt.value {
                 LetValue::Scalar(expr) => {
@@ -58,9 +117,16 @@ pub fn bind(query: &Query, catalog: &dyn TableCatalog) -> (Option<BoundTabular>,
                         binder.tabulars.insert(let_stmt.name.name.clone(), bound);
                     }
                 }
+                LetValue::Function(function) => {
+                    binder.scalars.remove(&let_stmt.name.name);
+                    binder.functions.insert(let_stmt.name.name.clone(), function.clone());
+                }
             },
             Statement::Tabular(tabular) => result = binder.bind_tabular(tabular),
         }
+    }
+    if binder.diagnostics.is_empty() && binder.probe.is_some() {
+        return Binding { tabular: None, diagnostics: Vec::new(), probe: binder.probe };
     }
     if binder.diagnostics.is_empty() && result.is_none() {
         binder.diagnostics.push(Diagnostic::semantic(
@@ -70,21 +136,43 @@ pub fn bind(query: &Query, catalog: &dyn TableCatalog) -> (Option<BoundTabular>,
         ));
     }
     if !binder.diagnostics.is_empty() {
-        return (None, binder.diagnostics);
+        return Binding { tabular: None, diagnostics: binder.diagnostics, probe: None };
     }
-    (result, binder.diagnostics)
+    Binding { tabular: result, diagnostics: binder.diagnostics, probe: None }
 }
 
 pub(crate) struct Binder<'a> {
     catalog: &'a dyn TableCatalog,
+    /// Known keys of `bag_unpack()` bags.
+    bag_keys: &'a BagKeys,
+    /// The first `bag_unpack()` whose keys are not known yet.
+    probe: Option<BagProbe>,
     scalars: HashMap<String, BoundExpr>,
     tabulars: HashMap<String, BoundTabular>,
+    /// User-defined functions from `let f = (...) { ... }`.
+    functions: HashMap<String, FunctionDef>,
+    /// Parameter values of the user functions being inlined, innermost last.
+    param_scopes: Vec<HashMap<String, BoundExpr>>,
+    /// Names of the user functions being inlined, to refuse recursion.
+    calling: Vec<String>,
+    /// Whether window functions may appear in the expression being bound.
+    window_allowed: bool,
+    /// Window calls lifted so far, for unique column names.
+    n_windows: usize,
     diagnostics: Vec<Diagnostic>,
 }
 
 impl Binder<'_> {
-    /// The tabular value a bare name in a `let` refers to, if any.
-    fn tabular_alias(&self, expr: &watchpost_kql_syntax::ast::Expr) -> Option<BoundTabular> {
+    /// The tabular value a bare name (or a tabular function call) in a `let`
+    /// refers to, if any.
+    fn tabular_alias(&mut self, expr: &watchpost_kql_syntax::ast::Expr) -> Option<BoundTabular> {
+        if let watchpost_kql_syntax::ast::ExprKind::Call { name, .. } = &expr.kind {
+            let is_tabular = self
+                .functions
+                .get(&name.name)
+                .is_some_and(|function| matches!(function.body, watchpost_kql_syntax::ast::FunctionBody::Tabular(_)));
+            return if is_tabular { self.bind_function_source(expr) } else { None };
+        }
         let watchpost_kql_syntax::ast::ExprKind::Name(ident) = &expr.kind else { return None };
         if self.scalars.contains_key(&ident.name) {
             return None;

@@ -9,9 +9,10 @@ use watchpost_kql_syntax::ast::{
 };
 use watchpost_schema::{ColumnDef, KqlType, TableSchema};
 
-use crate::bound::{BoundAggregate, BoundSortKey, BoundTabular, ExprKind, TabularKind, Value};
+use crate::bound::{BoundAggregate, BoundExpr, BoundSortKey, BoundTabular, ExprKind, TabularKind, Value};
 use crate::expr::literal_value;
-use crate::{closest, functions, Binder};
+use crate::parse_op::ParseOptions;
+use crate::{closest, Binder};
 
 impl Binder<'_> {
     pub(crate) fn bind_tabular(&mut self, tabular: &TabularExpr) -> Option<BoundTabular> {
@@ -63,6 +64,7 @@ impl Binder<'_> {
                 None
             }
             TabularSource::Parenthesized(inner) => self.bind_tabular(inner),
+            TabularSource::FunctionCall(call) => self.bind_function_source(call),
             TabularSource::Union { params, tables, span } => self.bind_union(None, params, tables, *span),
             TabularSource::Print(columns) => {
                 let unit = BoundTabular {
@@ -182,7 +184,7 @@ impl Binder<'_> {
         None
     }
 
-    fn bind_operator(&mut self, input: BoundTabular, operator: &Operator) -> Option<BoundTabular> {
+    pub(crate) fn bind_operator(&mut self, input: BoundTabular, operator: &Operator) -> Option<BoundTabular> {
         match &operator.kind {
             OperatorKind::Where(predicate) => {
                 let predicate = self.bind_expr(predicate, &input.schema)?;
@@ -197,22 +199,20 @@ impl Binder<'_> {
                 let schema = input.schema.clone();
                 Some(BoundTabular { kind: TabularKind::Filter { input: Box::new(input), predicate }, schema })
             }
-            OperatorKind::Project(columns) => {
-                let bound = self.bind_named_list(columns, &input.schema, NamingStyle::Column)?;
-                Some(project(input, bound))
+            OperatorKind::Project(columns) => self.bind_project(input, columns, operator.span),
+            OperatorKind::Extend(columns) => self.bind_extend(input, columns, operator.span),
+            OperatorKind::Serialize(columns) => self.bind_serialize(input, columns, operator.span),
+            OperatorKind::MvExpand(expand) => self.bind_mv_expand(input, expand, operator.span),
+            OperatorKind::MvApply { expand, subquery } => self.bind_mv_apply(input, expand, subquery, operator.span),
+            OperatorKind::Parse { kind, flags, drops_unmatched, source, pattern } => {
+                let options =
+                    ParseOptions { kind: kind.as_ref(), flags: flags.as_ref(), drops_unmatched: *drops_unmatched };
+                self.bind_parse(input, options, source, pattern, operator.span)
             }
-            OperatorKind::Extend(columns) => {
-                let bound = self.bind_named_list(columns, &input.schema, NamingStyle::Column)?;
-                let mut all: Vec<_> = input
-                    .schema
-                    .columns
-                    .iter()
-                    .filter(|column| !bound.iter().any(|(name, _)| *name == column.name))
-                    .map(|column| (column.name.clone(), column_ref(column)))
-                    .collect();
-                all.extend(bound);
-                Some(project(input, all))
-            }
+            OperatorKind::Search { kind, predicate } => self.bind_search(input, kind.as_ref(), predicate),
+            OperatorKind::MakeSeries(series) => self.bind_make_series(input, series, operator.span),
+            OperatorKind::TopNested(levels) => self.bind_top_nested(input, levels),
+            OperatorKind::Evaluate { plugin, args } => self.bind_evaluate(input, plugin, args, operator.span),
             OperatorKind::ProjectAway(names) => self.select_columns(input, names, false),
             OperatorKind::ProjectRename(pairs) => {
                 for (_, old) in pairs {
@@ -328,74 +328,12 @@ impl Binder<'_> {
         }
     }
 
-    fn bind_summarize(
-        &mut self,
-        input: BoundTabular,
-        aggregates: &[NamedExpr],
-        by: &[NamedExpr],
-        span: Span,
-    ) -> Option<BoundTabular> {
-        let group_by = self.bind_named_list(by, &input.schema, NamingStyle::Column)?;
-        let mut bound_aggregates = Vec::new();
-        for named in aggregates {
-            let Ast::Call { name, args } = &named.expr.kind else {
-                self.report(
-                    Diagnostic::semantic("KQL2011", named.expr.span, "summarize expects an aggregate function call")
-                        .with_hint("for example count(), sum(Bytes) or dcount(UserPrincipalName)"),
-                );
-                return None;
-            };
-            let Some(function) = functions::aggregate(&name.name) else {
-                self.report(Diagnostic::semantic(
-                    "KQL2003",
-                    name.span,
-                    format!("Unknown aggregate function: '{}'", name.name),
-                ));
-                return None;
-            };
-            let (min, max) = functions::aggregate_arity(function);
-            if args.len() < min || args.len() > max {
-                self.report(Diagnostic::semantic(
-                    "KQL2007",
-                    named.expr.span,
-                    format!("aggregate '{}' expects {min} to {max} argument(s), got {}", name.name, args.len()),
-                ));
-                return None;
-            }
-            let bound_args: Vec<_> = args.iter().map(|arg| self.bind_expr(arg, &input.schema)).collect();
-            let bound_args = bound_args.into_iter().collect::<Option<Vec<_>>>()?;
-            let ty = functions::aggregate_return_type(function, bound_args.first().map(|arg| arg.ty));
-            let column_name = match &named.name {
-                Some(ident) => ident.name.clone(),
-                None => {
-                    let prefix = functions::aggregate_prefix(function);
-                    match args.first().map(|arg| &arg.kind) {
-                        Some(Ast::Name(ident)) => format!("{prefix}_{}", ident.name),
-                        _ => format!("{prefix}_"),
-                    }
-                }
-            };
-            bound_aggregates.push((column_name, BoundAggregate { function, args: bound_args, ty }));
-        }
-        if bound_aggregates.is_empty() && group_by.is_empty() {
-            self.report(Diagnostic::syntax("KQL1010", span, "summarize needs an aggregate or a by clause"));
-            return None;
-        }
-        let mut columns: Vec<ColumnDef> = group_by.iter().map(|(name, expr)| ColumnDef::new(name, expr.ty)).collect();
-        columns.extend(bound_aggregates.iter().map(|(name, aggregate)| ColumnDef::new(name, aggregate.ty)));
-        let schema = TableSchema::new(dedupe_names(columns));
-        Some(BoundTabular {
-            kind: TabularKind::Aggregate { input: Box::new(input), group_by, aggregates: bound_aggregates },
-            schema,
-        })
-    }
-
-    fn bind_named_list(
+    pub(crate) fn bind_named_list(
         &mut self,
         items: &[NamedExpr],
         input: &TableSchema,
         style: NamingStyle,
-    ) -> Option<Vec<(String, crate::bound::BoundExpr)>> {
+    ) -> Option<Vec<(String, BoundExpr)>> {
         let mut out = Vec::new();
         let mut failed = false;
         let mut unnamed = 0;
@@ -421,7 +359,7 @@ impl Binder<'_> {
         (!failed).then_some(out)
     }
 
-    fn bind_sort_keys(&mut self, keys: &[SortKey], input: &TableSchema) -> Option<Vec<BoundSortKey>> {
+    pub(crate) fn bind_sort_keys(&mut self, keys: &[SortKey], input: &TableSchema) -> Option<Vec<BoundSortKey>> {
         let mut out = Vec::new();
         for key in keys {
             let expr = self.bind_expr(&key.expr, input)?;
@@ -436,11 +374,11 @@ impl Binder<'_> {
         Some(out)
     }
 
-    fn constant_count(&mut self, expr: &Expr) -> Option<u64> {
+    pub(crate) fn constant_count(&mut self, expr: &Expr) -> Option<u64> {
         let value = match &expr.kind {
             Ast::Literal(literal) => literal_value(literal).0,
-            Ast::Name(ident) => match self.scalars.get(&ident.name).map(|bound| &bound.kind) {
-                Some(ExprKind::Literal(value)) => value.clone(),
+            Ast::Name(ident) => match self.param(&ident.name).or_else(|| self.scalars.get(&ident.name).cloned()) {
+                Some(BoundExpr { kind: ExprKind::Literal(value), .. }) => value,
                 _ => Value::Null,
             },
             _ => Value::Null,
@@ -476,7 +414,7 @@ impl Binder<'_> {
         Some(project(input, selected))
     }
 
-    fn require_column(&mut self, schema: &TableSchema, name: &str, span: Span) -> Option<()> {
+    pub(crate) fn require_column(&mut self, schema: &TableSchema, name: &str, span: Span) -> Option<()> {
         if schema.column(name).is_some() {
             return Some(());
         }
@@ -490,7 +428,7 @@ impl Binder<'_> {
 }
 
 #[derive(Clone, Copy)]
-enum NamingStyle {
+pub(crate) enum NamingStyle {
     /// `Column1`, `Column2`... as `extend` and `project` name expressions.
     Column,
     /// `print_0`, `print_1`... as `print` names its columns.
@@ -505,21 +443,21 @@ fn generated_name(style: NamingStyle, position: usize, unnamed: &mut usize) -> S
     }
 }
 
-fn column_ref(column: &ColumnDef) -> crate::bound::BoundExpr {
-    crate::bound::BoundExpr { kind: ExprKind::Column(column.name.clone()), ty: column.kql_type }
+pub(crate) fn column_ref(column: &ColumnDef) -> BoundExpr {
+    BoundExpr { kind: ExprKind::Column(column.name.clone()), ty: column.kql_type }
 }
 
-fn schema_of(columns: &[(String, crate::bound::BoundExpr)]) -> TableSchema {
+pub(crate) fn schema_of(columns: &[(String, BoundExpr)]) -> TableSchema {
     TableSchema::new(columns.iter().map(|(name, expr)| ColumnDef::new(name, expr.ty)).collect())
 }
 
-fn project(input: BoundTabular, columns: Vec<(String, crate::bound::BoundExpr)>) -> BoundTabular {
+pub(crate) fn project(input: BoundTabular, columns: Vec<(String, BoundExpr)>) -> BoundTabular {
     let schema = schema_of(&columns);
     BoundTabular { kind: TabularKind::Project { input: Box::new(input), columns }, schema }
 }
 
 /// Kusto suffixes a repeated output name with `1`, `2`...
-fn dedupe_names(columns: Vec<ColumnDef>) -> Vec<ColumnDef> {
+pub(crate) fn dedupe_names(columns: Vec<ColumnDef>) -> Vec<ColumnDef> {
     let mut out: Vec<ColumnDef> = Vec::new();
     for mut column in columns {
         let base = column.name.clone();

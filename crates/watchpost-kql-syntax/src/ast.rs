@@ -36,6 +36,32 @@ pub struct LetStmt {
 pub enum LetValue {
     Scalar(Expr),
     Tabular(TabularExpr),
+    /// `(x: long, y: long = 2) { body }`: a user-defined scalar function.
+    Function(FunctionDef),
+}
+
+/// The parameters and body of a `let` function.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionDef {
+    pub params: Vec<FunctionParam>,
+    pub body: FunctionBody,
+}
+
+/// What a `let` function computes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FunctionBody {
+    /// `{ x * 2 }`: a value per call.
+    Scalar(Expr),
+    /// `{ T | take n }`: a table, called as a query source (`f(10) | count`).
+    Tabular(TabularExpr),
+}
+
+/// `name: type [= default]` in a function's parameter list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionParam {
+    pub name: Ident,
+    pub type_name: Ident,
+    pub default: Option<Expr>,
 }
 
 /// A name as written, with its span. Bracketed names (`['my col']`) are
@@ -69,6 +95,8 @@ pub enum TabularSource {
     Range { column: Ident, from: Expr, to: Expr, step: Expr, span: Span },
     /// `( tabular )`.
     Parenthesized(Box<TabularExpr>),
+    /// `f(args)`: a call of a tabular `let` function (an [`ExprKind::Call`]).
+    FunctionCall(Expr),
 }
 
 /// A `name: type` pair as in `datatable(...)`.
@@ -123,6 +151,83 @@ pub enum OperatorKind {
     As(Ident),
     /// `getschema`: one row per input column.
     GetSchema,
+    /// `serialize [name = expr, ...]`: marks the rows as ordered, so window
+    /// functions such as `row_number()` may follow.
+    Serialize(Vec<NamedExpr>),
+    /// `mv-expand [with_itemindex=I] Col [to typeof(T)], ... [limit n]`.
+    MvExpand(MvExpand),
+    /// `mv-apply [with_itemindex=I] v = Col [to typeof(T)], ... [limit n]
+    /// on (operators)`: the operators run once per input row over the
+    /// expanded values.
+    MvApply { expand: MvExpand, subquery: Vec<Operator> },
+    /// `parse [kind=simple|regex|relaxed [flags=F]] expr with pattern`, or
+    /// `parse-where ...` (then `drops_unmatched`).
+    Parse { kind: Option<Ident>, flags: Option<Ident>, drops_unmatched: bool, source: Expr, pattern: Vec<ParsePart> },
+    /// `search [kind=case_sensitive|case_insensitive] predicate`.
+    Search { kind: Option<Ident>, predicate: Expr },
+    /// `make-series agg [default = d], ... on Axis from a to b step s [by keys]`.
+    MakeSeries(MakeSeries),
+    /// `top-nested [n] of key by agg [asc|desc], top-nested ...`.
+    TopNested(Vec<TopNestedLevel>),
+    /// `evaluate plugin(args)`.
+    Evaluate { plugin: Ident, args: Vec<Expr> },
+}
+
+/// One `top-nested` level.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopNestedLevel {
+    /// `None` keeps every value.
+    pub count: Option<Expr>,
+    pub of: NamedExpr,
+    /// `with others = value`.
+    pub others: Option<Expr>,
+    pub by: NamedExpr,
+    pub order: Option<SortOrder>,
+}
+
+/// The clauses of `make-series`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MakeSeries {
+    pub aggregates: Vec<SeriesAggregate>,
+    pub axis: Ident,
+    pub from: Option<Expr>,
+    pub to: Option<Expr>,
+    pub step: Expr,
+    pub by: Vec<NamedExpr>,
+}
+
+/// `[name =] aggregate [default = value]` in `make-series`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesAggregate {
+    pub aggregate: NamedExpr,
+    pub default: Option<Expr>,
+}
+
+/// What `mv-expand` and `mv-apply` expand.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MvExpand {
+    /// `bagexpansion=...` and `with_itemindex=...`, as written.
+    pub params: Vec<(Ident, Ident)>,
+    pub items: Vec<MvExpandItem>,
+    pub limit: Option<Expr>,
+}
+
+/// `[name =] expr [to typeof(T)]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MvExpandItem {
+    pub expr: NamedExpr,
+    pub to_type: Option<Ident>,
+}
+
+/// One element of a `parse` pattern.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParsePart {
+    /// A string constant the text must contain (a regex for `kind=regex`).
+    Literal(String),
+    /// `*`: any text, not captured.
+    Wildcard,
+    /// `Name[: type]`: the text here becomes a new column.
+    Column { name: Ident, type_name: Option<Ident> },
 }
 
 /// One `on` condition of a join.
@@ -214,6 +319,10 @@ pub enum ExprKind {
         expr: Box<Expr>,
         index: Box<Expr>,
     },
+    /// `*` as an argument (`arg_max(T, *)`).
+    Star,
+    /// `toscalar(tabular)`: the first column of the first row.
+    ToScalar(Box<TabularExpr>),
 }
 
 #[derive(Debug, Clone, PartialEq)]

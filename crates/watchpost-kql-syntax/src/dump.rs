@@ -5,8 +5,8 @@
 use watchpost_diagnostics::Span;
 
 use crate::ast::{
-    Expr, ExprKind, Ident, JoinKey, LetValue, NamedExpr, Operator, OperatorKind, Query, SortKey, Statement,
-    TabularExpr, TabularSource,
+    Expr, ExprKind, FunctionBody, Ident, JoinKey, LetValue, MvExpand, NamedExpr, Operator, OperatorKind, ParsePart,
+    Query, SortKey, Statement, TabularExpr, TabularSource,
 };
 
 /// Renders `query` one node per line, with spans.
@@ -64,6 +64,21 @@ impl Dumper {
                         dumper.node(label, Some(let_stmt.span), |dumper| match &let_stmt.value {
                             LetValue::Scalar(expr) => dumper.expr(expr),
                             LetValue::Tabular(tabular) => dumper.tabular(tabular),
+                            LetValue::Function(function) => dumper.node("Function".to_string(), None, |dumper| {
+                                for param in &function.params {
+                                    let label = format!(
+                                        "Param {}: {}",
+                                        dumper.ident(&param.name),
+                                        dumper.ident(&param.type_name)
+                                    );
+                                    dumper
+                                        .node(label, None, |dumper| param.default.iter().for_each(|d| dumper.expr(d)));
+                                }
+                                match &function.body {
+                                    FunctionBody::Scalar(expr) => dumper.expr(expr),
+                                    FunctionBody::Tabular(tabular) => dumper.tabular(tabular),
+                                }
+                            }),
                         });
                     }
                     Statement::Tabular(tabular) => dumper.tabular(tabular),
@@ -105,6 +120,9 @@ impl Dumper {
                 self.node(format!("Union {}", params.join(" ")), Some(*span), |dumper| {
                     tables.iter().for_each(|table| dumper.tabular(table))
                 })
+            }
+            TabularSource::FunctionCall(call) => {
+                self.node("FunctionCall".to_string(), None, |dumper| dumper.expr(call))
             }
             TabularSource::Parenthesized(inner) => {
                 self.node("Parenthesized".to_string(), None, |dumper| dumper.tabular(inner))
@@ -177,6 +195,88 @@ impl Dumper {
                     tables.iter().for_each(|table| dumper.tabular(table))
                 })
             }
+            OperatorKind::Serialize(columns) => {
+                self.node("Serialize".to_string(), span, |dumper| dumper.named_list(columns))
+            }
+            OperatorKind::MvExpand(expand) => self.node("MvExpand".to_string(), span, |dumper| dumper.expand(expand)),
+            OperatorKind::MvApply { expand, subquery } => self.node("MvApply".to_string(), span, |dumper| {
+                dumper.expand(expand);
+                dumper.node("On".to_string(), None, |dumper| subquery.iter().for_each(|op| dumper.operator(op)));
+            }),
+            OperatorKind::Parse { kind, flags, drops_unmatched, source, pattern } => {
+                let keyword = if *drops_unmatched { "ParseWhere" } else { "Parse" };
+                let kind = kind.as_ref().map(|kind| kind.name.as_str()).unwrap_or("default");
+                let flags = flags.as_ref().map(|flags| format!(" flags={}", flags.name)).unwrap_or_default();
+                self.node(format!("{keyword} kind={kind}{flags}"), span, |dumper| {
+                    dumper.expr(source);
+                    for part in pattern {
+                        let label = match part {
+                            ParsePart::Literal(text) => format!("Literal {text:?}"),
+                            ParsePart::Wildcard => "Wildcard".to_string(),
+                            ParsePart::Column { name, type_name: Some(type_name) } => {
+                                format!("Column {}: {}", dumper.ident(name), dumper.ident(type_name))
+                            }
+                            ParsePart::Column { name, type_name: None } => format!("Column {}", dumper.ident(name)),
+                        };
+                        dumper.leaf(label, None);
+                    }
+                })
+            }
+            OperatorKind::MakeSeries(series) => self.node("MakeSeries".to_string(), span, |dumper| {
+                for item in &series.aggregates {
+                    dumper.named_list(std::slice::from_ref(&item.aggregate));
+                    if let Some(default) = &item.default {
+                        dumper.node("Default".to_string(), None, |dumper| dumper.expr(default));
+                    }
+                }
+                dumper.leaf(format!("On {}", dumper.ident(&series.axis)), None);
+                for (label, bound) in [("From", &series.from), ("To", &series.to)] {
+                    if let Some(bound) = bound {
+                        dumper.node(label.to_string(), None, |dumper| dumper.expr(bound));
+                    }
+                }
+                dumper.node("Step".to_string(), None, |dumper| dumper.expr(&series.step));
+                dumper.node("By".to_string(), None, |dumper| dumper.named_list(&series.by));
+            }),
+            OperatorKind::TopNested(levels) => self.node("TopNested".to_string(), span, |dumper| {
+                for level in levels {
+                    dumper.node(format!("Level order={:?}", level.order), None, |dumper| {
+                        if let Some(count) = &level.count {
+                            dumper.node("Count".to_string(), None, |dumper| dumper.expr(count));
+                        }
+                        dumper.named_list(std::slice::from_ref(&level.of));
+                        if let Some(others) = &level.others {
+                            dumper.node("Others".to_string(), None, |dumper| dumper.expr(others));
+                        }
+                        dumper.named_list(std::slice::from_ref(&level.by));
+                    });
+                }
+            }),
+            OperatorKind::Evaluate { plugin, args } => {
+                self.node(format!("Evaluate {}", self.ident(plugin)), span, |dumper| {
+                    args.iter().for_each(|arg| dumper.expr(arg))
+                })
+            }
+            OperatorKind::Search { kind, predicate } => {
+                let kind = kind.as_ref().map(|kind| kind.name.as_str()).unwrap_or("default");
+                self.node(format!("Search kind={kind}"), span, |dumper| dumper.expr(predicate))
+            }
+        }
+    }
+
+    fn expand(&mut self, expand: &MvExpand) {
+        for (name, value) in &expand.params {
+            self.leaf(format!("Param {}={}", name.name, value.name), None);
+        }
+        for item in &expand.items {
+            let label = match &item.to_type {
+                Some(type_name) => format!("Item to {}", self.ident(type_name)),
+                None => "Item".to_string(),
+            };
+            self.node(label, None, |dumper| dumper.named_list(std::slice::from_ref(&item.expr)));
+        }
+        if let Some(limit) = &expand.limit {
+            self.node("Limit".to_string(), None, |dumper| dumper.expr(limit));
         }
     }
 
@@ -222,6 +322,8 @@ impl Dumper {
                 self.with_operands(format!("Member {}", self.ident(name)), span, &[expr])
             }
             ExprKind::Index { expr, index } => self.with_operands("Index".to_string(), span, &[expr, index]),
+            ExprKind::Star => self.leaf("Star".to_string(), span),
+            ExprKind::ToScalar(tabular) => self.node("ToScalar".to_string(), span, |dumper| dumper.tabular(tabular)),
         }
     }
 

@@ -7,10 +7,12 @@
 //! here and in `let_stmt`, sources in `tabular`, pipe operators in
 //! `operator`, expressions in `expr` and typed literals in `literal`.
 
+mod expand;
 mod expr;
 mod let_stmt;
 mod literal;
 mod operator;
+mod parse_op;
 mod tabular;
 
 use watchpost_diagnostics::{Diagnostic, Span};
@@ -22,7 +24,7 @@ use crate::lexer::{tokenize, Token, TokenKind};
 /// diagnostics (sorted by position) next to the tree recovered around them.
 pub fn parse(text: &str) -> (Query, Vec<Diagnostic>) {
     let (tokens, mut diagnostics) = tokenize(text);
-    let mut parser = Parser { text, tokens, pos: 0, prev_end: 0, diagnostics: Vec::new() };
+    let mut parser = Parser { text, tokens, pos: 0, prev_end: 0, in_search: false, diagnostics: Vec::new() };
     let statements = parser.statements();
     diagnostics.append(&mut parser.diagnostics);
     diagnostics.sort_by_key(|diagnostic| diagnostic.span.start);
@@ -36,6 +38,8 @@ struct Parser<'a> {
     pos: usize,
     /// The end of the last consumed token, where node spans end.
     prev_end: usize,
+    /// Inside a `search` predicate, where `Column:"term"` means `Column has "term"`.
+    in_search: bool,
     diagnostics: Vec<Diagnostic>,
 }
 
@@ -82,7 +86,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// Skips to the next `|`, `;`, unmatched `)` or the end, so the caller
+    /// Skips to the next `|`, `;`, unmatched `)` or `}` or the end, so the caller
     /// can continue with the next pipe operator.
     fn skip_to_boundary(&mut self) {
         let mut depth = 0usize;
@@ -90,7 +94,7 @@ impl<'a> Parser<'a> {
             match self.peek().kind {
                 TokenKind::Eof | TokenKind::Semi => return,
                 TokenKind::Pipe if depth == 0 => return,
-                TokenKind::RParen if depth == 0 => return,
+                TokenKind::RParen | TokenKind::RBrace if depth == 0 => return,
                 TokenKind::LParen | TokenKind::LBracket | TokenKind::LBrace => depth += 1,
                 TokenKind::RParen | TokenKind::RBracket | TokenKind::RBrace => depth = depth.saturating_sub(1),
                 _ => {}
@@ -101,7 +105,10 @@ impl<'a> Parser<'a> {
 
     /// Whether the current token ends a pipe operator.
     fn at_boundary(&self) -> bool {
-        matches!(self.peek().kind, TokenKind::Pipe | TokenKind::Semi | TokenKind::RParen | TokenKind::Eof)
+        matches!(
+            self.peek().kind,
+            TokenKind::Pipe | TokenKind::Semi | TokenKind::RParen | TokenKind::RBrace | TokenKind::Eof
+        )
     }
 
     fn nth(&self, ahead: usize) -> &Token {

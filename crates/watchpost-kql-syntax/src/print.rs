@@ -10,10 +10,10 @@
 mod expr;
 
 use crate::ast::{
-    Ident, JoinKey, LetStmt, LetValue, NamedExpr, NullsOrder, Operator, OperatorKind, Query, SortKey, SortOrder,
-    Statement, TabularExpr, TabularSource,
+    FunctionBody, FunctionDef, Ident, JoinKey, LetStmt, LetValue, Literal, MakeSeries, MvExpand, NamedExpr, NullsOrder,
+    Operator, OperatorKind, ParsePart, Query, SortKey, SortOrder, Statement, TabularExpr, TabularSource,
 };
-use expr::{expr_text, ident_text};
+use expr::{expr_text, ident_text, literal_text};
 
 /// Renders `query` as canonical KQL text.
 pub fn print(query: &Query) -> String {
@@ -40,6 +40,7 @@ fn let_text(let_stmt: &LetStmt) -> String {
     let value = match &let_stmt.value {
         LetValue::Scalar(expr) => expr_text(expr),
         LetValue::Tabular(tabular) => tabular_text(tabular, "\n    "),
+        LetValue::Function(function) => function_text(function),
     };
     format!("let {} = {value}", ident_text(&let_stmt.name.name))
 }
@@ -76,6 +77,7 @@ fn source_text(source: &TabularSource) -> String {
             expr_text(step)
         ),
         TabularSource::Parenthesized(inner) => format!("({})", tabular_text(inner, " ")),
+        TabularSource::FunctionCall(call) => expr_text(call),
     }
 }
 
@@ -128,7 +130,149 @@ fn operator_text(operator: &Operator) -> String {
         OperatorKind::Union { params, tables } => union_text(params, tables),
         OperatorKind::As(name) => format!("as {}", ident_text(&name.name)),
         OperatorKind::GetSchema => "getschema".to_string(),
+        OperatorKind::Serialize(columns) if columns.is_empty() => "serialize".to_string(),
+        OperatorKind::Serialize(columns) => format!("serialize {}", named_list(columns)),
+        OperatorKind::MvExpand(expand) => mv_expand_text("mv-expand", expand),
+        OperatorKind::MvApply { expand, subquery } => {
+            let operators: Vec<String> = subquery.iter().map(operator_text).collect();
+            format!("{} on ({})", mv_expand_text("mv-apply", expand), operators.join(" | "))
+        }
+        OperatorKind::Parse { kind, flags, drops_unmatched, source, pattern } => {
+            parse_text(kind.as_ref(), flags.as_ref(), *drops_unmatched, source, pattern)
+        }
+        OperatorKind::MakeSeries(series) => make_series_text(series),
+        OperatorKind::Evaluate { plugin, args } => {
+            let args: Vec<String> = args.iter().map(expr_text).collect();
+            format!("evaluate {}({})", ident_text(&plugin.name), args.join(", "))
+        }
+        OperatorKind::TopNested(levels) => {
+            let levels: Vec<String> = levels
+                .iter()
+                .map(|level| {
+                    let mut out = "top-nested".to_string();
+                    if let Some(count) = &level.count {
+                        out.push_str(&format!(" {}", expr_text(count)));
+                    }
+                    out.push_str(&format!(" of {}", named_list(std::slice::from_ref(&level.of))));
+                    if let Some(others) = &level.others {
+                        out.push_str(&format!(" with others = {}", expr_text(others)));
+                    }
+                    out.push_str(&format!(" by {}", named_list(std::slice::from_ref(&level.by))));
+                    match level.order {
+                        Some(SortOrder::Ascending) => out.push_str(" asc"),
+                        Some(SortOrder::Descending) => out.push_str(" desc"),
+                        None => {}
+                    }
+                    out
+                })
+                .collect();
+            levels.join(", ")
+        }
+        OperatorKind::Search { kind, predicate } => match kind {
+            Some(kind) => format!("search kind={} {}", kind.name, expr_text(predicate)),
+            None => format!("search {}", expr_text(predicate)),
+        },
     }
+}
+
+fn function_text(function: &FunctionDef) -> String {
+    let params: Vec<String> = function
+        .params
+        .iter()
+        .map(|param| {
+            let mut text = format!("{}: {}", ident_text(&param.name.name), param.type_name.name);
+            if let Some(default) = &param.default {
+                text.push_str(&format!(" = {}", expr_text(default)));
+            }
+            text
+        })
+        .collect();
+    let body = match &function.body {
+        FunctionBody::Scalar(expr) => expr_text(expr),
+        FunctionBody::Tabular(tabular) => tabular_text(tabular, " "),
+    };
+    format!("({}) {{ {body} }}", params.join(", "))
+}
+
+fn mv_expand_text(keyword: &str, expand: &MvExpand) -> String {
+    let mut out = keyword.to_string();
+    for (name, value) in &expand.params {
+        out.push_str(&format!(" {}={}", name.name, value.name));
+    }
+    let items: Vec<String> = expand
+        .items
+        .iter()
+        .map(|item| {
+            let mut text = named_list(std::slice::from_ref(&item.expr));
+            if let Some(type_name) = &item.to_type {
+                text.push_str(&format!(" to typeof({})", type_name.name));
+            }
+            text
+        })
+        .collect();
+    out.push(' ');
+    out.push_str(&items.join(", "));
+    if let Some(limit) = &expand.limit {
+        out.push_str(&format!(" limit {}", expr_text(limit)));
+    }
+    out
+}
+
+fn parse_text(
+    kind: Option<&Ident>,
+    flags: Option<&Ident>,
+    drops_unmatched: bool,
+    source: &crate::ast::Expr,
+    pattern: &[ParsePart],
+) -> String {
+    let mut out = if drops_unmatched { "parse-where".to_string() } else { "parse".to_string() };
+    if let Some(kind) = kind {
+        out.push_str(&format!(" kind={}", kind.name));
+    }
+    if let Some(flags) = flags {
+        out.push_str(&format!(" flags={}", flags.name));
+    }
+    out.push_str(&format!(" {} with", expr_text(source)));
+    for part in pattern {
+        out.push(' ');
+        match part {
+            ParsePart::Literal(text) => out.push_str(&literal_text(&Literal::String(text.clone()))),
+            ParsePart::Wildcard => out.push('*'),
+            ParsePart::Column { name, type_name } => {
+                out.push_str(&ident_text(&name.name));
+                if let Some(type_name) = type_name {
+                    out.push_str(&format!(":{}", type_name.name));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn make_series_text(series: &MakeSeries) -> String {
+    let aggregates: Vec<String> = series
+        .aggregates
+        .iter()
+        .map(|item| {
+            let mut text = named_list(std::slice::from_ref(&item.aggregate));
+            if let Some(default) = &item.default {
+                text.push_str(&format!(" default = {}", expr_text(default)));
+            }
+            text
+        })
+        .collect();
+    let mut out = format!("make-series {} on {}", aggregates.join(", "), ident_text(&series.axis.name));
+    if let Some(from) = &series.from {
+        out.push_str(&format!(" from {}", expr_text(from)));
+    }
+    if let Some(to) = &series.to {
+        out.push_str(&format!(" to {}", expr_text(to)));
+    }
+    out.push_str(&format!(" step {}", expr_text(&series.step)));
+    if !series.by.is_empty() {
+        out.push_str(&format!(" by {}", named_list(&series.by)));
+    }
+    out
 }
 
 fn union_text(params: &[(Ident, Ident)], tables: &[TabularExpr]) -> String {

@@ -14,7 +14,7 @@ use watchpost_schema::{KqlType, TIME_RECEIVED};
 use super::{datetime_literal, lower_bin, lower_expr, now_literal, LowerContext};
 use crate::udf::datetime::Period;
 use crate::udf::kernel::{self, Kernel};
-use crate::udf::{convert, datetime, dynamic, ip, parse_text, strings};
+use crate::udf::{convert, datetime, dynamic, ip, parse_text, series, strings, xml};
 
 const NANOS_PER_TICK: i64 = 100;
 
@@ -274,6 +274,9 @@ pub(super) fn lower_call(
         F::ParseIpv4 => call.kernel("parse_ipv4", ip::parse_ipv4, &[Pass::Text])?,
         F::ParseUrl => call.kernel("parse_url", parse_text::parse_url, &[Pass::Text])?,
         F::ParsePath => call.kernel("parse_path", parse_text::parse_path, &[Pass::Text])?,
+        F::ParseXml => call.kernel("parse_xml", xml::parse_xml, &[Pass::Text])?,
+        F::SeriesFill => call.kernel("series_fill", series::series_fill, &[])?,
+        F::SeriesAxis => call.kernel("series_axis", series::series_axis, &[])?,
     })
 }
 

@@ -191,8 +191,18 @@ impl<'a> Parser<'a> {
                 self.bump();
                 Some(Expr { kind: ExprKind::Literal(literal), span: token.span })
             }
+            TokenKind::Ident if self.in_search && self.nth(1).kind == TokenKind::Colon => self.search_column_term(),
             TokenKind::Ident => self.word_expr(),
             TokenKind::LParen => self.paren_expr(),
+            TokenKind::Star
+                if matches!(
+                    self.nth(1).kind,
+                    TokenKind::RParen | TokenKind::Comma | TokenKind::Pipe | TokenKind::Semi | TokenKind::Eof
+                ) =>
+            {
+                self.bump();
+                Some(Expr { kind: ExprKind::Star, span: token.span })
+            }
             TokenKind::LBracket if self.at_bracketed_ident() => {
                 let ident = self.ident("a name")?;
                 Some(Expr { span: ident.span, kind: ExprKind::Name(ident) })
@@ -228,6 +238,7 @@ impl<'a> Parser<'a> {
                 ExprKind::Literal(crate::ast::Literal::Bool(word == "true"))
             }
             _ if call_follows && super::literal::is_typed_literal(word) => return self.typed_literal(),
+            "toscalar" if call_follows => return self.toscalar_call(),
             _ if call_follows => return self.call(),
             _ => {
                 let ident = self.ident("a name")?;
@@ -237,8 +248,19 @@ impl<'a> Parser<'a> {
         Some(Expr { kind, span: token.span })
     }
 
+    /// Parses `Column:term` in a `search` predicate, which means
+    /// `Column has term`.
+    fn search_column_term(&mut self) -> Option<Expr> {
+        let name = self.ident("a column name")?;
+        self.bump();
+        let term = self.postfix_expr()?;
+        let span = name.span.cover(term.span);
+        let column = Expr { span: name.span, kind: ExprKind::Name(name) };
+        Some(Expr { kind: ExprKind::Binary { op: BinaryOp::Has, left: Box::new(column), right: Box::new(term) }, span })
+    }
+
     /// Parses `name(args)`.
-    fn call(&mut self) -> Option<Expr> {
+    pub(super) fn call(&mut self) -> Option<Expr> {
         let name: Ident = self.ident("a function name")?;
         let open = self.bump().span;
         let args = if self.at(&TokenKind::RParen) { Vec::new() } else { self.comma_list(Self::expr)? };
@@ -249,6 +271,19 @@ impl<'a> Parser<'a> {
         self.bump();
         let span = self.span_from(name.span.start as usize);
         Some(Expr { kind: ExprKind::Call { name, args }, span })
+    }
+
+    /// Parses `toscalar(tabular)`.
+    fn toscalar_call(&mut self) -> Option<Expr> {
+        let start = self.bump().span.start as usize;
+        let open = self.bump().span;
+        let tabular = self.tabular_expr()?;
+        if !self.at(&TokenKind::RParen) {
+            self.unclosed(open, "`)` after the query");
+            return None;
+        }
+        self.bump();
+        Some(Expr { kind: ExprKind::ToScalar(Box::new(tabular)), span: self.span_from(start) })
     }
 
     fn paren_expr(&mut self) -> Option<Expr> {

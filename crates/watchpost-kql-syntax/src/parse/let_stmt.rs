@@ -2,7 +2,9 @@
 //! tabular expression.
 
 use super::Parser;
-use crate::ast::{Expr, ExprKind, Ident, LetStmt, LetValue, TabularExpr, TabularSource};
+use crate::ast::{
+    Expr, ExprKind, FunctionBody, FunctionDef, FunctionParam, Ident, LetStmt, LetValue, TabularExpr, TabularSource,
+};
 use crate::lexer::TokenKind;
 
 impl Parser<'_> {
@@ -11,7 +13,9 @@ impl Parser<'_> {
         let start = self.bump().span.start as usize;
         let name = self.ident("a name after `let`")?;
         self.expect(&TokenKind::Assign, &format!("`=` after `let {}`", name.name))?;
-        let value = if self.let_value_is_tabular() {
+        let value = if self.at_function_def() {
+            LetValue::Function(self.function_def()?)
+        } else if self.let_value_is_tabular() {
             let tabular = self.tabular_expr()?;
             // After recovery (`let t = T | <broken>`) a bare name is left;
             // read it like `let t = T;` so the tree prints unambiguously.
@@ -25,17 +29,88 @@ impl Parser<'_> {
         Some(LetStmt { name, value, span: self.span_from(start) })
     }
 
+    /// Whether a function definition, `(params) { body }`, starts here.
+    fn at_function_def(&self) -> bool {
+        if !self.at(&TokenKind::LParen) {
+            return false;
+        }
+        let empty_params = self.nth(1).kind == TokenKind::RParen && self.nth(2).kind == TokenKind::LBrace;
+        empty_params || (self.nth(1).kind == TokenKind::Ident && self.nth(2).kind == TokenKind::Colon)
+    }
+
+    /// Parses `(name: type [= default], ...) { expr }`.
+    fn function_def(&mut self) -> Option<FunctionDef> {
+        self.bump();
+        let params = if self.at(&TokenKind::RParen) { Vec::new() } else { self.comma_list(Self::function_param)? };
+        self.expect(&TokenKind::RParen, "`,` or `)` after the parameters")?;
+        self.expect(&TokenKind::LBrace, "`{` and the function body")?;
+        let body = if self.function_body_is_tabular() {
+            let tabular = self.tabular_expr()?;
+            // As for `let`: a recovered `{ T | <broken> }` reads as `{ T }`.
+            match bare_table(&tabular) {
+                Some(name) => FunctionBody::Scalar(Expr { span: name.span, kind: ExprKind::Name(name.clone()) }),
+                None => FunctionBody::Tabular(tabular),
+            }
+        } else {
+            FunctionBody::Scalar(self.expr()?)
+        };
+        self.expect(&TokenKind::RBrace, "`}` after the function body")?;
+        Some(FunctionDef { params, body })
+    }
+
+    /// Whether the body at the cursor is a query: it starts with a source
+    /// keyword or has a `|` outside parentheses before its closing `}`.
+    fn function_body_is_tabular(&self) -> bool {
+        if self.at_source_keyword() {
+            return true;
+        }
+        let mut depth = 0usize;
+        for token in &self.tokens[self.pos..] {
+            match token.kind {
+                TokenKind::LParen | TokenKind::LBracket | TokenKind::LBrace => depth += 1,
+                TokenKind::RBrace if depth == 0 => return false,
+                TokenKind::RParen | TokenKind::RBracket | TokenKind::RBrace => depth = depth.saturating_sub(1),
+                TokenKind::Pipe if depth == 0 => return true,
+                TokenKind::Semi | TokenKind::Eof => return false,
+                _ => {}
+            }
+        }
+        false
+    }
+
+    fn function_param(&mut self) -> Option<FunctionParam> {
+        let name = self.ident("a parameter name")?;
+        self.expect(&TokenKind::Colon, "`:` and a type after the parameter name")?;
+        let type_name = self.ident("a type name such as `long` or `string`")?;
+        let default = if self.eat(&TokenKind::Assign) { Some(self.expr()?) } else { None };
+        Some(FunctionParam { name, type_name, default })
+    }
+
     /// Decides whether the value starting at the cursor is tabular: it starts
     /// with `print`, `datatable` or `range`, or contains a `|` before the
-    /// statement's `;`. A bare name (`let t = T;`) is read as a scalar
+    /// statement's `;` outside the parentheses of a call. A bare name (`let t = T;`) is read as a scalar
     /// `Name`; the binder resolves what it refers to.
     fn let_value_is_tabular(&self) -> bool {
         if self.at_source_keyword() {
             return true;
         }
+        // A `|` inside a call's parentheses (`toscalar(T | count)`) belongs
+        // to a nested query; one inside a leading `(` makes the value tabular.
         let rest = &self.tokens[self.pos..];
-        let statement = rest.iter().take_while(|token| !matches!(token.kind, TokenKind::Semi | TokenKind::Eof));
-        statement.into_iter().any(|token| token.kind == TokenKind::Pipe)
+        let mut in_leading_parens = self.at(&TokenKind::LParen);
+        let mut depth = 0usize;
+        for token in rest.iter().take_while(|token| !matches!(token.kind, TokenKind::Semi | TokenKind::Eof)) {
+            match token.kind {
+                TokenKind::LParen | TokenKind::LBracket | TokenKind::LBrace => depth += 1,
+                TokenKind::RParen | TokenKind::RBracket | TokenKind::RBrace => {
+                    depth = depth.saturating_sub(1);
+                    in_leading_parens &= depth > 0;
+                }
+                TokenKind::Pipe if depth == 0 || (depth == 1 && in_leading_parens) => return true,
+                _ => {}
+            }
+        }
+        false
     }
 }
 

@@ -5,11 +5,12 @@ use watchpost_diagnostics::{Diagnostic, Span};
 use super::Parser;
 use crate::ast::{
     Ident, JoinKey, NamedExpr, NullsOrder, Operator, OperatorKind, SortKey, SortOrder, TabularExpr, TabularSource,
+    TopNestedLevel,
 };
 use crate::lexer::TokenKind;
 
 /// The operators this parser knows, for "did you mean" hints.
-const SUPPORTED_OPERATORS: [&str; 21] = [
+const SUPPORTED_OPERATORS: [&str; 30] = [
     "where",
     "filter",
     "project",
@@ -31,29 +32,20 @@ const SUPPORTED_OPERATORS: [&str; 21] = [
     "union",
     "as",
     "getschema",
-];
-
-/// KQL operators that exist but are not supported yet.
-const UNSUPPORTED_OPERATORS: [&str; 18] = [
+    "serialize",
     "mv-expand",
     "mv-apply",
     "parse",
     "parse-where",
-    "parse-kv",
-    "make-series",
-    "render",
-    "evaluate",
-    "invoke",
-    "serialize",
-    "sample",
-    "sample-distinct",
     "search",
-    "find",
+    "make-series",
     "top-nested",
-    "top-hitters",
-    "facet",
-    "fork",
+    "evaluate",
 ];
+
+/// KQL operators that exist but are not supported yet.
+const UNSUPPORTED_OPERATORS: [&str; 10] =
+    ["parse-kv", "render", "evaluate", "invoke", "sample", "sample-distinct", "find", "top-hitters", "facet", "fork"];
 
 const OPERATOR_HINT: &str = "for example `where`, `project`, `extend`, `summarize`, `sort by` or `take`";
 
@@ -94,6 +86,18 @@ impl Parser<'_> {
                 OperatorKind::As(self.ident("a name for the tabular value")?)
             }
             "getschema" => OperatorKind::GetSchema,
+            "serialize" => {
+                let columns = if self.at_boundary() { Vec::new() } else { self.named_exprs()? };
+                OperatorKind::Serialize(columns)
+            }
+            "mv-expand" => self.mv_expand()?,
+            "mv-apply" => self.mv_apply()?,
+            "parse" => self.parse_op(false)?,
+            "parse-where" => self.parse_op(true)?,
+            "search" => self.search()?,
+            "make-series" => self.make_series()?,
+            "top-nested" => OperatorKind::TopNested(self.top_nested()?),
+            "evaluate" => self.evaluate()?,
             name => {
                 self.unknown_operator(name, keyword.span);
                 return None;
@@ -130,7 +134,7 @@ impl Parser<'_> {
         self.comma_list(Self::named_expr)
     }
 
-    fn named_expr(&mut self) -> Option<NamedExpr> {
+    pub(super) fn named_expr(&mut self) -> Option<NamedExpr> {
         let start = self.start();
         let name_len = if self.at(&TokenKind::Ident) { 1 } else { 3 };
         let name = if self.at_ident() && self.nth(name_len).kind == TokenKind::Assign {
@@ -261,6 +265,61 @@ impl Parser<'_> {
         }
         self.bump();
         Some(OperatorKind::Sort(self.comma_list(Self::sort_key)?))
+    }
+
+    /// Parses the rest of `evaluate`: `plugin(args)`.
+    fn evaluate(&mut self) -> Option<OperatorKind> {
+        let plugin = self.ident("a plugin name such as `bag_unpack`")?;
+        self.expect(&TokenKind::LParen, "`(` after the plugin name")?;
+        let args = if self.at(&TokenKind::RParen) { Vec::new() } else { self.comma_list(Self::expr)? };
+        self.expect(&TokenKind::RParen, "`,` or `)` in the plugin arguments")?;
+        Some(OperatorKind::Evaluate { plugin, args })
+    }
+
+    /// Parses the levels of `top-nested`, the first keyword already read.
+    fn top_nested(&mut self) -> Option<Vec<TopNestedLevel>> {
+        let mut levels = vec![self.top_nested_level()?];
+        while self.at(&TokenKind::Comma) && self.at_nested_keyword() {
+            // `top-nested` after a comma lexes as `top`, `-`, `nested`.
+            for _ in 0..4 {
+                self.bump();
+            }
+            levels.push(self.top_nested_level()?);
+        }
+        Some(levels)
+    }
+
+    /// Whether `top-nested`, written without spaces, follows the current token.
+    fn at_nested_keyword(&self) -> bool {
+        let (top, minus, nested) = (self.nth(1), self.nth(2), self.nth(3));
+        self.nth_is_word(1, "top")
+            && minus.kind == TokenKind::Minus
+            && self.nth_is_word(3, "nested")
+            && top.span.end == minus.span.start
+            && minus.span.end == nested.span.start
+    }
+
+    fn top_nested_level(&mut self) -> Option<TopNestedLevel> {
+        let count = if self.at_word("of") { None } else { Some(self.expr()?) };
+        self.expect_word("of")?;
+        let of = self.named_expr()?;
+        let others = if self.eat_word("with") {
+            self.expect_word("others")?;
+            self.expect(&TokenKind::Assign, "`=` after `with others`")?;
+            Some(self.expr()?)
+        } else {
+            None
+        };
+        self.expect_word("by")?;
+        let by = self.named_expr()?;
+        let order = if self.eat_word("asc") {
+            Some(SortOrder::Ascending)
+        } else if self.eat_word("desc") {
+            Some(SortOrder::Descending)
+        } else {
+            None
+        };
+        Some(TopNestedLevel { count, of, others, by, order })
     }
 
     /// Parses `top n by key [asc|desc] [nulls first|last]`.

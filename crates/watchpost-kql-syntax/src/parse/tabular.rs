@@ -63,6 +63,7 @@ impl Parser<'_> {
         ((self.at_word("print") || self.at_word("union")) && !next_is_boundary)
             || (self.at_word("datatable") && *next == TokenKind::LParen)
             || (self.at_word("range") && *next == TokenKind::Ident)
+            || (self.at_word("materialize") && *next == TokenKind::LParen)
     }
 
     fn tabular_source(&mut self) -> Option<TabularSource> {
@@ -75,6 +76,12 @@ impl Parser<'_> {
         }
         if self.at_word("datatable") {
             return self.datatable();
+        }
+        if self.at_word("materialize") {
+            // `materialize(q)` caches `q` for reuse; evaluating it again gives
+            // the same rows here, so it reads as `(q)`.
+            self.bump();
+            return self.plain_source();
         }
         if self.at_word("union") {
             let start = self.start();
@@ -95,6 +102,9 @@ impl Parser<'_> {
             };
             self.expect(&TokenKind::RParen, "`)` to close the parenthesized query")?;
             return Some(TabularSource::Parenthesized(Box::new(inner)));
+        }
+        if self.at(&TokenKind::Ident) && self.nth(1).kind == TokenKind::LParen {
+            return self.call().map(TabularSource::FunctionCall);
         }
         if self.at_ident() {
             return self.ident("a table name").map(TabularSource::Table);

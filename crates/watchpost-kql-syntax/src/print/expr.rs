@@ -66,6 +66,8 @@ pub(super) fn expr_text(expr: &Expr) -> String {
         ExprKind::Paren(inner) => format!("({})", expr_text(inner)),
         ExprKind::Member { expr, name } => format!("{}.{}", operand(expr, POSTFIX), ident_text(&name.name)),
         ExprKind::Index { expr, index } => format!("{}[{}]", operand(expr, POSTFIX), expr_text(index)),
+        ExprKind::Star => "*".to_string(),
+        ExprKind::ToScalar(tabular) => format!("toscalar({})", super::tabular_text(tabular, " ")),
     }
 }
 
@@ -91,7 +93,12 @@ fn precedence(expr: &Expr) -> u8 {
         ExprKind::InList { .. } | ExprKind::Between { .. } => COMPARISON,
         ExprKind::Unary { .. } => UNARY,
         ExprKind::Member { .. } | ExprKind::Index { .. } => POSTFIX,
-        ExprKind::Literal(_) | ExprKind::Name(_) | ExprKind::Call { .. } | ExprKind::Paren(_) => PRIMARY,
+        ExprKind::Literal(_)
+        | ExprKind::Name(_)
+        | ExprKind::Call { .. }
+        | ExprKind::Paren(_)
+        | ExprKind::Star
+        | ExprKind::ToScalar(_) => PRIMARY,
     }
 }
 
@@ -117,7 +124,7 @@ pub(super) fn ident_text(name: &str) -> String {
     format!("['{}']", escape(name, '\''))
 }
 
-fn literal_text(literal: &Literal) -> String {
+pub(super) fn literal_text(literal: &Literal) -> String {
     match literal {
         Literal::Null(Some(type_name)) => format!("{type_name}(null)"),
         Literal::Null(None) => "dynamic(null)".to_string(),
