@@ -39,14 +39,16 @@ const ROW_GROUP_ROWS: usize = 128 * 1024;
 ///
 /// Rows are gathered into row groups straight from the input batches in
 /// time order (`interleave`), so memory beyond the input is about one row
-/// group, not a sorted copy of everything.
+/// group, not a sorted copy of everything. Batches already in time order,
+/// the usual case since `TimeGenerated` mostly follows arrival, are written
+/// as they are, without the copy.
 pub(crate) fn write_segment(
     path: &Path,
     relative: String,
     schema: &Arc<Schema>,
     batches: &[RecordBatch],
 ) -> StorageResult<SegmentMeta> {
-    let (order, min_time_ns, max_time_ns) = time_order(batches);
+    let TimeOrder { order, n_rows, min_time_ns, max_time_ns } = time_order(batches);
     let properties = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level 1 is valid")))
         .set_statistics_enabled(EnabledStatistics::Page)
@@ -58,21 +60,39 @@ pub(crate) fn write_segment(
     }
     let file = fs::File::create(&tmp).map_err(|source| StorageError::io(&tmp, source))?;
     let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(properties)).map_err(StorageError::parquet)?;
-    let inputs: Vec<&RecordBatch> = batches.iter().collect();
-    for chunk in order.chunks(ROW_GROUP_ROWS) {
-        let rows = interleave_record_batch(&inputs, chunk).map_err(StorageError::arrow)?;
-        writer.write(&rows).map_err(StorageError::parquet)?;
+    match order {
+        None => {
+            for batch in batches {
+                writer.write(batch).map_err(StorageError::parquet)?;
+            }
+        }
+        Some(order) => {
+            let inputs: Vec<&RecordBatch> = batches.iter().collect();
+            for chunk in order.chunks(ROW_GROUP_ROWS) {
+                let rows = interleave_record_batch(&inputs, chunk).map_err(StorageError::arrow)?;
+                writer.write(&rows).map_err(StorageError::parquet)?;
+            }
+        }
     }
     let file = writer.into_inner().map_err(StorageError::parquet)?;
     file.sync_all().map_err(|source| StorageError::io(&tmp, source))?;
     let bytes = file.metadata().map_err(|source| StorageError::io(&tmp, source))?.len();
     fs::rename(&tmp, path).map_err(|source| StorageError::io(path, source))?;
-    Ok(SegmentMeta { file: relative, n_rows: order.len() as u64, bytes, min_time_ns, max_time_ns })
+    Ok(SegmentMeta { file: relative, n_rows: n_rows as u64, bytes, min_time_ns, max_time_ns })
 }
 
-/// The `(batch, row)` positions of every row in `TimeGenerated` order
-/// (nulls first, ties in arrival order), with the smallest and largest time.
-fn time_order(batches: &[RecordBatch]) -> (Vec<(usize, usize)>, Option<i64>, Option<i64>) {
+/// How to put a table's buffered rows in `TimeGenerated` order.
+struct TimeOrder {
+    /// The `(batch, row)` positions of every row in `TimeGenerated` order
+    /// (nulls first, ties in arrival order); `None` when the rows already
+    /// are in that order.
+    order: Option<Vec<(usize, usize)>>,
+    n_rows: usize,
+    min_time_ns: Option<i64>,
+    max_time_ns: Option<i64>,
+}
+
+fn time_order(batches: &[RecordBatch]) -> TimeOrder {
     let mut keyed: Vec<(Option<i64>, usize, usize)> = Vec::new();
     for (batch_idx, batch) in batches.iter().enumerate() {
         let times = batch
@@ -83,8 +103,14 @@ fn time_order(batches: &[RecordBatch]) -> (Vec<(usize, usize)>, Option<i64>, Opt
             keyed.push((time, batch_idx, row_idx));
         }
     }
-    keyed.sort_by_key(|(time, _, _)| *time);
-    let min = keyed.iter().find_map(|(time, _, _)| *time);
-    let max = keyed.last().and_then(|(time, _, _)| *time);
-    (keyed.into_iter().map(|(_, batch_idx, row_idx)| (batch_idx, row_idx)).collect(), min, max)
+    let in_order = keyed.is_sorted_by_key(|(time, _, _)| *time);
+    if !in_order {
+        // Stable: ties keep arrival order.
+        keyed.sort_by_key(|(time, _, _)| *time);
+    }
+    let min_time_ns = keyed.iter().find_map(|(time, _, _)| *time);
+    let max_time_ns = keyed.last().and_then(|(time, _, _)| *time);
+    let n_rows = keyed.len();
+    let order = (!in_order).then(|| keyed.into_iter().map(|(_, batch_idx, row_idx)| (batch_idx, row_idx)).collect());
+    TimeOrder { order, n_rows, min_time_ns, max_time_ns }
 }

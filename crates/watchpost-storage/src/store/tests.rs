@@ -91,6 +91,33 @@ fn flush_writes_sorted_parquet_and_trims_replay() {
 }
 
 #[test]
+fn flush_of_rows_already_in_time_order_keeps_every_row() {
+    // In-order rows take the path without the sorting copy; nulls and a
+    // column added by a later batch must survive it too.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    append(&store, batch(&[10, 20], &["a", "b"], None), None);
+    append(&store, batch(&[20, 40], &["c", "d"], Some(&[1.0, 2.0])), None);
+    let stats = store.flush().unwrap();
+    assert_eq!(stats.rows_written, 4);
+    let snapshot = store.snapshot(WS, "Demo_CL").unwrap();
+    let (path, meta) = &snapshot.segments[0];
+    assert_eq!((meta.min_time_ns, meta.max_time_ns, meta.n_rows), (Some(10), Some(40), 4));
+    let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(path).unwrap()).unwrap().build().unwrap();
+    let batches: Vec<_> = reader.map(Result::unwrap).collect();
+    let names: Vec<String> = batches
+        .iter()
+        .flat_map(|batch| {
+            let names = batch.column_by_name("Name_s").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+            names.iter().flatten().map(str::to_string).collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(names, ["a", "b", "c", "d"]);
+    let nulls: usize = batches.iter().map(|batch| batch.column_by_name("Value_d").unwrap().null_count()).sum();
+    assert_eq!(nulls, 2);
+}
+
+#[test]
 fn old_segments_gain_new_columns_as_nulls() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), options()).unwrap();
