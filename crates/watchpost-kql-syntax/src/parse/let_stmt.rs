@@ -61,7 +61,9 @@ impl Parser<'_> {
     /// Whether the body at the cursor is a query: it starts with a source
     /// keyword or has a `|` outside parentheses before its closing `}`.
     fn function_body_is_tabular(&self) -> bool {
-        if self.at_source_keyword() {
+        // `datatable(...)`, or `(datatable(...))` as `materialize(...)` of
+        // one prints.
+        if self.at_source_keyword() || (self.at(&TokenKind::LParen) && self.source_keyword_at(1)) {
             return true;
         }
         let mut depth = 0usize;
@@ -91,7 +93,9 @@ impl Parser<'_> {
     /// statement's `;` outside the parentheses of a call. A bare name (`let t = T;`) is read as a scalar
     /// `Name`; the binder resolves what it refers to.
     fn let_value_is_tabular(&self) -> bool {
-        if self.at_source_keyword() {
+        // `datatable(...)`, or `(datatable(...))` as `materialize(...)` of
+        // one prints.
+        if self.at_source_keyword() || (self.at(&TokenKind::LParen) && self.source_keyword_at(1)) {
             return true;
         }
         // A `|` inside a call's parentheses (`toscalar(T | count)`) belongs

@@ -58,12 +58,19 @@ impl Parser<'_> {
     /// Whether the cursor is at `print`, `datatable` or `range` used as a
     /// source keyword rather than as a table name.
     pub(super) fn at_source_keyword(&self) -> bool {
-        let next = &self.nth(1).kind;
+        self.source_keyword_at(0)
+    }
+
+    /// Whether a source keyword (see [`Self::at_source_keyword`]) starts
+    /// `ahead` tokens after the cursor.
+    pub(super) fn source_keyword_at(&self, ahead: usize) -> bool {
+        let next = &self.nth(ahead + 1).kind;
         let next_is_boundary = matches!(next, TokenKind::Pipe | TokenKind::Semi | TokenKind::Eof);
-        ((self.at_word("print") || self.at_word("union")) && !next_is_boundary)
-            || (self.at_word("datatable") && *next == TokenKind::LParen)
-            || (self.at_word("range") && *next == TokenKind::Ident)
-            || (self.at_word("materialize") && *next == TokenKind::LParen)
+        let is = |word: &str| self.nth_is_word(ahead, word);
+        ((is("print") || is("union")) && !next_is_boundary)
+            || (is("datatable") && *next == TokenKind::LParen)
+            || (is("range") && *next == TokenKind::Ident)
+            || (is("materialize") && *next == TokenKind::LParen)
     }
 
     fn tabular_source(&mut self) -> Option<TabularSource> {
