@@ -398,6 +398,21 @@ fn lower_expr(expr: &BoundExpr, context: &LowerContext<'_>) -> Result<Expr> {
         ExprKind::Window(_) => {
             return Err(DataFusionError::Internal("a window function was not lifted by the binder".into()));
         }
+        ExprKind::InSubquery { negated, expr: value, tabular } => {
+            let plan = lower_query(tabular, context)?;
+            let first = column_at(&plan, 0);
+            let plan = LogicalPlanBuilder::from(plan).project(vec![first])?.build()?;
+            let subquery = datafusion::logical_expr::Subquery {
+                subquery: Arc::new(plan),
+                outer_ref_columns: Vec::new(),
+                spans: datafusion::common::Spans::new(),
+            };
+            Expr::InSubquery(datafusion::logical_expr::expr::InSubquery::new(
+                Box::new(lower_expr(value, context)?),
+                subquery,
+                *negated,
+            ))
+        }
         ExprKind::ScalarSubquery(tabular) => {
             let plan = lower_query(tabular, context)?;
             let first = column_at(&plan, 0);

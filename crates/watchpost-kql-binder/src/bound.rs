@@ -211,6 +211,11 @@ impl BoundExpr {
         match &self.kind {
             ExprKind::Column(_) | ExprKind::Literal(_) => Vec::new(),
             ExprKind::ScalarSubquery(tabular) => tabular.source_tables(),
+            ExprKind::InSubquery { expr, tabular, .. } => {
+                let mut tables = expr.subquery_tables();
+                tables.extend(tabular.source_tables());
+                tables
+            }
             ExprKind::Not(inner) | ExprKind::Negate(inner) => inner.subquery_tables(),
             ExprKind::Binary { left, right, .. } => {
                 let mut tables = left.subquery_tables();
@@ -263,6 +268,13 @@ pub enum ExprKind {
     /// `toscalar(tabular)`: the first column of the first row, null when
     /// there is no row.
     ScalarSubquery(Box<BoundTabular>),
+    /// `expr in (query)` (`!in` when `negated`): whether the value is in the
+    /// first column of the query.
+    InSubquery {
+        negated: bool,
+        expr: Box<BoundExpr>,
+        tabular: Box<BoundTabular>,
+    },
 }
 
 /// A literal value. Datetimes are nanoseconds since the Unix epoch and
