@@ -401,6 +401,14 @@ pub enum ScalarFunction {
     ArraySortAsc,
     ArraySortDesc,
     ArrayIndexOf,
+    SetHasElement,
+    StrcatArray,
+    GeoDistance2Points,
+    UrlDecode,
+    HasIpv4,
+    HasIpv4Prefix,
+    HasAnyIpv4,
+    HasAnyIpv4Prefix,
     // IP addresses.
     Ipv4IsInRange,
     Ipv4IsPrivate,
@@ -448,6 +456,12 @@ pub enum AggregateFunction {
     /// Dynamic arrays of the non-null values: all of them, or the distinct ones.
     MakeList,
     MakeSet,
+    /// `make_list_if(x, predicate [, max])` and `make_set_if`: over the
+    /// rows where the predicate holds.
+    MakeListIf,
+    MakeSetIf,
+    /// `take_anyif(x, predicate)`: any value from a row where the predicate holds.
+    TakeAnyIf,
     /// One property bag merged from bags.
     MakeBag,
     /// `arg_max(key, value)`: `value` at the row where `key` is largest

@@ -161,6 +161,9 @@ impl Binder<'_> {
         if name == "typeof" {
             return self.bind_typeof(args, expr);
         }
+        if name == "column_ifexists" && !self.functions.contains_key(name) {
+            return self.bind_column_ifexists(args, expr, input);
+        }
         if self.functions.contains_key(name) {
             return self.bind_user_call(name, args, expr, input);
         }
@@ -242,6 +245,24 @@ impl Binder<'_> {
         }
         let kind = ExprKind::InSubquery { negated, expr: Box::new(value), tabular: Box::new(bound) };
         Some(BoundExpr { kind, ty: KqlType::Bool })
+    }
+
+    /// `column_ifexists(name, default)`: the column called `name` when the
+    /// input has it, else `default`; decided here, from the schema.
+    fn bind_column_ifexists(&mut self, args: &[Expr], expr: &Expr, input: &TableSchema) -> Option<BoundExpr> {
+        let [name, default] = args else {
+            self.report(arity_error("column_ifexists", 2, 2, args.len(), expr));
+            return None;
+        };
+        let Ast::Literal(Literal::String(column_name)) = &name.kind else {
+            let message = "column_ifexists() expects the column name as a string constant";
+            self.report(Diagnostic::semantic("KQL2009", name.span, message));
+            return None;
+        };
+        match input.column(column_name) {
+            Some(column) => Some(BoundExpr { kind: ExprKind::Column(column_name.clone()), ty: column.kql_type }),
+            None => self.bind_expr(default, input),
+        }
     }
 
     /// `typeof(T)`, only meaningful as the type argument of `extract`:

@@ -87,6 +87,25 @@ impl Binder<'_> {
             return None;
         }
         let bound_args = self.bind_args(args, input)?;
+        let size_at = match function {
+            AggregateFunction::MakeList | AggregateFunction::MakeSet => Some(1),
+            AggregateFunction::MakeListIf | AggregateFunction::MakeSetIf => Some(2),
+            _ => None,
+        };
+        if let Some(size) = size_at.and_then(|idx| bound_args.get(idx)) {
+            if !matches!(size.kind, ExprKind::Literal(Value::Long(_) | Value::Int(_))) {
+                let message = format!("the maximum size of '{}' must be an integer constant", name.name);
+                self.report(Diagnostic::semantic("KQL2009", args[size_at.unwrap_or(1)].span, message));
+                return None;
+            }
+        }
+        if matches!(function, AggregateFunction::MakeListIf | AggregateFunction::MakeSetIf | AggregateFunction::TakeAnyIf)
+            && !matches!(bound_args[1].ty, KqlType::Bool | KqlType::Dynamic)
+        {
+            let message = format!("the predicate of '{}' must be a bool, got {}", name.name, bound_args[1].ty);
+            self.report(Diagnostic::semantic("KQL2005", args[1].span, message));
+            return None;
+        }
         let ty = functions::aggregate_return_type(function, bound_args.first().map(|arg| arg.ty));
         let column_name = match &named.name {
             Some(ident) => ident.name.clone(),
