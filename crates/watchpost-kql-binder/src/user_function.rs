@@ -19,7 +19,7 @@ use watchpost_kql_syntax::ast::{
 };
 use watchpost_schema::{KqlType, TableSchema};
 
-use crate::bound::{BoundExpr, BoundTabular, ExprKind, ScalarFunction};
+use crate::bound::{BoundExpr, BoundTabular, ExprKind, ScalarFunction, Value};
 use crate::Binder;
 
 /// The arguments of one call, bound: scalar parameters by name and the
@@ -325,6 +325,9 @@ fn convert_argument(arg: BoundExpr, ty: KqlType) -> Option<BoundExpr> {
     if arg.ty == ty {
         return Some(arg);
     }
+    if let Some(folded) = convert_literal(&arg, ty) {
+        return Some(folded);
+    }
     let numeric = |ty: KqlType| matches!(ty, KqlType::Int | KqlType::Long | KqlType::Real | KqlType::Decimal);
     if !(arg.ty == KqlType::Dynamic || (numeric(arg.ty) && numeric(ty))) {
         return None;
@@ -340,4 +343,18 @@ fn convert_argument(arg: BoundExpr, ty: KqlType) -> Option<BoundExpr> {
         KqlType::Dynamic | KqlType::Guid => return None,
     };
     Some(BoundExpr { kind: ExprKind::Call { function, args: vec![arg] }, ty })
+}
+
+/// A numeric literal converted to another numeric type at bind time, so a
+/// constant argument stays a constant (`take n` with `n: int` given `25`).
+fn convert_literal(arg: &BoundExpr, ty: KqlType) -> Option<BoundExpr> {
+    let ExprKind::Literal(value) = &arg.kind else { return None };
+    let value = match (value, ty) {
+        (Value::Long(n), KqlType::Int) => Value::Int(i32::try_from(*n).ok()?),
+        (Value::Int(n), KqlType::Long) => Value::Long(i64::from(*n)),
+        (Value::Long(n), KqlType::Real) => Value::Real(*n as f64),
+        (Value::Int(n), KqlType::Real) => Value::Real(f64::from(*n)),
+        _ => return None,
+    };
+    Some(BoundExpr { kind: ExprKind::Literal(value), ty })
 }
