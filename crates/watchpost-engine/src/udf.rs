@@ -2,6 +2,7 @@
 //! `has` is a hand-tuned UDF of its own; the rest are row-wise kernels
 //! wrapped by [`kernel::call`], grouped by family.
 
+pub(crate) mod anomalies;
 pub(crate) mod collect;
 pub(crate) mod convert;
 pub(crate) mod datetime;

@@ -425,6 +425,11 @@ pub enum ScalarFunction {
     SeriesFill,
     /// `(from, to, step)`: the axis array `from, from + step, ...` below `to`.
     SeriesAxis,
+    /// The three outputs of `series_decompose_anomalies()`, bound one
+    /// per column by `extend (flag, score, baseline) = ...`.
+    SeriesAnomalyFlags,
+    SeriesAnomalyScores,
+    SeriesAnomalyBaseline,
 }
 
 /// An aggregate call in `summarize`.

@@ -170,6 +170,11 @@ impl Binder<'_> {
         if matches!(name, "row_number" | "prev" | "next" | "row_cumsum") {
             return self.bind_window_call(name, args, expr, input);
         }
+        if functions::multi_valued(name).is_some() {
+            let message = format!("{name}() returns several values; name them with `extend (A, B, ...) = {name}(...)`");
+            self.report(Diagnostic::semantic("KQL2011", expr.span, message));
+            return None;
+        }
         let Some(signature) = functions::scalar(name) else {
             self.report(unknown_function(name, expr));
             return None;

@@ -166,8 +166,30 @@ pub(crate) const SIGNATURES: &[Signature] = {
         sig(&["url_decode"], F::UrlDecode, 1, 1, Type(Str)),
         sig(&["parse_path"], F::ParsePath, 1, 1, Type(Dynamic)),
         sig(&["parse_xml"], F::ParseXml, 1, 1, Type(Dynamic)),
+        // Series. A name with a dot cannot be written as a call: the binder
+        // rewrites `series_decompose_anomalies()` in `extend` into these.
+        sig(&[ANOMALY_FLAGS], F::SeriesAnomalyFlags, 1, 7, Type(Dynamic)),
+        sig(&[ANOMALY_SCORES], F::SeriesAnomalyScores, 1, 7, Type(Dynamic)),
+        sig(&[ANOMALY_BASELINE], F::SeriesAnomalyBaseline, 1, 7, Type(Dynamic)),
     ]
 };
+
+pub(crate) const ANOMALY_FLAGS: &str = "series_decompose_anomalies.ad_flag";
+pub(crate) const ANOMALY_SCORES: &str = "series_decompose_anomalies.ad_score";
+pub(crate) const ANOMALY_BASELINE: &str = "series_decompose_anomalies.baseline";
+
+/// Functions that return several values, each with the internal function
+/// giving it and the suffix Kusto adds to a single name (`x_ad_flag`).
+pub(crate) fn multi_valued(name: &str) -> Option<&'static [(&'static str, &'static str)]> {
+    match name {
+        "series_decompose_anomalies" => Some(&[
+            (ANOMALY_FLAGS, "_ad_flag"),
+            (ANOMALY_SCORES, "_ad_score"),
+            (ANOMALY_BASELINE, "_baseline"),
+        ]),
+        _ => None,
+    }
+}
 
 /// Looks up a scalar function by any of its KQL names (case-sensitive, as
 /// Kusto's).
@@ -177,7 +199,12 @@ pub(crate) fn scalar(name: &str) -> Option<&'static Signature> {
 
 /// Every scalar and aggregate name, for "did you mean" hints.
 pub(crate) fn all_names() -> impl Iterator<Item = &'static str> {
-    SIGNATURES.iter().flat_map(|signature| signature.names.iter().copied()).chain(AGGREGATE_NAMES.iter().copied())
+    SIGNATURES
+        .iter()
+        .flat_map(|signature| signature.names.iter().copied())
+        .filter(|name| !name.contains('.'))
+        .chain(["series_decompose_anomalies"])
+        .chain(AGGREGATE_NAMES.iter().copied())
 }
 
 const AGGREGATE_NAMES: &[&str] = &[

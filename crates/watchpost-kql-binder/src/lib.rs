@@ -16,6 +16,7 @@ mod expr;
 mod functions;
 mod join;
 mod make_series;
+mod multi_value;
 mod parse_op;
 mod summarize;
 mod tabular;

@@ -20,11 +20,8 @@ impl Binder<'_> {
     /// Binds `items` over `input` the way `extend` does (new columns last,
     /// a redefined column moves to the end), lifting window calls.
     pub(crate) fn bind_extend(&mut self, input: BoundTabular, items: &[NamedExpr], span: Span) -> Option<BoundTabular> {
-        if let Some(tuple) = items.iter().find(|item| !item.tuple.is_empty()) {
-            let message = "assigning several columns at once, as in `extend (A, B) = f(...)`, is not supported yet";
-            self.report(Diagnostic::semantic("KQL3001", tuple.span, message));
-            return None;
-        }
+        let expanded = self.expand_multi_valued(items)?;
+        let items = expanded.as_slice();
         let (input, bound) = self.bind_windowed_list(input, items, span)?;
         let mut all: Vec<_> = input
             .schema

@@ -14,7 +14,7 @@ use watchpost_schema::{KqlType, TIME_RECEIVED};
 use super::{datetime_literal, lower_bin, lower_expr, now_literal, LowerContext};
 use crate::udf::datetime::Period;
 use crate::udf::kernel::{self, Kernel};
-use crate::udf::{convert, datetime, dynamic, geo, ip, ip_text, parse_text, series, strings, xml};
+use crate::udf::{anomalies, convert, datetime, dynamic, geo, ip, ip_text, parse_text, series, strings, xml};
 
 const NANOS_PER_TICK: i64 = 100;
 
@@ -290,6 +290,12 @@ pub(super) fn lower_call(
         F::ParseXml => call.kernel("parse_xml", xml::parse_xml, &[Pass::Text])?,
         F::SeriesFill => call.kernel("series_fill", series::series_fill, &[])?,
         F::SeriesAxis => call.kernel("series_axis", series::series_axis, &[])?,
+        // Distinct names: calls that share a name and arguments are merged.
+        F::SeriesAnomalyFlags => call.kernel("series_decompose_anomalies_flag", anomalies::anomaly_flags, &[])?,
+        F::SeriesAnomalyScores => call.kernel("series_decompose_anomalies_score", anomalies::anomaly_scores, &[])?,
+        F::SeriesAnomalyBaseline => {
+            call.kernel("series_decompose_anomalies_baseline", anomalies::anomaly_baseline, &[])?
+        }
     })
 }
 
