@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 /// Files that bind with `--schema` today. Raise it when more bind; never
 /// lower it to make a failing change pass.
-const BIND_FLOOR: usize = 68;
+const BIND_FLOOR: usize = 73;
 
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/kql-corpus")
