@@ -226,7 +226,7 @@ impl Binder<'_> {
         value: &Expr,
         tabular: &watchpost_kql_syntax::ast::TabularExpr,
         expr: &Expr,
-    input: &TableSchema,
+        input: &TableSchema,
     ) -> Option<BoundExpr> {
         let value = self.bind_expr(value, input);
         let bound = self.bind_tabular(tabular);
@@ -235,7 +235,8 @@ impl Binder<'_> {
             ListOp::In => false,
             ListOp::NotIn => true,
             _ => {
-                let message = format!("`{}` with a query on the right is not supported yet; use `in` or `!in`", op.as_str());
+                let message =
+                    format!("`{}` with a query on the right is not supported yet; use `in` or `!in`", op.as_str());
                 self.report(Diagnostic::semantic("KQL3001", expr.span, message));
                 return None;
             }

@@ -182,11 +182,9 @@ pub(crate) const ANOMALY_BASELINE: &str = "series_decompose_anomalies.baseline";
 /// giving it and the suffix Kusto adds to a single name (`x_ad_flag`).
 pub(crate) fn multi_valued(name: &str) -> Option<&'static [(&'static str, &'static str)]> {
     match name {
-        "series_decompose_anomalies" => Some(&[
-            (ANOMALY_FLAGS, "_ad_flag"),
-            (ANOMALY_SCORES, "_ad_score"),
-            (ANOMALY_BASELINE, "_baseline"),
-        ]),
+        "series_decompose_anomalies" => {
+            Some(&[(ANOMALY_FLAGS, "_ad_flag"), (ANOMALY_SCORES, "_ad_score"), (ANOMALY_BASELINE, "_baseline")])
+        }
         _ => None,
     }
 }

@@ -45,9 +45,7 @@ fn lift_aggregates(expr: &Expr, hidden: &mut Vec<NamedExpr>) -> Expr {
     }
     let mut lift = |inner: &Expr| Box::new(lift_aggregates(inner, hidden));
     let kind = match &expr.kind {
-        Ast::Call { name, args } => {
-            Ast::Call { name: name.clone(), args: args.iter().map(|arg| *lift(arg)).collect() }
-        }
+        Ast::Call { name, args } => Ast::Call { name: name.clone(), args: args.iter().map(|arg| *lift(arg)).collect() },
         Ast::Unary { op, operand } => Ast::Unary { op: *op, operand: lift(operand) },
         Ast::Binary { op, left, right } => Ast::Binary { op: *op, left: lift(left), right: lift(right) },
         Ast::Paren(inner) => Ast::Paren(lift(inner)),
@@ -211,8 +209,10 @@ impl Binder<'_> {
                 return None;
             }
         }
-        if matches!(function, AggregateFunction::MakeListIf | AggregateFunction::MakeSetIf | AggregateFunction::TakeAnyIf)
-            && !matches!(bound_args[1].ty, KqlType::Bool | KqlType::Dynamic)
+        if matches!(
+            function,
+            AggregateFunction::MakeListIf | AggregateFunction::MakeSetIf | AggregateFunction::TakeAnyIf
+        ) && !matches!(bound_args[1].ty, KqlType::Bool | KqlType::Dynamic)
         {
             let message = format!("the predicate of '{}' must be a bool, got {}", name.name, bound_args[1].ty);
             self.report(Diagnostic::semantic("KQL2005", args[1].span, message));

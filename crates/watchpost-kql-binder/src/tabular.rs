@@ -275,7 +275,8 @@ impl Binder<'_> {
                 }
                 let mut ordered: Vec<(String, BoundExpr)> = Vec::new();
                 for name in names {
-                    for column in input.schema.columns.iter().filter(|column| matches_pattern(&name.name, &column.name)) {
+                    for column in input.schema.columns.iter().filter(|column| matches_pattern(&name.name, &column.name))
+                    {
                         if !ordered.iter().any(|(seen, _)| *seen == column.name) {
                             ordered.push((column.name.clone(), column_ref(column)));
                         }
@@ -324,8 +325,10 @@ impl Binder<'_> {
                 Some(BoundTabular { kind: TabularKind::Values { rows }, schema })
             }
             OperatorKind::Distinct(exprs) => {
-                let named: Vec<NamedExpr> =
-                    exprs.iter().map(|expr| NamedExpr { name: None, tuple: Vec::new(), expr: expr.clone(), span: expr.span }).collect();
+                let named: Vec<NamedExpr> = exprs
+                    .iter()
+                    .map(|expr| NamedExpr { name: None, tuple: Vec::new(), expr: expr.clone(), span: expr.span })
+                    .collect();
                 let bound = self.bind_named_list(&named, &input.schema, NamingStyle::Column)?;
                 let projected = project(input, bound);
                 let schema = projected.schema.clone();

@@ -191,13 +191,16 @@ impl Binder<'_> {
                 return None;
             }
             if arranged[idx].is_some() {
-                let message = format!("function '{name}': parameter '{}' is given twice", function.params[idx].name.name);
+                let message =
+                    format!("function '{name}': parameter '{}' is given twice", function.params[idx].name.name);
                 self.report(Diagnostic::semantic("KQL2007", arg.span, message));
                 return None;
             }
             arranged[idx] = Some(value);
         }
-        if let Some(missing) = function.params.iter().zip(&arranged).find(|(param, arg)| arg.is_none() && param.default.is_none()) {
+        if let Some(missing) =
+            function.params.iter().zip(&arranged).find(|(param, arg)| arg.is_none() && param.default.is_none())
+        {
             if !args.iter().any(|arg| matches!(arg.kind, Ast::NamedArg { .. })) {
                 self.report(arity_error(function, name, args.len(), call));
                 return None;

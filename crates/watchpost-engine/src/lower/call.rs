@@ -271,7 +271,13 @@ pub(super) fn lower_call(
         F::StrcatArray => call.kernel("strcat_array", dynamic::strcat_array, &[Pass::Raw, Pass::Text])?,
         F::GeoDistance2Points => {
             let coordinates = (0..4).map(|idx| call.real(idx)).collect::<Result<Vec<_>>>()?;
-            kernel::call("geo_distance_2points", geo::geo_distance_2points, coordinates, vec![KqlType::Real; 4], call.ty)
+            kernel::call(
+                "geo_distance_2points",
+                geo::geo_distance_2points,
+                coordinates,
+                vec![KqlType::Real; 4],
+                call.ty,
+            )
         }
         F::UrlDecode => call.kernel("url_decode", strings::url_decode, &[Pass::Text])?,
         F::HasIpv4 => call.kernel("has_ipv4", ip_text::has_ipv4, &[Pass::Text, Pass::Text])?,

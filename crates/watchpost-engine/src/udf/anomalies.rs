@@ -215,9 +215,9 @@ fn detect_period(learn: &[Option<f64>], threshold: f64) -> usize {
     }
     let mut best = (0, threshold);
     for lag in 2..=n_points / 2 {
-        let correlation: f64 =
-            centered.iter().zip(&centered[lag..]).map(|(a, b)| a * b).sum::<f64>() / energy * n_points as f64
-                / (n_points - lag) as f64;
+        let correlation: f64 = centered.iter().zip(&centered[lag..]).map(|(a, b)| a * b).sum::<f64>() / energy
+            * n_points as f64
+            / (n_points - lag) as f64;
         // A multiple of the period correlates as well; keep the shortest.
         if correlation > best.1 + 1e-9 || (best.0 == 0 && correlation >= best.1) {
             best = (lag, correlation);

@@ -92,15 +92,13 @@ fn parse_octet(text: &str) -> Option<u8> {
 /// The addresses in `text`: runs of letters, digits and dots, trimmed of
 /// dots at either end, that are exactly a dotted quad.
 fn addresses(text: &str) -> impl Iterator<Item = Ipv4Addr> + '_ {
-    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '.'))
-        .map(|run| run.trim_matches('.'))
-        .filter_map(|run| {
-            let octets: Option<Vec<u8>> = run.split('.').map(parse_octet).collect();
-            match octets?.as_slice() {
-                [a, b, c, d] => Some(Ipv4Addr::new(*a, *b, *c, *d)),
-                _ => None,
-            }
-        })
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '.')).map(|run| run.trim_matches('.')).filter_map(|run| {
+        let octets: Option<Vec<u8>> = run.split('.').map(parse_octet).collect();
+        match octets?.as_slice() {
+            [a, b, c, d] => Some(Ipv4Addr::new(*a, *b, *c, *d)),
+            _ => None,
+        }
+    })
 }
 
 #[cfg(test)]
@@ -109,7 +107,8 @@ mod tests {
 
     #[test]
     fn finds_only_delimited_valid_addresses() {
-        let found: Vec<Ipv4Addr> = addresses("from: 192.168.1.1, 10.1.1.115 and x54127.0.0.1 127.0.0.256 1.2.3.4.").collect();
+        let found: Vec<Ipv4Addr> =
+            addresses("from: 192.168.1.1, 10.1.1.115 and x54127.0.0.1 127.0.0.256 1.2.3.4.").collect();
         assert_eq!(found, vec![Ipv4Addr::new(192, 168, 1, 1), Ipv4Addr::new(10, 1, 1, 115), Ipv4Addr::new(1, 2, 3, 4)]);
     }
 

@@ -289,21 +289,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use regex::Regex;
-
-    use super::expand;
-
-    #[test]
-    fn rewrite_references_groups_both_ways() {
-        let regex = Regex::new(r"(\d+)-(\d+)").unwrap();
-        let caps = regex.captures("12-34").unwrap();
-        assert_eq!(expand(r"\2/\1", &caps), "34/12");
-        assert_eq!(expand("$2:$1 costs $", &caps), "34:12 costs $");
-    }
-}
-
 /// `url_decode(text)`: `%XX` escapes become bytes and `+` a space; a `%`
 /// not followed by two hex digits stays as written. Bytes that are not
 /// UTF-8 become U+FFFD.
@@ -337,4 +322,19 @@ fn percent_decode(text: &str) -> String {
         }
     }
     String::from_utf8_lossy(&decoded).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use regex::Regex;
+
+    use super::expand;
+
+    #[test]
+    fn rewrite_references_groups_both_ways() {
+        let regex = Regex::new(r"(\d+)-(\d+)").unwrap();
+        let caps = regex.captures("12-34").unwrap();
+        assert_eq!(expand(r"\2/\1", &caps), "34/12");
+        assert_eq!(expand("$2:$1 costs $", &caps), "34:12 costs $");
+    }
 }

@@ -144,7 +144,10 @@ impl<'a> Parser<'a> {
             }
             self.bump();
             let span = self.span_from(expr.span.start as usize);
-            return Some(Expr { kind: ExprKind::InTabular { op, expr: Box::new(expr), tabular: Box::new(tabular) }, span });
+            return Some(Expr {
+                kind: ExprKind::InTabular { op, expr: Box::new(expr), tabular: Box::new(tabular) },
+                span,
+            });
         }
         let list = self.comma_list(Self::expr)?;
         self.expect(&TokenKind::RParen, "`,` or `)` in the list of values")?;

@@ -4,8 +4,8 @@ use watchpost_diagnostics::{Diagnostic, Span};
 
 use super::Parser;
 use crate::ast::{
-    Expr, Ident, JoinKey, NamedExpr, NullsOrder, Operator, OperatorKind, SortKey, SortOrder, TabularExpr, TabularSource,
-    TopNestedLevel,
+    Expr, Ident, JoinKey, NamedExpr, NullsOrder, Operator, OperatorKind, SortKey, SortOrder, TabularExpr,
+    TabularSource, TopNestedLevel,
 };
 use crate::lexer::TokenKind;
 
@@ -169,7 +169,9 @@ impl Parser<'_> {
     /// Parses a column name or a wildcard pattern such as `*_s` or
     /// `DeviceCustom*` (a name whose `*`s match any text).
     fn column_pattern(&mut self) -> Option<Ident> {
-        if !self.at(&TokenKind::Star) && !(self.at(&TokenKind::Ident) && self.nth(1).kind == TokenKind::Star) {
+        let is_pattern =
+            self.at(&TokenKind::Star) || (self.at(&TokenKind::Ident) && self.nth(1).kind == TokenKind::Star);
+        if !is_pattern {
             return self.ident("a column name");
         }
         let start = self.start();
