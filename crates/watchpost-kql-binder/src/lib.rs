@@ -142,8 +142,8 @@ pub(crate) struct Binder<'a> {
 }
 
 impl Binder<'_> {
-    /// Binds a `let` statement, making its name visible to what follows.
-    /// Inside a function body, scalar names join the function's parameters.
+    /// Binds a `let` statement, making its name visible to what follows
+    /// (inside a function body, until the body ends).
     fn bind_let(&mut self, let_stmt: &LetStmt) {
         let name = let_stmt.name.name.clone();
         match &let_stmt.value {
@@ -155,14 +155,8 @@ impl Binder<'_> {
                     return;
                 }
                 let empty = TableSchema::default();
-                let Some(bound) = self.bind_expr(expr, &empty) else { return };
-                match self.param_scopes.last_mut() {
-                    Some(scope) => {
-                        scope.insert(name, bound);
-                    }
-                    None => {
-                        self.scalars.insert(name, bound);
-                    }
+                if let Some(bound) = self.bind_expr(expr, &empty) {
+                    self.scalars.insert(name, bound);
                 }
             }
             LetValue::Tabular(tabular) => {

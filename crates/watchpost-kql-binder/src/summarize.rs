@@ -91,6 +91,7 @@ impl Binder<'_> {
         for output in &outputs {
             let SummarizeOutput::Aggregate(named) = output else { continue };
             let columns = self.bind_aggregate_item(named, &input, &group_by)?;
+            let columns = self.name_tuple(named, columns)?;
             n_columns_per_output.push(columns.len());
             bound_aggregates.extend(columns);
         }
@@ -113,6 +114,20 @@ impl Binder<'_> {
             return Some(aggregated);
         }
         self.compute_after_aggregation(aggregated, n_keys, &outputs, &n_columns_per_output)
+    }
+
+    /// `(A, B) = arg_max(T, x)`: the names replace those of the first
+    /// columns of the aggregate, in order.
+    fn name_tuple(&mut self, named: &NamedExpr, mut columns: AggregateColumns) -> Option<AggregateColumns> {
+        if named.tuple.len() > columns.len() {
+            let message = format!("{} names for an aggregate with {} columns", named.tuple.len(), columns.len());
+            self.report(Diagnostic::semantic("KQL2011", named.span, message));
+            return None;
+        }
+        for (column, name) in columns.iter_mut().zip(&named.tuple) {
+            column.0 = name.name.clone();
+        }
+        Some(columns)
     }
 
     /// Projects the keys and, in the written order, the aggregate columns

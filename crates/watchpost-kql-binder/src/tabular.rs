@@ -347,6 +347,12 @@ impl Binder<'_> {
         let mut failed = false;
         let mut unnamed = 0;
         for (position, item) in items.iter().enumerate() {
+            if !item.tuple.is_empty() {
+                let message = "only `extend` and `summarize` assign several columns at once, as in `(A, B) = ...`";
+                self.report(Diagnostic::semantic("KQL2011", item.span, message));
+                failed = true;
+                continue;
+            }
             let Some(bound) = self.bind_expr(&item.expr, input) else {
                 failed = true;
                 continue;

@@ -31,6 +31,7 @@ struct BoundArgs {
 
 /// What entering a function body hid, restored when the body is bound.
 struct SavedScope {
+    scalars: HashMap<String, BoundExpr>,
     tabulars: HashMap<String, BoundTabular>,
     functions: HashMap<String, FunctionDef>,
 }
@@ -138,7 +139,11 @@ impl Binder<'_> {
 
     /// Puts the parameters and the body's `let` statements in scope.
     fn enter_function(&mut self, function: &FunctionDef, name: &str, args: BoundArgs) -> SavedScope {
-        let saved = SavedScope { tabulars: self.tabulars.clone(), functions: self.functions.clone() };
+        let saved = SavedScope {
+            scalars: self.scalars.clone(),
+            tabulars: self.tabulars.clone(),
+            functions: self.functions.clone(),
+        };
         self.tabulars.extend(args.tables);
         self.param_scopes.push(args.scalars);
         self.calling.push(name.to_string());
@@ -151,6 +156,7 @@ impl Binder<'_> {
     fn exit_function(&mut self, saved: SavedScope) {
         self.calling.pop();
         self.param_scopes.pop();
+        self.scalars = saved.scalars;
         self.tabulars = saved.tabulars;
         self.functions = saved.functions;
     }
