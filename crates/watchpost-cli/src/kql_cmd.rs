@@ -395,6 +395,9 @@ fn read_stdin() -> anyhow::Result<String> {
 }
 
 #[cfg(test)]
+mod corpus_execution;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
