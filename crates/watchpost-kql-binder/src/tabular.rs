@@ -22,7 +22,13 @@ impl Binder<'_> {
             TabularSource::Table(name) => Some(name.name.clone()),
             _ => None,
         };
-        for operator in &tabular.operators {
+        let n_operators = tabular.operators.len();
+        for (idx, operator) in tabular.operators.iter().enumerate() {
+            if matches!(operator.kind, OperatorKind::Render { .. }) && idx + 1 < n_operators {
+                let message = "`render` must be the last operator of the query";
+                self.report(Diagnostic::semantic("KQL2011", operator.span, message));
+                return None;
+            }
             current = match &operator.kind {
                 OperatorKind::As(name) => {
                     self.tabulars.insert(name.name.clone(), current.clone());
