@@ -177,8 +177,39 @@ fn first_error(text: &str, catalog: Option<&SchemaCatalog>) -> Option<Diagnostic
         return Some(diagnostic);
     }
     let catalog = catalog?;
-    let (_, diagnostics) = watchpost_kql_binder::bind(&query, catalog);
-    diagnostics.into_iter().find(is_error)
+    bind_without_data(&query, catalog).into_iter().find(is_error)
+}
+
+/// The most `bag_unpack()` plugins one query is checked through.
+const MAX_BAG_PROBES: usize = 16;
+
+/// Binds `query` without data: a `bag_unpack()` takes its columns from the
+/// rows, so it is bound as if the bags had no keys. When the query binds
+/// that way nothing after it depends on the keys and the query is valid;
+/// when it does not, the problem may be a column only the data would
+/// provide, so the diagnostic says the check needs data.
+fn bind_without_data(query: &watchpost_kql_syntax::ast::Query, catalog: &SchemaCatalog) -> Vec<Diagnostic> {
+    let mut bag_keys = watchpost_kql_binder::BagKeys::new();
+    let mut first_probe = None;
+    loop {
+        let binding = watchpost_kql_binder::bind_with_bag_keys(query, catalog, &bag_keys);
+        let Some(probe) = binding.probe else {
+            return match first_probe {
+                Some(span) if !binding.diagnostics.is_empty() => {
+                    let message = "bag_unpack() takes its columns from the data, so this query cannot be checked \
+                                   without it";
+                    vec![Diagnostic::semantic("KQL3001", span, message)]
+                }
+                _ => binding.diagnostics,
+            };
+        };
+        if bag_keys.len() >= MAX_BAG_PROBES {
+            let message = format!("a query may use at most {MAX_BAG_PROBES} bag_unpack() plugins");
+            return vec![Diagnostic::semantic("KQL3001", probe.span, message)];
+        }
+        first_probe.get_or_insert(probe.span);
+        bag_keys.insert(probe.span, Vec::new());
+    }
 }
 
 /// The query fields of Sentinel content: `query` in analytics rules and
@@ -364,6 +395,9 @@ fn read_stdin() -> anyhow::Result<String> {
 }
 
 #[cfg(test)]
+mod corpus_execution;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -426,5 +460,16 @@ mod tests {
         std::fs::write(&parser, body.replace("Name: wanted", "Name: other")).unwrap();
         let FileOutcome::Failed(line) = check_file(&parser, Some(&schema)) else { panic!("expected a bind failure") };
         assert!(line.starts_with(&format!("{}:7:", parser.display())), "{line}");
+    }
+
+    #[test]
+    fn bag_unpack_binds_without_data_unless_its_columns_are_used() {
+        let schema = SchemaCatalog::from_json(&serde_json::json!({"T": {"Bag": "dynamic", "Name": "string"}})).unwrap();
+        let valid = "T | evaluate bag_unpack(Bag) | where Name == 'x'";
+        assert_eq!(first_error(valid, Some(&schema)), None);
+        let needs_data = "T | evaluate bag_unpack(Bag) | where Key == 'x'";
+        let diagnostic = first_error(needs_data, Some(&schema)).expect("a diagnostic");
+        assert_eq!(diagnostic.code, "KQL3001");
+        assert!(diagnostic.message.contains("cannot be checked without"), "{}", diagnostic.message);
     }
 }

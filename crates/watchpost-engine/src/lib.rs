@@ -15,6 +15,7 @@
 //! Start reading at [`QueryEngine::run`].
 
 mod lower;
+mod render;
 pub mod result;
 mod scan;
 mod udf;
@@ -33,6 +34,7 @@ use watchpost_kql_binder::TableCatalog;
 use watchpost_schema::{ColumnDef, TableSchema};
 use watchpost_storage::Store;
 
+pub use render::Render;
 pub use scan::TimeWindow;
 
 /// Most `bag_unpack()` plugins one query may use; each runs its input once
@@ -76,6 +78,8 @@ pub struct QueryOutput {
     /// The row cap was reached and rows were left out.
     pub truncated: bool,
     pub stats: QueryStats,
+    /// The `render` that ends the query, if any.
+    pub render: Option<Render>,
 }
 
 impl QueryOutput {
@@ -164,7 +168,9 @@ impl QueryEngine {
         }
         let execution = async {
             let bound = self.bind_reading_bags(&query, request, started).await?;
-            self.execute(bound, request, started).await
+            let mut output = self.execute(bound, request, started).await?;
+            output.render = render::render_of(&query);
+            Ok(output)
         };
         match tokio::time::timeout(request.timeout, execution).await {
             Ok(result) => result,
@@ -277,7 +283,7 @@ impl QueryEngine {
             batches.push(batch);
         }
         stats.execution_time = started.elapsed();
-        Ok(QueryOutput { columns: bound.schema.columns, batches, truncated, stats })
+        Ok(QueryOutput { columns: bound.schema.columns, batches, truncated, stats, render: None })
     }
 
     fn session(&self) -> Result<SessionContext, QueryError> {

@@ -10,6 +10,7 @@ use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano, TimeUnit};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::MemTable;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::functions::core::expr_fn as core_fn;
 use datafusion::functions::{datetime as dt_fn, math as math_fn, string as str_fn, unicode as uni_fn};
 use datafusion::functions_aggregate::expr_fn as agg;
 use datafusion::logical_expr::{
@@ -66,7 +67,7 @@ fn lower(tabular: &BoundTabular, context: &LowerContext<'_>) -> Result<LogicalPl
         TabularKind::Values { rows } => lower_values(rows, &tabular.schema, context),
         TabularKind::Filter { input, predicate } => {
             let input = lower(input, context)?;
-            LogicalPlanBuilder::from(input).filter(lower_expr(predicate, context)?)?.build()
+            LogicalPlanBuilder::from(input).filter(lower_predicate(predicate, context)?)?.build()
         }
         TabularKind::Project { input, columns } => {
             let input = lower(input, context)?;
@@ -398,6 +399,41 @@ fn lower_expr(expr: &BoundExpr, context: &LowerContext<'_>) -> Result<Expr> {
         ExprKind::Window(_) => {
             return Err(DataFusionError::Internal("a window function was not lifted by the binder".into()));
         }
+        // Outside a `where` (see `lower_predicate`) DataFusion cannot plan an
+        // `IN (subquery)`: the query's distinct values become one array and
+        // each row looks its value up in it.
+        ExprKind::InSubquery { negated, expr: value, tabular } => {
+            let plan = lower_query(tabular, context)?;
+            let first = column_at(&plan, 0);
+            let element_type = tabular.schema.columns.first().map_or(KqlType::Dynamic, |column| column.kql_type);
+            let values = agg::array_agg(first.clone()).distinct().filter(first.is_not_null()).build()?;
+            let plan = LogicalPlanBuilder::from(plan).aggregate(Vec::<Expr>::new(), vec![values])?.build()?;
+            let set = Expr::ScalarSubquery(datafusion::logical_expr::Subquery {
+                subquery: Arc::new(plan),
+                outer_ref_columns: Vec::new(),
+                spans: datafusion::common::Spans::new(),
+            });
+            let array = udf::kernel::call(
+                "make_set",
+                udf::collect::list_to_array,
+                vec![set, lit(udf::collect::DEFAULT_MAX_SIZE)],
+                vec![element_type, KqlType::Long],
+                KqlType::Dynamic,
+            );
+            let found = udf::kernel::call(
+                "set_has_element",
+                udf::dynamic::set_has_element,
+                vec![array, lower_expr(value, context)?],
+                vec![KqlType::Dynamic, value.ty],
+                KqlType::Bool,
+            );
+            let found = core_fn::coalesce(vec![found, lit(false)]);
+            if *negated {
+                Expr::Not(Box::new(found))
+            } else {
+                found
+            }
+        }
         ExprKind::ScalarSubquery(tabular) => {
             let plan = lower_query(tabular, context)?;
             let first = column_at(&plan, 0);
@@ -409,6 +445,33 @@ fn lower_expr(expr: &BoundExpr, context: &LowerContext<'_>) -> Result<Expr> {
             })
         }
     })
+}
+
+/// Lowers a `where` predicate: an `in (query)` that is the predicate or one
+/// of its `and`ed terms becomes DataFusion's `IN (subquery)`, which it plans
+/// as a semi join; everything else lowers as any expression.
+fn lower_predicate(predicate: &BoundExpr, context: &LowerContext<'_>) -> Result<Expr> {
+    match &predicate.kind {
+        ExprKind::Binary { op: BinaryOp::And, left, right } => {
+            Ok(lower_predicate(left, context)?.and(lower_predicate(right, context)?))
+        }
+        ExprKind::InSubquery { negated, expr: value, tabular } => {
+            let plan = lower_query(tabular, context)?;
+            let first = column_at(&plan, 0);
+            let plan = LogicalPlanBuilder::from(plan).project(vec![first])?.build()?;
+            let subquery = datafusion::logical_expr::Subquery {
+                subquery: Arc::new(plan),
+                outer_ref_columns: Vec::new(),
+                spans: datafusion::common::Spans::new(),
+            };
+            Ok(Expr::InSubquery(datafusion::logical_expr::expr::InSubquery::new(
+                Box::new(lower_expr(value, context)?),
+                subquery,
+                *negated,
+            )))
+        }
+        _ => lower_expr(predicate, context),
+    }
 }
 
 fn lower_binary(op: BinaryOp, left: &BoundExpr, right: &BoundExpr, context: &LowerContext<'_>) -> Result<Expr> {
@@ -601,6 +664,15 @@ fn lower_aggregate(aggregate: &BoundAggregate, context: &LowerContext<'_>) -> Re
             let value = arg(0)?;
             agg::array_agg(value.clone()).distinct().filter(value.is_not_null()).build()?
         }
+        AggregateFunction::MakeListIf => {
+            let value = arg(0)?;
+            agg::array_agg(value.clone()).filter(value.is_not_null().and(arg(1)?)).build()?
+        }
+        AggregateFunction::MakeSetIf => {
+            let value = arg(0)?;
+            agg::array_agg(value.clone()).distinct().filter(value.is_not_null().and(arg(1)?)).build()?
+        }
+        AggregateFunction::TakeAnyIf => agg::first_value(arg(0)?, vec![]).filter(arg(1)?).build()?,
         // The value at the first row in key order; rows with a null key last.
         AggregateFunction::ArgMax => agg::first_value(arg(1)?, vec![arg(0)?.sort(false, false)]),
         AggregateFunction::ArgMin => agg::first_value(arg(1)?, vec![arg(0)?.sort(true, false)]),
@@ -616,8 +688,28 @@ fn lower_aggregate(aggregate: &BoundAggregate, context: &LowerContext<'_>) -> Re
 fn finish_aggregate(aggregate: &BoundAggregate, raw: Expr) -> Expr {
     let element_type = aggregate.args.first().map(|arg| arg.ty).unwrap_or(KqlType::Dynamic);
     match aggregate.function {
-        AggregateFunction::MakeList | AggregateFunction::MakeSet => {
-            udf::kernel::call("make_list", udf::collect::list_to_array, vec![raw], vec![element_type], KqlType::Dynamic)
+        AggregateFunction::MakeList
+        | AggregateFunction::MakeSet
+        | AggregateFunction::MakeListIf
+        | AggregateFunction::MakeSetIf => {
+            // The optional maximum size follows the value (and the predicate).
+            let size_at = if matches!(aggregate.function, AggregateFunction::MakeList | AggregateFunction::MakeSet) {
+                1
+            } else {
+                2
+            };
+            let max_size = match aggregate.args.get(size_at).map(|arg| &arg.kind) {
+                Some(ExprKind::Literal(Value::Long(size))) => *size,
+                Some(ExprKind::Literal(Value::Int(size))) => i64::from(*size),
+                _ => udf::collect::DEFAULT_MAX_SIZE,
+            };
+            udf::kernel::call(
+                "make_list",
+                udf::collect::list_to_array,
+                vec![raw, lit(max_size)],
+                vec![element_type, KqlType::Long],
+                KqlType::Dynamic,
+            )
         }
         AggregateFunction::MakeBag => {
             udf::kernel::call("make_bag", udf::collect::list_to_bag, vec![raw], vec![element_type], KqlType::Dynamic)

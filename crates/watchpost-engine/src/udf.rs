@@ -2,13 +2,16 @@
 //! `has` is a hand-tuned UDF of its own; the rest are row-wise kernels
 //! wrapped by [`kernel::call`], grouped by family.
 
+pub(crate) mod anomalies;
 pub(crate) mod collect;
 pub(crate) mod convert;
 pub(crate) mod datetime;
 pub(crate) mod dynamic;
 pub(crate) mod expand;
+pub(crate) mod geo;
 mod has;
 pub(crate) mod ip;
+pub(crate) mod ip_text;
 pub(crate) mod kernel;
 pub(crate) mod parse_text;
 pub(crate) mod percentile;

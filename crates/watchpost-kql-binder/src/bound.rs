@@ -211,6 +211,11 @@ impl BoundExpr {
         match &self.kind {
             ExprKind::Column(_) | ExprKind::Literal(_) => Vec::new(),
             ExprKind::ScalarSubquery(tabular) => tabular.source_tables(),
+            ExprKind::InSubquery { expr, tabular, .. } => {
+                let mut tables = expr.subquery_tables();
+                tables.extend(tabular.source_tables());
+                tables
+            }
             ExprKind::Not(inner) | ExprKind::Negate(inner) => inner.subquery_tables(),
             ExprKind::Binary { left, right, .. } => {
                 let mut tables = left.subquery_tables();
@@ -263,6 +268,13 @@ pub enum ExprKind {
     /// `toscalar(tabular)`: the first column of the first row, null when
     /// there is no row.
     ScalarSubquery(Box<BoundTabular>),
+    /// `expr in (query)` (`!in` when `negated`): whether the value is in the
+    /// first column of the query.
+    InSubquery {
+        negated: bool,
+        expr: Box<BoundExpr>,
+        tabular: Box<BoundTabular>,
+    },
 }
 
 /// A literal value. Datetimes are nanoseconds since the Unix epoch and
@@ -389,6 +401,14 @@ pub enum ScalarFunction {
     ArraySortAsc,
     ArraySortDesc,
     ArrayIndexOf,
+    SetHasElement,
+    StrcatArray,
+    GeoDistance2Points,
+    UrlDecode,
+    HasIpv4,
+    HasIpv4Prefix,
+    HasAnyIpv4,
+    HasAnyIpv4Prefix,
     // IP addresses.
     Ipv4IsInRange,
     Ipv4IsPrivate,
@@ -405,6 +425,11 @@ pub enum ScalarFunction {
     SeriesFill,
     /// `(from, to, step)`: the axis array `from, from + step, ...` below `to`.
     SeriesAxis,
+    /// The three outputs of `series_decompose_anomalies()`, bound one
+    /// per column by `extend (flag, score, baseline) = ...`.
+    SeriesAnomalyFlags,
+    SeriesAnomalyScores,
+    SeriesAnomalyBaseline,
 }
 
 /// An aggregate call in `summarize`.
@@ -436,6 +461,12 @@ pub enum AggregateFunction {
     /// Dynamic arrays of the non-null values: all of them, or the distinct ones.
     MakeList,
     MakeSet,
+    /// `make_list_if(x, predicate [, max])` and `make_set_if`: over the
+    /// rows where the predicate holds.
+    MakeListIf,
+    MakeSetIf,
+    /// `take_anyif(x, predicate)`: any value from a row where the predicate holds.
+    TakeAnyIf,
     /// One property bag merged from bags.
     MakeBag,
     /// `arg_max(key, value)`: `value` at the row where `key` is largest

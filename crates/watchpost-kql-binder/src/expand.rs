@@ -179,7 +179,7 @@ fn key_name(item: &NamedExpr) -> Option<&str> {
 
 fn name_expr(name: &str, span: Span) -> NamedExpr {
     let ident = Ident { name: name.to_string(), span };
-    NamedExpr { name: None, expr: Expr { kind: AstExpr::Name(ident), span }, span }
+    NamedExpr { name: None, tuple: Vec::new(), expr: Expr { kind: AstExpr::Name(ident), span }, span }
 }
 
 /// `input` with a `$row` column numbering its rows.

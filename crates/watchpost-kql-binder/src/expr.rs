@@ -1,7 +1,7 @@
 //! Binding of scalar expressions: names, literals, operators and calls.
 
 use watchpost_diagnostics::Diagnostic;
-use watchpost_kql_syntax::ast::{BinaryOp, Expr, ExprKind as Ast, Literal, UnaryOp};
+use watchpost_kql_syntax::ast::{BinaryOp, Expr, ExprKind as Ast, ListOp, Literal, UnaryOp};
 use watchpost_schema::{KqlType, TableSchema};
 
 use crate::bound::{BoundExpr, ExprKind, ScalarFunction, Value};
@@ -36,6 +36,15 @@ impl Binder<'_> {
                 self.bind_binary(*op, left?, right?, expr)
             }
             Ast::InList { op, expr: value, list } => {
+                if let [Expr { kind: Ast::Name(ident), .. }] = list.as_slice() {
+                    // `x in (T)` where `T` is a table or a tabular `let`.
+                    if self.names_tabular(&ident.name, input) {
+                        let source = watchpost_kql_syntax::ast::TabularSource::Table(ident.clone());
+                        let tabular =
+                            watchpost_kql_syntax::ast::TabularExpr { source, operators: Vec::new(), span: ident.span };
+                        return self.bind_in_tabular(*op, value, &tabular, expr, input);
+                    }
+                }
                 let value = self.bind_expr(value, input);
                 let list: Vec<_> = list.iter().map(|item| self.bind_expr(item, input)).collect();
                 let list = expand_dynamic_arrays(list.into_iter().collect::<Option<Vec<_>>>()?);
@@ -67,6 +76,13 @@ impl Binder<'_> {
                 None
             }
             Ast::ToScalar(tabular) => self.bind_to_scalar(tabular, expr),
+            Ast::InTabular { op, expr: value, tabular } => self.bind_in_tabular(*op, value, tabular, expr, input),
+            Ast::NamedArg { name, .. } => {
+                let message =
+                    format!("named argument '{}': only user-defined functions take arguments by name", name.name);
+                self.report(Diagnostic::semantic("KQL3001", expr.span, message));
+                None
+            }
             Ast::Member { expr: base, name } => {
                 let base = self.bind_expr(base, input)?;
                 let key = BoundExpr { kind: ExprKind::Literal(Value::String(name.name.clone())), ty: KqlType::String };
@@ -145,11 +161,19 @@ impl Binder<'_> {
         if name == "typeof" {
             return self.bind_typeof(args, expr);
         }
+        if name == "column_ifexists" && !self.functions.contains_key(name) {
+            return self.bind_column_ifexists(args, expr, input);
+        }
         if self.functions.contains_key(name) {
             return self.bind_user_call(name, args, expr, input);
         }
         if matches!(name, "row_number" | "prev" | "next" | "row_cumsum") {
             return self.bind_window_call(name, args, expr, input);
+        }
+        if functions::multi_valued(name).is_some() {
+            let message = format!("{name}() returns several values; name them with `extend (A, B, ...) = {name}(...)`");
+            self.report(Diagnostic::semantic("KQL2011", expr.span, message));
+            return None;
         }
         let Some(signature) = functions::scalar(name) else {
             self.report(unknown_function(name, expr));
@@ -184,6 +208,67 @@ impl Binder<'_> {
         };
         let ty = first.kql_type;
         Some(BoundExpr { kind: ExprKind::ScalarSubquery(Box::new(bound)), ty })
+    }
+
+    /// Whether `name`, where a value is expected, is a table or a tabular
+    /// `let` rather than a parameter, column or scalar `let`.
+    fn names_tabular(&self, name: &str, input: &TableSchema) -> bool {
+        self.param(name).is_none()
+            && input.column(name).is_none()
+            && !self.scalars.contains_key(name)
+            && (self.tabulars.contains_key(name) || self.catalog.table(name).is_some())
+    }
+
+    /// `value in (query)`: membership in the first column of the query.
+    fn bind_in_tabular(
+        &mut self,
+        op: ListOp,
+        value: &Expr,
+        tabular: &watchpost_kql_syntax::ast::TabularExpr,
+        expr: &Expr,
+        input: &TableSchema,
+    ) -> Option<BoundExpr> {
+        let value = self.bind_expr(value, input);
+        let bound = self.bind_tabular(tabular);
+        let (value, bound) = (value?, bound?);
+        let negated = match op {
+            ListOp::In => false,
+            ListOp::NotIn => true,
+            _ => {
+                let message =
+                    format!("`{}` with a query on the right is not supported yet; use `in` or `!in`", op.as_str());
+                self.report(Diagnostic::semantic("KQL3001", expr.span, message));
+                return None;
+            }
+        };
+        let Some(first) = bound.schema.columns.first() else {
+            self.report(Diagnostic::semantic("KQL2011", expr.span, "the query after `in` has no columns"));
+            return None;
+        };
+        if !comparable(value.ty, first.kql_type) {
+            self.report(type_mismatch(op.as_str(), value.ty, first.kql_type, expr));
+            return None;
+        }
+        let kind = ExprKind::InSubquery { negated, expr: Box::new(value), tabular: Box::new(bound) };
+        Some(BoundExpr { kind, ty: KqlType::Bool })
+    }
+
+    /// `column_ifexists(name, default)`: the column called `name` when the
+    /// input has it, else `default`; decided here, from the schema.
+    fn bind_column_ifexists(&mut self, args: &[Expr], expr: &Expr, input: &TableSchema) -> Option<BoundExpr> {
+        let [name, default] = args else {
+            self.report(arity_error("column_ifexists", 2, 2, args.len(), expr));
+            return None;
+        };
+        let Ast::Literal(Literal::String(column_name)) = &name.kind else {
+            let message = "column_ifexists() expects the column name as a string constant";
+            self.report(Diagnostic::semantic("KQL2009", name.span, message));
+            return None;
+        };
+        match input.column(column_name) {
+            Some(column) => Some(BoundExpr { kind: ExprKind::Column(column_name.clone()), ty: column.kql_type }),
+            None => self.bind_expr(default, input),
+        }
     }
 
     /// `typeof(T)`, only meaningful as the type argument of `extract`:

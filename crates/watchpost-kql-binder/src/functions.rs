@@ -147,18 +147,47 @@ pub(crate) const SIGNATURES: &[Signature] = {
         sig(&["array_sort_asc"], F::ArraySortAsc, 1, 2, Type(Dynamic)),
         sig(&["array_sort_desc"], F::ArraySortDesc, 1, 2, Type(Dynamic)),
         sig(&["array_index_of"], F::ArrayIndexOf, 2, 2, Type(Long)),
+        sig(&["set_has_element"], F::SetHasElement, 2, 2, Type(Bool)),
+        sig(&["strcat_array"], F::StrcatArray, 2, 2, Type(Str)),
+        // Geospatial.
+        sig(&["geo_distance_2points"], F::GeoDistance2Points, 4, 4, Type(Real)),
         // IP addresses.
         sig(&["ipv4_is_in_range"], F::Ipv4IsInRange, 2, 2, Type(Bool)),
         sig(&["ipv4_is_private"], F::Ipv4IsPrivate, 1, 1, Type(Bool)),
         sig(&["ipv4_compare"], F::Ipv4Compare, 2, 3, Type(Long)),
         sig(&["ipv4_is_match"], F::Ipv4IsMatch, 2, 3, Type(Bool)),
         sig(&["parse_ipv4"], F::ParseIpv4, 1, 1, Type(Long)),
+        sig(&["has_ipv4"], F::HasIpv4, 2, 2, Type(Bool)),
+        sig(&["has_ipv4_prefix"], F::HasIpv4Prefix, 2, 2, Type(Bool)),
+        sig(&["has_any_ipv4"], F::HasAnyIpv4, 2, MANY, Type(Bool)),
+        sig(&["has_any_ipv4_prefix"], F::HasAnyIpv4Prefix, 2, MANY, Type(Bool)),
         // Structured text.
         sig(&["parse_url", "parseurl"], F::ParseUrl, 1, 1, Type(Dynamic)),
+        sig(&["url_decode"], F::UrlDecode, 1, 1, Type(Str)),
         sig(&["parse_path"], F::ParsePath, 1, 1, Type(Dynamic)),
         sig(&["parse_xml"], F::ParseXml, 1, 1, Type(Dynamic)),
+        // Series. A name with a dot cannot be written as a call: the binder
+        // rewrites `series_decompose_anomalies()` in `extend` into these.
+        sig(&[ANOMALY_FLAGS], F::SeriesAnomalyFlags, 1, 7, Type(Dynamic)),
+        sig(&[ANOMALY_SCORES], F::SeriesAnomalyScores, 1, 7, Type(Dynamic)),
+        sig(&[ANOMALY_BASELINE], F::SeriesAnomalyBaseline, 1, 7, Type(Dynamic)),
     ]
 };
+
+pub(crate) const ANOMALY_FLAGS: &str = "series_decompose_anomalies.ad_flag";
+pub(crate) const ANOMALY_SCORES: &str = "series_decompose_anomalies.ad_score";
+pub(crate) const ANOMALY_BASELINE: &str = "series_decompose_anomalies.baseline";
+
+/// Functions that return several values, each with the internal function
+/// giving it and the suffix Kusto adds to a single name (`x_ad_flag`).
+pub(crate) fn multi_valued(name: &str) -> Option<&'static [(&'static str, &'static str)]> {
+    match name {
+        "series_decompose_anomalies" => {
+            Some(&[(ANOMALY_FLAGS, "_ad_flag"), (ANOMALY_SCORES, "_ad_score"), (ANOMALY_BASELINE, "_baseline")])
+        }
+        _ => None,
+    }
+}
 
 /// Looks up a scalar function by any of its KQL names (case-sensitive, as
 /// Kusto's).
@@ -168,7 +197,12 @@ pub(crate) fn scalar(name: &str) -> Option<&'static Signature> {
 
 /// Every scalar and aggregate name, for "did you mean" hints.
 pub(crate) fn all_names() -> impl Iterator<Item = &'static str> {
-    SIGNATURES.iter().flat_map(|signature| signature.names.iter().copied()).chain(AGGREGATE_NAMES.iter().copied())
+    SIGNATURES
+        .iter()
+        .flat_map(|signature| signature.names.iter().copied())
+        .filter(|name| !name.contains('.'))
+        .chain(["series_decompose_anomalies"])
+        .chain(AGGREGATE_NAMES.iter().copied())
 }
 
 const AGGREGATE_NAMES: &[&str] = &[
@@ -185,6 +219,11 @@ const AGGREGATE_NAMES: &[&str] = &[
     "arg_min",
     "percentile",
     "percentiles",
+    "make_list",
+    "make_set",
+    "make_list_if",
+    "make_set_if",
+    "take_anyif",
 ];
 
 /// Whether `name` is an aggregate that `summarize` binds specially
@@ -214,6 +253,9 @@ pub(crate) fn aggregate(name: &str) -> Option<AggregateFunction> {
         "variancep" => VarianceP,
         "make_list" | "makelist" => MakeList,
         "make_set" | "makeset" => MakeSet,
+        "make_list_if" => MakeListIf,
+        "make_set_if" => MakeSetIf,
+        "take_anyif" | "anyif" => TakeAnyIf,
         "make_bag" => MakeBag,
         _ => return None,
     })
@@ -224,7 +266,10 @@ pub(crate) fn aggregate_arity(function: AggregateFunction) -> (usize, usize) {
     match function {
         AggregateFunction::Count => (0, 0),
         AggregateFunction::DCount => (1, 2),
-        AggregateFunction::SumIf | AggregateFunction::AvgIf => (2, 2),
+        AggregateFunction::SumIf | AggregateFunction::AvgIf | AggregateFunction::TakeAnyIf => (2, 2),
+        // The optional last argument is the largest number of elements.
+        AggregateFunction::MakeList | AggregateFunction::MakeSet => (1, 2),
+        AggregateFunction::MakeListIf | AggregateFunction::MakeSetIf => (2, 3),
         _ => (1, 1),
     }
 }
@@ -242,13 +287,19 @@ pub(crate) fn aggregate_return_type(function: AggregateFunction, arg: Option<Kql
         | AggregateFunction::StdevP
         | AggregateFunction::Variance
         | AggregateFunction::VarianceP => KqlType::Real,
-        AggregateFunction::MakeList | AggregateFunction::MakeSet | AggregateFunction::MakeBag => KqlType::Dynamic,
+        AggregateFunction::MakeList
+        | AggregateFunction::MakeSet
+        | AggregateFunction::MakeListIf
+        | AggregateFunction::MakeSetIf
+        | AggregateFunction::MakeBag => KqlType::Dynamic,
         AggregateFunction::Sum | AggregateFunction::SumIf => match arg {
             Some(KqlType::Int) | Some(KqlType::Long) => KqlType::Long,
             Some(other) => other,
             None => KqlType::Long,
         },
-        AggregateFunction::Min | AggregateFunction::Max | AggregateFunction::Any => arg.unwrap_or(KqlType::String),
+        AggregateFunction::Min | AggregateFunction::Max | AggregateFunction::Any | AggregateFunction::TakeAnyIf => {
+            arg.unwrap_or(KqlType::String)
+        }
         // Bound by `summarize`, which types them from the returned value.
         AggregateFunction::ArgMax | AggregateFunction::ArgMin | AggregateFunction::Percentile => {
             arg.unwrap_or(KqlType::Dynamic)
@@ -275,8 +326,9 @@ pub(crate) fn aggregate_prefix(function: AggregateFunction) -> &'static str {
         AggregateFunction::StdevP => "stdevp",
         AggregateFunction::Variance => "variance",
         AggregateFunction::VarianceP => "variancep",
-        AggregateFunction::MakeList => "list",
-        AggregateFunction::MakeSet => "set",
+        AggregateFunction::MakeList | AggregateFunction::MakeListIf => "list",
+        AggregateFunction::MakeSet | AggregateFunction::MakeSetIf => "set",
+        AggregateFunction::TakeAnyIf => "anyif",
         AggregateFunction::MakeBag => "bag",
         AggregateFunction::ArgMax => "max",
         AggregateFunction::ArgMin => "min",

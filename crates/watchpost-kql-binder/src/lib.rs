@@ -16,6 +16,7 @@ mod expr;
 mod functions;
 mod join;
 mod make_series;
+mod multi_value;
 mod parse_op;
 mod summarize;
 mod tabular;
@@ -28,7 +29,7 @@ pub use join::{join_outputs, union_source_index};
 use std::collections::HashMap;
 
 use watchpost_diagnostics::{Diagnostic, Span};
-use watchpost_kql_syntax::ast::{FunctionDef, LetValue, Query, Statement};
+use watchpost_kql_syntax::ast::{FunctionDef, LetStmt, LetValue, Query, Statement};
 use watchpost_schema::TableSchema;
 
 use crate::bound::{BoundExpr, BoundTabular};
@@ -99,29 +100,7 @@ pub fn bind_with_bag_keys(query: &Query, catalog: &dyn TableCatalog, bag_keys: &
             break;
         }
         match statement {
-            Statement::Let(let_stmt) => match &let_stmt.value {
-                LetValue::Scalar(expr) => {
-                    // `let t = T;` parses as a scalar name; it is tabular when
-                    // the name is a table or a tabular `let`.
-                    if let Some(tabular) = binder.tabular_alias(expr) {
-                        binder.tabulars.insert(let_stmt.name.name.clone(), tabular);
-                        continue;
-                    }
-                    let empty = TableSchema::default();
-                    if let Some(bound) = binder.bind_expr(expr, &empty) {
-                        binder.scalars.insert(let_stmt.name.name.clone(), bound);
-                    }
-                }
-                LetValue::Tabular(tabular) => {
-                    if let Some(bound) = binder.bind_tabular(tabular) {
-                        binder.tabulars.insert(let_stmt.name.name.clone(), bound);
-                    }
-                }
-                LetValue::Function(function) => {
-                    binder.scalars.remove(&let_stmt.name.name);
-                    binder.functions.insert(let_stmt.name.name.clone(), function.clone());
-                }
-            },
+            Statement::Let(let_stmt) => binder.bind_let(let_stmt),
             Statement::Tabular(tabular) => result = binder.bind_tabular(tabular),
         }
     }
@@ -163,6 +142,35 @@ pub(crate) struct Binder<'a> {
 }
 
 impl Binder<'_> {
+    /// Binds a `let` statement, making its name visible to what follows
+    /// (inside a function body, until the body ends).
+    fn bind_let(&mut self, let_stmt: &LetStmt) {
+        let name = let_stmt.name.name.clone();
+        match &let_stmt.value {
+            LetValue::Scalar(expr) => {
+                // `let t = T;` parses as a scalar name; it is tabular when
+                // the name is a table or a tabular `let`.
+                if let Some(tabular) = self.tabular_alias(expr) {
+                    self.tabulars.insert(name, tabular);
+                    return;
+                }
+                let empty = TableSchema::default();
+                if let Some(bound) = self.bind_expr(expr, &empty) {
+                    self.scalars.insert(name, bound);
+                }
+            }
+            LetValue::Tabular(tabular) => {
+                if let Some(bound) = self.bind_tabular(tabular) {
+                    self.tabulars.insert(name, bound);
+                }
+            }
+            LetValue::Function(function) => {
+                self.scalars.remove(&name);
+                self.functions.insert(name, function.clone());
+            }
+        }
+    }
+
     /// The tabular value a bare name (or a tabular function call) in a `let`
     /// refers to, if any.
     fn tabular_alias(&mut self, expr: &watchpost_kql_syntax::ast::Expr) -> Option<BoundTabular> {

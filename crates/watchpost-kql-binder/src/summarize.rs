@@ -7,11 +7,60 @@ use watchpost_kql_syntax::ast::{Expr, ExprKind as Ast, Ident, NamedExpr};
 use watchpost_schema::{ColumnDef, KqlType, TableSchema};
 
 use crate::bound::{AggregateFunction, BoundAggregate, BoundExpr, BoundTabular, ExprKind, TabularKind, Value};
-use crate::tabular::{column_ref, dedupe_names, NamingStyle};
+use crate::tabular::{column_ref, dedupe_names, project, NamingStyle};
 use crate::{functions, Binder};
 
 /// Output columns of one aggregate call, in order.
 pub(crate) type AggregateColumns = Vec<(String, BoundAggregate)>;
+
+/// One item of `summarize`: an aggregate call, or an expression over
+/// aggregates (rewritten to read the hidden `__aggN` columns).
+enum SummarizeOutput {
+    Aggregate(NamedExpr),
+    Computed { name: String, expr: Expr },
+}
+
+fn is_aggregate_name(name: &str) -> bool {
+    functions::aggregate(name).is_some() || functions::is_special_aggregate(name)
+}
+
+fn is_aggregate_call(expr: &Expr) -> bool {
+    matches!(&expr.kind, Ast::Call { name, .. } if is_aggregate_name(&name.name))
+}
+
+/// Whether an aggregate call appears anywhere in `expr`.
+fn contains_aggregate(expr: &Expr) -> bool {
+    let mut lifted = Vec::new();
+    lift_aggregates(expr, &mut lifted);
+    !lifted.is_empty()
+}
+
+/// `expr` with each aggregate call replaced by a name `__aggN`, the calls
+/// appended to `hidden` under those names.
+fn lift_aggregates(expr: &Expr, hidden: &mut Vec<NamedExpr>) -> Expr {
+    if is_aggregate_call(expr) {
+        let name = Ident { name: format!("__agg{}", hidden.len()), span: expr.span };
+        hidden.push(NamedExpr { name: Some(name.clone()), tuple: Vec::new(), expr: expr.clone(), span: expr.span });
+        return Expr { kind: Ast::Name(name), span: expr.span };
+    }
+    let mut lift = |inner: &Expr| Box::new(lift_aggregates(inner, hidden));
+    let kind = match &expr.kind {
+        Ast::Call { name, args } => Ast::Call { name: name.clone(), args: args.iter().map(|arg| *lift(arg)).collect() },
+        Ast::Unary { op, operand } => Ast::Unary { op: *op, operand: lift(operand) },
+        Ast::Binary { op, left, right } => Ast::Binary { op: *op, left: lift(left), right: lift(right) },
+        Ast::Paren(inner) => Ast::Paren(lift(inner)),
+        Ast::Between { expr: value, low, high, negated } => {
+            Ast::Between { expr: lift(value), low: lift(low), high: lift(high), negated: *negated }
+        }
+        Ast::InList { op, expr: value, list } => {
+            Ast::InList { op: *op, expr: lift(value), list: list.iter().map(|item| *lift(item)).collect() }
+        }
+        Ast::Member { expr: value, name } => Ast::Member { expr: lift(value), name: name.clone() },
+        Ast::Index { expr: value, index } => Ast::Index { expr: lift(value), index: lift(index) },
+        other => other.clone(),
+    };
+    Expr { kind, span: expr.span }
+}
 
 impl Binder<'_> {
     pub(crate) fn bind_summarize(
@@ -22,21 +71,97 @@ impl Binder<'_> {
         span: Span,
     ) -> Option<BoundTabular> {
         let group_by = self.bind_named_list(by, &input.schema, NamingStyle::Column)?;
-        let mut bound_aggregates = Vec::new();
+        // `round(avg(x), 1)`: the aggregates inside become hidden columns and
+        // the expression is computed over them after the aggregation.
+        let mut hidden = Vec::new();
+        let mut outputs = Vec::new();
+        let mut n_computed = 0;
         for named in aggregates {
+            if is_aggregate_call(&named.expr) || !contains_aggregate(&named.expr) {
+                outputs.push(SummarizeOutput::Aggregate(named.clone()));
+                continue;
+            }
+            let expr = lift_aggregates(&named.expr, &mut hidden);
+            n_computed += 1;
+            let name = named.name.as_ref().map_or_else(|| format!("Column{n_computed}"), |name| name.name.clone());
+            outputs.push(SummarizeOutput::Computed { name, expr });
+        }
+        let mut bound_aggregates = Vec::new();
+        let mut n_columns_per_output = Vec::new();
+        for output in &outputs {
+            let SummarizeOutput::Aggregate(named) = output else { continue };
+            let columns = self.bind_aggregate_item(named, &input, &group_by)?;
+            let columns = self.name_tuple(named, columns)?;
+            n_columns_per_output.push(columns.len());
+            bound_aggregates.extend(columns);
+        }
+        for named in &hidden {
             bound_aggregates.extend(self.bind_aggregate_item(named, &input, &group_by)?);
         }
         if bound_aggregates.is_empty() && group_by.is_empty() {
             self.report(Diagnostic::syntax("KQL1010", span, "summarize needs an aggregate or a by clause"));
             return None;
         }
+        let n_keys = group_by.len();
         let mut columns: Vec<ColumnDef> = group_by.iter().map(|(name, expr)| ColumnDef::new(name, expr.ty)).collect();
         columns.extend(bound_aggregates.iter().map(|(name, aggregate)| ColumnDef::new(name, aggregate.ty)));
         let schema = TableSchema::new(dedupe_names(columns));
-        Some(BoundTabular {
+        let aggregated = BoundTabular {
             kind: TabularKind::Aggregate { input: Box::new(input), group_by, aggregates: bound_aggregates },
             schema,
-        })
+        };
+        if n_computed == 0 {
+            return Some(aggregated);
+        }
+        self.compute_after_aggregation(aggregated, n_keys, &outputs, &n_columns_per_output)
+    }
+
+    /// `(A, B) = arg_max(T, x)`: the names replace those of the first
+    /// columns of the aggregate, in order.
+    fn name_tuple(&mut self, named: &NamedExpr, mut columns: AggregateColumns) -> Option<AggregateColumns> {
+        if named.tuple.len() > columns.len() {
+            let message = format!("{} names for an aggregate with {} columns", named.tuple.len(), columns.len());
+            self.report(Diagnostic::semantic("KQL2011", named.span, message));
+            return None;
+        }
+        for (column, name) in columns.iter_mut().zip(&named.tuple) {
+            column.0 = name.name.clone();
+        }
+        Some(columns)
+    }
+
+    /// Projects the keys and, in the written order, the aggregate columns
+    /// and the expressions computed over the hidden aggregates.
+    fn compute_after_aggregation(
+        &mut self,
+        aggregated: BoundTabular,
+        n_keys: usize,
+        outputs: &[SummarizeOutput],
+        n_columns_per_output: &[usize],
+    ) -> Option<BoundTabular> {
+        let all: Vec<ColumnDef> = aggregated.schema.columns.clone();
+        let mut projected: Vec<(String, BoundExpr)> =
+            all[..n_keys].iter().map(|column| (column.name.clone(), column_ref(column))).collect();
+        let mut next_column = n_keys;
+        let mut n_columns = n_columns_per_output.iter();
+        for output in outputs {
+            match output {
+                SummarizeOutput::Aggregate(_) => {
+                    let count = n_columns.next().copied().unwrap_or(0);
+                    for column in &all[next_column..next_column + count] {
+                        projected.push((column.name.clone(), column_ref(column)));
+                    }
+                    next_column += count;
+                }
+                SummarizeOutput::Computed { name, expr } => {
+                    let bound = self.bind_expr(expr, &aggregated.schema)?;
+                    projected.push((name.clone(), bound));
+                }
+            }
+        }
+        let names = dedupe_names(projected.iter().map(|(name, expr)| ColumnDef::new(name, expr.ty)).collect());
+        let projected = names.into_iter().zip(projected).map(|(column, (_, expr))| (column.name, expr)).collect();
+        Some(project(aggregated, projected))
     }
 
     /// Binds one aggregate call of `summarize` (or `make-series`) to its
@@ -87,6 +212,27 @@ impl Binder<'_> {
             return None;
         }
         let bound_args = self.bind_args(args, input)?;
+        let size_at = match function {
+            AggregateFunction::MakeList | AggregateFunction::MakeSet => Some(1),
+            AggregateFunction::MakeListIf | AggregateFunction::MakeSetIf => Some(2),
+            _ => None,
+        };
+        if let Some(size) = size_at.and_then(|idx| bound_args.get(idx)) {
+            if !matches!(size.kind, ExprKind::Literal(Value::Long(_) | Value::Int(_))) {
+                let message = format!("the maximum size of '{}' must be an integer constant", name.name);
+                self.report(Diagnostic::semantic("KQL2009", args[size_at.unwrap_or(1)].span, message));
+                return None;
+            }
+        }
+        if matches!(
+            function,
+            AggregateFunction::MakeListIf | AggregateFunction::MakeSetIf | AggregateFunction::TakeAnyIf
+        ) && !matches!(bound_args[1].ty, KqlType::Bool | KqlType::Dynamic)
+        {
+            let message = format!("the predicate of '{}' must be a bool, got {}", name.name, bound_args[1].ty);
+            self.report(Diagnostic::semantic("KQL2005", args[1].span, message));
+            return None;
+        }
         let ty = functions::aggregate_return_type(function, bound_args.first().map(|arg| arg.ty));
         let column_name = match &named.name {
             Some(ident) => ident.name.clone(),

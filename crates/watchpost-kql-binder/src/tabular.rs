@@ -22,7 +22,13 @@ impl Binder<'_> {
             TabularSource::Table(name) => Some(name.name.clone()),
             _ => None,
         };
-        for operator in &tabular.operators {
+        let n_operators = tabular.operators.len();
+        for (idx, operator) in tabular.operators.iter().enumerate() {
+            if matches!(operator.kind, OperatorKind::Render { .. }) && idx + 1 < n_operators {
+                let message = "`render` must be the last operator of the query";
+                self.report(Diagnostic::semantic("KQL2011", operator.span, message));
+                return None;
+            }
             current = match &operator.kind {
                 OperatorKind::As(name) => {
                     self.tabulars.insert(name.name.clone(), current.clone());
@@ -213,6 +219,10 @@ impl Binder<'_> {
             OperatorKind::MakeSeries(series) => self.bind_make_series(input, series, operator.span),
             OperatorKind::TopNested(levels) => self.bind_top_nested(input, levels),
             OperatorKind::Evaluate { plugin, args } => self.bind_evaluate(input, plugin, args, operator.span),
+            // `render` only tells the client how to chart the rows; the engine
+            // reports it next to the result (see `watchpost_engine::Render`).
+            OperatorKind::Render { .. } => Some(input),
+            OperatorKind::Invoke(call) => self.bind_invoke(input, call),
             OperatorKind::ProjectAway(names) => self.select_columns(input, names, false),
             OperatorKind::ProjectRename(pairs) => {
                 for (_, old) in pairs {
@@ -266,15 +276,18 @@ impl Binder<'_> {
             }
             OperatorKind::ProjectKeep(names) => self.select_columns(input, names, true),
             OperatorKind::ProjectReorder(names) => {
-                for name in names {
+                for name in names.iter().filter(|name| !name.name.contains('*')) {
                     self.require_column(&input.schema, &name.name, name.span)?;
                 }
-                let mut ordered: Vec<_> = names
-                    .iter()
-                    .filter_map(|name| input.schema.column(&name.name))
-                    .map(|column| (column.name.clone(), column_ref(column)))
-                    .collect();
-                ordered.dedup_by(|a, b| a.0 == b.0);
+                let mut ordered: Vec<(String, BoundExpr)> = Vec::new();
+                for name in names {
+                    for column in input.schema.columns.iter().filter(|column| matches_pattern(&name.name, &column.name))
+                    {
+                        if !ordered.iter().any(|(seen, _)| *seen == column.name) {
+                            ordered.push((column.name.clone(), column_ref(column)));
+                        }
+                    }
+                }
                 for column in &input.schema.columns {
                     if !ordered.iter().any(|(name, _)| *name == column.name) {
                         ordered.push((column.name.clone(), column_ref(column)));
@@ -318,8 +331,10 @@ impl Binder<'_> {
                 Some(BoundTabular { kind: TabularKind::Values { rows }, schema })
             }
             OperatorKind::Distinct(exprs) => {
-                let named: Vec<NamedExpr> =
-                    exprs.iter().map(|expr| NamedExpr { name: None, expr: expr.clone(), span: expr.span }).collect();
+                let named: Vec<NamedExpr> = exprs
+                    .iter()
+                    .map(|expr| NamedExpr { name: None, tuple: Vec::new(), expr: expr.clone(), span: expr.span })
+                    .collect();
                 let bound = self.bind_named_list(&named, &input.schema, NamingStyle::Column)?;
                 let projected = project(input, bound);
                 let schema = projected.schema.clone();
@@ -338,6 +353,12 @@ impl Binder<'_> {
         let mut failed = false;
         let mut unnamed = 0;
         for (position, item) in items.iter().enumerate() {
+            if !item.tuple.is_empty() {
+                let message = "only `extend` and `summarize` assign several columns at once, as in `(A, B) = ...`";
+                self.report(Diagnostic::semantic("KQL2011", item.span, message));
+                failed = true;
+                continue;
+            }
             let Some(bound) = self.bind_expr(&item.expr, input) else {
                 failed = true;
                 continue;
@@ -401,14 +422,14 @@ impl Binder<'_> {
         names: &[watchpost_kql_syntax::ast::Ident],
         keep: bool,
     ) -> Option<BoundTabular> {
-        for name in names {
+        for name in names.iter().filter(|name| !name.name.contains('*')) {
             self.require_column(&input.schema, &name.name, name.span)?;
         }
         let selected = input
             .schema
             .columns
             .iter()
-            .filter(|column| names.iter().any(|name| name.name == column.name) == keep)
+            .filter(|column| names.iter().any(|name| matches_pattern(&name.name, &column.name)) == keep)
             .map(|column| (column.name.clone(), column_ref(column)))
             .collect();
         Some(project(input, selected))
@@ -425,6 +446,22 @@ impl Binder<'_> {
         self.report(diagnostic);
         None
     }
+}
+
+/// Whether the column `name` matches `pattern`, a name in which each `*`
+/// stands for any text (`*_s`, `DeviceCustom*`).
+pub(crate) fn matches_pattern(pattern: &str, name: &str) -> bool {
+    let Some((prefix, rest)) = pattern.split_once('*') else { return pattern == name };
+    let Some(mut remaining) = name.strip_prefix(prefix) else { return false };
+    let mut parts: Vec<&str> = rest.split('*').collect();
+    let suffix = parts.pop().unwrap_or_default();
+    for part in parts {
+        match remaining.find(part) {
+            Some(found) => remaining = &remaining[found + part.len()..],
+            None => return false,
+        }
+    }
+    remaining.len() >= suffix.len() && remaining.ends_with(suffix)
 }
 
 #[derive(Clone, Copy)]

@@ -2,18 +2,39 @@
 //!
 //! A call is inlined: the arguments are bound in the caller's scope, then
 //! the body is bound with each parameter name standing for its argument
-//! (parameters shadow columns). Recursion is refused, as Kusto refuses it.
-//! A function whose body is a query is called as a query source
-//! (`f(10) | count`) and inlined the same way.
+//! (parameters shadow columns). Arguments are matched to parameters by
+//! position, then by name (`f(limit = 10)`). A tabular parameter
+//! (`T: (TimeGenerated: datetime)` or `T: (*)`) takes a table or tabular
+//! `let` name and stands for it in the body. `let` statements at the start
+//! of the body are bound after the parameters and seen only by the body.
+//! Recursion is refused, as Kusto refuses it. A function whose body is a
+//! query is called as a query source (`f(10) | count`) and inlined the same
+//! way.
 
 use std::collections::HashMap;
 
 use watchpost_diagnostics::Diagnostic;
-use watchpost_kql_syntax::ast::{Expr, ExprKind as Ast, FunctionBody, FunctionDef, TabularExpr, TabularSource};
+use watchpost_kql_syntax::ast::{
+    ColumnDecl, Expr, ExprKind as Ast, FunctionBody, FunctionDef, ParamType, TabularExpr, TabularSource,
+};
 use watchpost_schema::{KqlType, TableSchema};
 
-use crate::bound::{BoundExpr, BoundTabular, ExprKind, ScalarFunction};
+use crate::bound::{BoundExpr, BoundTabular, ExprKind, ScalarFunction, Value};
 use crate::Binder;
+
+/// The arguments of one call, bound: scalar parameters by name and the
+/// tables passed to tabular parameters.
+struct BoundArgs {
+    scalars: HashMap<String, BoundExpr>,
+    tables: Vec<(String, BoundTabular)>,
+}
+
+/// What entering a function body hid, restored when the body is bound.
+struct SavedScope {
+    scalars: HashMap<String, BoundExpr>,
+    tabulars: HashMap<String, BoundTabular>,
+    functions: HashMap<String, FunctionDef>,
+}
 
 impl Binder<'_> {
     /// Binds a call of the user function `name` (known to exist).
@@ -25,21 +46,17 @@ impl Binder<'_> {
         input: &TableSchema,
     ) -> Option<BoundExpr> {
         let function = self.functions.get(name).cloned()?;
-        if !self.check_call_arity(&function, name, args, expr)? {
-            return None;
-        }
         let FunctionBody::Scalar(body) = &function.body else {
             let message =
                 format!("function '{name}' returns a table; use it as a query source, as in `{name}(...) | count`");
             self.report(Diagnostic::semantic("KQL2011", expr.span, message));
             return None;
         };
-        let scope = self.bind_params(&function, name, args, input)?;
-        self.param_scopes.push(scope);
-        self.calling.push(name.to_string());
+        let args = self.arrange_args(&function, name, args, expr)?;
+        let bound_args = self.bind_params(&function, name, &args, input)?;
+        let saved = self.enter_function(&function, name, bound_args);
         let bound = self.bind_expr(body, input);
-        self.calling.pop();
-        self.param_scopes.pop();
+        self.exit_function(saved);
         bound
     }
 
@@ -54,71 +71,178 @@ impl Binder<'_> {
             self.report(Diagnostic::semantic("KQL2001", name.span, message));
             return None;
         };
-        let body = match &function.body {
-            FunctionBody::Tabular(body) => body.clone(),
+        let args = self.arrange_args(&function, &name.name, args, call)?;
+        let bound_args = self.bind_params(&function, &name.name, &args, &TableSchema::default())?;
+        let saved = self.enter_function(&function, &name.name, bound_args);
+        let bound = match self.tabular_body(&function, &name.name, call) {
+            Some(body) => self.bind_tabular(&body),
+            None => None,
+        };
+        self.exit_function(saved);
+        bound
+    }
+
+    /// Binds `input | invoke f(args)`: `f` is called with `input` as its
+    /// first parameter, which must be tabular.
+    pub(crate) fn bind_invoke(&mut self, input: BoundTabular, call: &Expr) -> Option<BoundTabular> {
+        let Ast::Call { name, args } = &call.kind else {
+            self.report(Diagnostic::semantic("KQL2011", call.span, "expected a function call after `invoke`"));
+            return None;
+        };
+        let Some(function) = self.functions.get(&name.name).cloned() else {
+            let message = format!("Failed to resolve function named '{}'", name.name);
+            self.report(Diagnostic::semantic("KQL2001", name.span, message));
+            return None;
+        };
+        let Some((first, rest)) = function.params.split_first() else {
+            let message = format!("function '{}' takes no table, so it cannot be invoked", name.name);
+            self.report(Diagnostic::semantic("KQL2007", call.span, message));
+            return None;
+        };
+        let ParamType::Tabular { columns, .. } = &first.param_type else {
+            let message = format!("function '{}' cannot be invoked: its first parameter is not a table", name.name);
+            self.report(Diagnostic::semantic("KQL2006", call.span, message));
+            return None;
+        };
+        self.check_table_columns(&name.name, &first.name.name, columns, &input, call)?;
+        // The remaining parameters take the written arguments.
+        let others = FunctionDef { params: rest.to_vec(), lets: Vec::new(), body: function.body.clone() };
+        let args = self.arrange_args(&others, &name.name, args, call)?;
+        let mut bound_args = self.bind_params(&others, &name.name, &args, &TableSchema::default())?;
+        bound_args.tables.push((first.name.name.clone(), input));
+        let saved = self.enter_function(&function, &name.name, bound_args);
+        let bound = match self.tabular_body(&function, &name.name, call) {
+            Some(body) => self.bind_tabular(&body),
+            None => None,
+        };
+        self.exit_function(saved);
+        bound
+    }
+
+    /// The body of a function called as a query source, as a query.
+    fn tabular_body(&mut self, function: &FunctionDef, name: &str, call: &Expr) -> Option<TabularExpr> {
+        match &function.body {
+            FunctionBody::Tabular(body) => Some(body.clone()),
             // `{ T }` parses as a name; it is a table when `T` is one.
             FunctionBody::Scalar(Expr { kind: Ast::Name(table), span })
                 if self.tabulars.contains_key(&table.name) || self.catalog.table(&table.name).is_some() =>
             {
-                TabularExpr { source: TabularSource::Table(table.clone()), operators: Vec::new(), span: *span }
+                Some(TabularExpr { source: TabularSource::Table(table.clone()), operators: Vec::new(), span: *span })
             }
             FunctionBody::Scalar(_) => {
-                let message = format!("function '{}' returns a scalar, not a table", name.name);
+                let message = format!("function '{name}' returns a scalar, not a table");
                 self.report(Diagnostic::semantic("KQL2011", call.span, message));
-                return None;
+                None
             }
-        };
-        if !self.check_call_arity(&function, &name.name, args, call)? {
-            return None;
         }
-        let scope = self.bind_params(&function, &name.name, args, &TableSchema::default())?;
-        self.param_scopes.push(scope);
-        self.calling.push(name.name.clone());
-        let bound = self.bind_tabular(&body);
+    }
+
+    /// Puts the parameters and the body's `let` statements in scope.
+    fn enter_function(&mut self, function: &FunctionDef, name: &str, args: BoundArgs) -> SavedScope {
+        let saved = SavedScope {
+            scalars: self.scalars.clone(),
+            tabulars: self.tabulars.clone(),
+            functions: self.functions.clone(),
+        };
+        self.tabulars.extend(args.tables);
+        self.param_scopes.push(args.scalars);
+        self.calling.push(name.to_string());
+        for let_stmt in &function.lets {
+            self.bind_let(let_stmt);
+        }
+        saved
+    }
+
+    fn exit_function(&mut self, saved: SavedScope) {
         self.calling.pop();
         self.param_scopes.pop();
-        bound
+        self.scalars = saved.scalars;
+        self.tabulars = saved.tabulars;
+        self.functions = saved.functions;
     }
 
-    /// Reports a wrong number of arguments or a recursive call; `Some(true)`
-    /// when the call may go ahead.
-    fn check_call_arity(&mut self, function: &FunctionDef, name: &str, args: &[Expr], expr: &Expr) -> Option<bool> {
-        let required = function.params.iter().take_while(|param| param.default.is_none()).count();
-        if args.len() < required || args.len() > function.params.len() {
-            let expected = if required == function.params.len() {
-                format!("{required}")
-            } else {
-                format!("{required} to {}", function.params.len())
-            };
-            let message = format!("function '{name}' expects {expected} argument(s), got {}", args.len());
-            self.report(Diagnostic::semantic("KQL2007", expr.span, message));
-            return Some(false);
-        }
+    /// Matches the arguments to the parameters, first by position, then by
+    /// name; reports unknown, repeated or missing arguments and recursion.
+    fn arrange_args<'e>(
+        &mut self,
+        function: &FunctionDef,
+        name: &str,
+        args: &'e [Expr],
+        call: &Expr,
+    ) -> Option<Vec<Option<&'e Expr>>> {
         if self.calling.iter().any(|caller| caller == name) {
             let message = format!("function '{name}' calls itself; recursive functions are not allowed");
-            self.report(Diagnostic::semantic("KQL2014", expr.span, message));
-            return Some(false);
+            self.report(Diagnostic::semantic("KQL2014", call.span, message));
+            return None;
         }
-        Some(true)
+        let mut arranged: Vec<Option<&Expr>> = vec![None; function.params.len()];
+        let mut next_position = 0;
+        for arg in args {
+            let (idx, value) = match &arg.kind {
+                Ast::NamedArg { name: param_name, value } => {
+                    let Some(idx) = function.params.iter().position(|param| param.name.name == param_name.name) else {
+                        let message = format!("function '{name}' has no parameter named '{}'", param_name.name);
+                        self.report(Diagnostic::semantic("KQL2007", param_name.span, message));
+                        return None;
+                    };
+                    (idx, value.as_ref())
+                }
+                _ => {
+                    next_position += 1;
+                    (next_position - 1, arg)
+                }
+            };
+            if idx >= arranged.len() {
+                self.report(arity_error(function, name, args.len(), call));
+                return None;
+            }
+            if arranged[idx].is_some() {
+                let message =
+                    format!("function '{name}': parameter '{}' is given twice", function.params[idx].name.name);
+                self.report(Diagnostic::semantic("KQL2007", arg.span, message));
+                return None;
+            }
+            arranged[idx] = Some(value);
+        }
+        if let Some(missing) =
+            function.params.iter().zip(&arranged).find(|(param, arg)| arg.is_none() && param.default.is_none())
+        {
+            if !args.iter().any(|arg| matches!(arg.kind, Ast::NamedArg { .. })) {
+                self.report(arity_error(function, name, args.len(), call));
+                return None;
+            }
+            let message = format!("function '{name}': no value for parameter '{}'", missing.0.name.name);
+            self.report(Diagnostic::semantic("KQL2007", call.span, message).with_hint(expected_args(function)));
+            return None;
+        }
+        Some(arranged)
     }
 
-    /// Binds each argument (or the default) and converts it to the declared
-    /// parameter type.
+    /// Binds each argument (or the default): scalars are converted to the
+    /// declared type, tables are checked for the declared columns.
     fn bind_params(
         &mut self,
         function: &FunctionDef,
         name: &str,
-        args: &[Expr],
+        args: &[Option<&Expr>],
         input: &TableSchema,
-    ) -> Option<HashMap<String, BoundExpr>> {
-        let mut scope = HashMap::new();
-        for (idx, param) in function.params.iter().enumerate() {
-            let Some(ty) = KqlType::from_name(&param.type_name.name) else {
-                let message = format!("unknown type '{}'", param.type_name.name);
-                self.report(Diagnostic::semantic("KQL2008", param.type_name.span, message));
+    ) -> Option<BoundArgs> {
+        let mut bound_args = BoundArgs { scalars: HashMap::new(), tables: Vec::new() };
+        for (param, arg) in function.params.iter().zip(args) {
+            let type_name = match &param.param_type {
+                ParamType::Scalar(type_name) => type_name,
+                ParamType::Tabular { columns, .. } => {
+                    let table = self.bind_table_arg(name, &param.name.name, columns, *arg)?;
+                    bound_args.tables.push((param.name.name.clone(), table));
+                    continue;
+                }
+            };
+            let Some(ty) = KqlType::from_name(&type_name.name) else {
+                let message = format!("unknown type '{}'", type_name.name);
+                self.report(Diagnostic::semantic("KQL2008", type_name.span, message));
                 return None;
             };
-            let (bound, span) = match args.get(idx) {
+            let (bound, span) = match arg {
                 Some(arg) => (self.bind_expr(arg, input)?, arg.span),
                 None => {
                     let default = param.default.as_ref()?;
@@ -130,9 +254,56 @@ impl Binder<'_> {
                 self.report(Diagnostic::semantic("KQL2006", span, message));
                 return None;
             };
-            scope.insert(param.name.name.clone(), converted);
+            bound_args.scalars.insert(param.name.name.clone(), converted);
         }
-        Some(scope)
+        Some(bound_args)
+    }
+
+    /// Binds the table passed to a tabular parameter and checks that it has
+    /// the declared columns.
+    fn bind_table_arg(
+        &mut self,
+        name: &str,
+        param: &str,
+        columns: &[ColumnDecl],
+        arg: Option<&Expr>,
+    ) -> Option<BoundTabular> {
+        let Some(arg) = arg else {
+            let message = format!("function '{name}': parameter '{param}' needs a table argument");
+            self.report(Diagnostic::semantic("KQL2007", Default::default(), message));
+            return None;
+        };
+        let Some(table) = self.tabular_alias(arg) else {
+            let message = format!("function '{name}': parameter '{param}' expects a table");
+            self.report(Diagnostic::semantic("KQL2006", arg.span, message));
+            return None;
+        };
+        self.check_table_columns(name, param, columns, &table, arg)?;
+        Some(table)
+    }
+
+    /// Reports a declared column of a tabular parameter that `table` lacks.
+    fn check_table_columns(
+        &mut self,
+        name: &str,
+        param: &str,
+        columns: &[ColumnDecl],
+        table: &BoundTabular,
+        at: &Expr,
+    ) -> Option<()> {
+        for column in columns {
+            let declared = KqlType::from_name(&column.type_name.name);
+            let found = table.schema.column(&column.name.name).map(|found| found.kql_type);
+            if found.is_none() || (declared.is_some() && found != declared) {
+                let message = format!(
+                    "function '{name}': the table for '{param}' needs a column '{}' of type {}",
+                    column.name.name, column.type_name.name
+                );
+                self.report(Diagnostic::semantic("KQL2006", at.span, message));
+                return None;
+            }
+        }
+        Some(())
     }
 
     /// The parameter named `name` in the innermost function being bound.
@@ -141,11 +312,30 @@ impl Binder<'_> {
     }
 }
 
+fn arity_error(function: &FunctionDef, name: &str, n_args: usize, call: &Expr) -> Diagnostic {
+    let required = function.params.iter().take_while(|param| param.default.is_none()).count();
+    let expected = if required == function.params.len() {
+        format!("{required}")
+    } else {
+        format!("{required} to {}", function.params.len())
+    };
+    let message = format!("function '{name}' expects {expected} argument(s), got {n_args}");
+    Diagnostic::semantic("KQL2007", call.span, message)
+}
+
+fn expected_args(function: &FunctionDef) -> String {
+    let names: Vec<&str> = function.params.iter().map(|param| param.name.name.as_str()).collect();
+    format!("the parameters are {}", names.join(", "))
+}
+
 /// `arg` as a value of type `ty`: unchanged when the types agree, converted
 /// between numbers and from dynamic, `None` otherwise.
 fn convert_argument(arg: BoundExpr, ty: KqlType) -> Option<BoundExpr> {
     if arg.ty == ty {
         return Some(arg);
+    }
+    if let Some(folded) = convert_literal(&arg, ty) {
+        return Some(folded);
     }
     let numeric = |ty: KqlType| matches!(ty, KqlType::Int | KqlType::Long | KqlType::Real | KqlType::Decimal);
     if !(arg.ty == KqlType::Dynamic || (numeric(arg.ty) && numeric(ty))) {
@@ -162,4 +352,18 @@ fn convert_argument(arg: BoundExpr, ty: KqlType) -> Option<BoundExpr> {
         KqlType::Dynamic | KqlType::Guid => return None,
     };
     Some(BoundExpr { kind: ExprKind::Call { function, args: vec![arg] }, ty })
+}
+
+/// A numeric literal converted to another numeric type at bind time, so a
+/// constant argument stays a constant (`take n` with `n: int` given `25`).
+fn convert_literal(arg: &BoundExpr, ty: KqlType) -> Option<BoundExpr> {
+    let ExprKind::Literal(value) = &arg.kind else { return None };
+    let value = match (value, ty) {
+        (Value::Long(n), KqlType::Int) => Value::Int(i32::try_from(*n).ok()?),
+        (Value::Int(n), KqlType::Long) => Value::Long(i64::from(*n)),
+        (Value::Long(n), KqlType::Real) => Value::Real(*n as f64),
+        (Value::Int(n), KqlType::Real) => Value::Real(f64::from(*n)),
+        _ => return None,
+    };
+    Some(BoundExpr { kind: ExprKind::Literal(value), ty })
 }

@@ -20,6 +20,8 @@ impl Binder<'_> {
     /// Binds `items` over `input` the way `extend` does (new columns last,
     /// a redefined column moves to the end), lifting window calls.
     pub(crate) fn bind_extend(&mut self, input: BoundTabular, items: &[NamedExpr], span: Span) -> Option<BoundTabular> {
+        let expanded = self.expand_multi_valued(items)?;
+        let items = expanded.as_slice();
         let (input, bound) = self.bind_windowed_list(input, items, span)?;
         let mut all: Vec<_> = input
             .schema
@@ -248,7 +250,9 @@ impl Binder<'_> {
                 };
             }
             ExprKind::Column(_) | ExprKind::Literal(_) | ExprKind::ScalarSubquery(_) => {}
-            ExprKind::Not(inner) | ExprKind::Negate(inner) => self.lift_windows(inner, lifted),
+            ExprKind::Not(inner) | ExprKind::Negate(inner) | ExprKind::InSubquery { expr: inner, .. } => {
+                self.lift_windows(inner, lifted)
+            }
             ExprKind::Binary { left, right, .. } => {
                 self.lift_windows(left, lifted);
                 self.lift_windows(right, lifted);

@@ -44,6 +44,8 @@ pub enum LetValue {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FunctionDef {
     pub params: Vec<FunctionParam>,
+    /// `let` statements at the start of the body, in scope for the rest.
+    pub lets: Vec<LetStmt>,
     pub body: FunctionBody,
 }
 
@@ -60,8 +62,18 @@ pub enum FunctionBody {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FunctionParam {
     pub name: Ident,
-    pub type_name: Ident,
+    pub param_type: ParamType,
     pub default: Option<Expr>,
+}
+
+/// The declared type of a function parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamType {
+    /// A scalar type name such as `long` or `string`.
+    Scalar(Ident),
+    /// `(Col: type, ...)` or `(*)`: a table with at least these columns;
+    /// `any_columns` when a `*` allows others.
+    Tabular { columns: Vec<ColumnDecl>, any_columns: bool },
 }
 
 /// A name as written, with its span. Bracketed names (`['my col']`) are
@@ -171,6 +183,13 @@ pub enum OperatorKind {
     TopNested(Vec<TopNestedLevel>),
     /// `evaluate plugin(args)`.
     Evaluate { plugin: Ident, args: Vec<Expr> },
+    /// `invoke f(args)`: calls the tabular function `f` with the input as
+    /// its first (tabular) argument.
+    Invoke(Expr),
+    /// `render visualization [with (property = value, ...)]`: how a client
+    /// should chart the result; the rows pass through unchanged. A property
+    /// may have several values (`ycolumns = A, B`).
+    Render { visualization: Ident, properties: Vec<(Ident, Vec<Expr>)> },
 }
 
 /// One `top-nested` level.
@@ -240,9 +259,12 @@ pub enum JoinKey {
 }
 
 /// `name = expr` or a bare `expr` (the name is then derived by the binder).
+/// In `extend`, `(A, B) = expr` names each value of a function returning
+/// several; `name` is then `None` and `tuple` holds the names.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NamedExpr {
     pub name: Option<Ident>,
+    pub tuple: Vec<Ident>,
     pub expr: Expr,
     pub span: Span,
 }
@@ -323,6 +345,18 @@ pub enum ExprKind {
     Star,
     /// `toscalar(tabular)`: the first column of the first row.
     ToScalar(Box<TabularExpr>),
+    /// `expr in (tabular)`, `!in`...: membership in the first column of a query.
+    InTabular {
+        op: ListOp,
+        expr: Box<Expr>,
+        tabular: Box<TabularExpr>,
+    },
+    /// `name = value` as a call argument (`f(limit = 10)`), matched to a
+    /// user function's parameter by name.
+    NamedArg {
+        name: Ident,
+        value: Box<Expr>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -5,8 +5,8 @@
 use watchpost_diagnostics::Span;
 
 use crate::ast::{
-    Expr, ExprKind, FunctionBody, Ident, JoinKey, LetValue, MvExpand, NamedExpr, Operator, OperatorKind, ParsePart,
-    Query, SortKey, Statement, TabularExpr, TabularSource,
+    Expr, ExprKind, FunctionBody, FunctionDef, Ident, JoinKey, LetStmt, LetValue, MvExpand, NamedExpr, Operator,
+    OperatorKind, ParamType, ParsePart, Query, SortKey, Statement, TabularExpr, TabularSource,
 };
 
 /// Renders `query` one node per line, with spans.
@@ -59,32 +59,52 @@ impl Dumper {
         self.node("Query".to_string(), Some(query.span), |dumper| {
             for statement in &query.statements {
                 match statement {
-                    Statement::Let(let_stmt) => {
-                        let label = format!("Let {}", dumper.ident(&let_stmt.name));
-                        dumper.node(label, Some(let_stmt.span), |dumper| match &let_stmt.value {
-                            LetValue::Scalar(expr) => dumper.expr(expr),
-                            LetValue::Tabular(tabular) => dumper.tabular(tabular),
-                            LetValue::Function(function) => dumper.node("Function".to_string(), None, |dumper| {
-                                for param in &function.params {
-                                    let label = format!(
-                                        "Param {}: {}",
-                                        dumper.ident(&param.name),
-                                        dumper.ident(&param.type_name)
-                                    );
-                                    dumper
-                                        .node(label, None, |dumper| param.default.iter().for_each(|d| dumper.expr(d)));
-                                }
-                                match &function.body {
-                                    FunctionBody::Scalar(expr) => dumper.expr(expr),
-                                    FunctionBody::Tabular(tabular) => dumper.tabular(tabular),
-                                }
-                            }),
-                        });
-                    }
+                    Statement::Let(let_stmt) => dumper.let_stmt(let_stmt),
                     Statement::Tabular(tabular) => dumper.tabular(tabular),
                 }
             }
         });
+    }
+
+    fn let_stmt(&mut self, let_stmt: &LetStmt) {
+        let label = format!("Let {}", self.ident(&let_stmt.name));
+        self.node(label, Some(let_stmt.span), |dumper| match &let_stmt.value {
+            LetValue::Scalar(expr) => dumper.expr(expr),
+            LetValue::Tabular(tabular) => dumper.tabular(tabular),
+            LetValue::Function(function) => dumper.function(function),
+        });
+    }
+
+    fn function(&mut self, function: &FunctionDef) {
+        self.node("Function".to_string(), None, |dumper| {
+            for param in &function.params {
+                let label = format!("Param {}: {}", dumper.ident(&param.name), dumper.param_type(&param.param_type));
+                dumper.node(label, None, |dumper| param.default.iter().for_each(|default| dumper.expr(default)));
+            }
+            for let_stmt in &function.lets {
+                dumper.let_stmt(let_stmt);
+            }
+            match &function.body {
+                FunctionBody::Scalar(expr) => dumper.expr(expr),
+                FunctionBody::Tabular(tabular) => dumper.tabular(tabular),
+            }
+        });
+    }
+
+    fn param_type(&self, param_type: &ParamType) -> String {
+        match param_type {
+            ParamType::Scalar(type_name) => self.ident(type_name),
+            ParamType::Tabular { columns, any_columns } => {
+                let mut parts: Vec<String> = columns
+                    .iter()
+                    .map(|column| format!("{}: {}", self.ident(&column.name), self.ident(&column.type_name)))
+                    .collect();
+                if *any_columns {
+                    parts.push("*".to_string());
+                }
+                format!("({})", parts.join(", "))
+            }
+        }
     }
 
     fn tabular(&mut self, tabular: &TabularExpr) {
@@ -257,6 +277,15 @@ impl Dumper {
                     args.iter().for_each(|arg| dumper.expr(arg))
                 })
             }
+            OperatorKind::Invoke(call) => self.with_operands("Invoke".to_string(), span, &[call]),
+            OperatorKind::Render { visualization, properties } => {
+                self.node(format!("Render {}", self.ident(visualization)), span, |dumper| {
+                    for (name, values) in properties {
+                        let values: Vec<&Expr> = values.iter().collect();
+                        dumper.with_operands(format!("Property {}", dumper.ident(name)), None, &values);
+                    }
+                })
+            }
             OperatorKind::Search { kind, predicate } => {
                 let kind = kind.as_ref().map(|kind| kind.name.as_str()).unwrap_or("default");
                 self.node(format!("Search kind={kind}"), span, |dumper| dumper.expr(predicate))
@@ -289,6 +318,10 @@ impl Dumper {
         for item in items {
             let label = match &item.name {
                 Some(name) => format!("Named {}", self.ident(name)),
+                None if !item.tuple.is_empty() => {
+                    let names: Vec<String> = item.tuple.iter().map(|name| self.ident(name)).collect();
+                    format!("Tuple {}", names.join(", "))
+                }
                 None => "Unnamed".to_string(),
             };
             self.node(label, Some(item.span), |dumper| dumper.expr(&item.expr));
@@ -324,6 +357,15 @@ impl Dumper {
             ExprKind::Index { expr, index } => self.with_operands("Index".to_string(), span, &[expr, index]),
             ExprKind::Star => self.leaf("Star".to_string(), span),
             ExprKind::ToScalar(tabular) => self.node("ToScalar".to_string(), span, |dumper| dumper.tabular(tabular)),
+            ExprKind::InTabular { op, expr, tabular } => {
+                self.node(format!("InTabular {}", op.as_str()), span, |dumper| {
+                    dumper.expr(expr);
+                    dumper.tabular(tabular);
+                })
+            }
+            ExprKind::NamedArg { name, value } => {
+                self.with_operands(format!("NamedArg {}", self.ident(name)), span, &[value])
+            }
         }
     }
 

@@ -10,8 +10,9 @@
 mod expr;
 
 use crate::ast::{
-    FunctionBody, FunctionDef, Ident, JoinKey, LetStmt, LetValue, Literal, MakeSeries, MvExpand, NamedExpr, NullsOrder,
-    Operator, OperatorKind, ParsePart, Query, SortKey, SortOrder, Statement, TabularExpr, TabularSource,
+    Expr, FunctionBody, FunctionDef, Ident, JoinKey, LetStmt, LetValue, Literal, MakeSeries, MvExpand, NamedExpr,
+    NullsOrder, Operator, OperatorKind, ParamType, ParsePart, Query, SortKey, SortOrder, Statement, TabularExpr,
+    TabularSource,
 };
 use expr::{expr_text, ident_text, literal_text};
 
@@ -85,10 +86,7 @@ fn operator_text(operator: &Operator) -> String {
     match &operator.kind {
         OperatorKind::Where(predicate) => format!("where {}", expr_text(predicate)),
         OperatorKind::Project(items) => format!("project {}", named_list(items)),
-        OperatorKind::ProjectAway(names) => {
-            let names: Vec<String> = names.iter().map(|name| ident_text(&name.name)).collect();
-            format!("project-away {}", names.join(", "))
-        }
+        OperatorKind::ProjectAway(names) => format!("project-away {}", ident_list(names)),
         OperatorKind::ProjectRename(pairs) => {
             let pairs: Vec<String> = pairs
                 .iter()
@@ -168,6 +166,8 @@ fn operator_text(operator: &Operator) -> String {
                 .collect();
             levels.join(", ")
         }
+        OperatorKind::Render { visualization, properties } => render_text(visualization, properties),
+        OperatorKind::Invoke(call) => format!("invoke {}", expr_text(call)),
         OperatorKind::Search { kind, predicate } => match kind {
             Some(kind) => format!("search kind={} {}", kind.name, expr_text(predicate)),
             None => format!("search {}", expr_text(predicate)),
@@ -180,7 +180,7 @@ fn function_text(function: &FunctionDef) -> String {
         .params
         .iter()
         .map(|param| {
-            let mut text = format!("{}: {}", ident_text(&param.name.name), param.type_name.name);
+            let mut text = format!("{}: {}", ident_text(&param.name.name), param_type_text(&param.param_type));
             if let Some(default) = &param.default {
                 text.push_str(&format!(" = {}", expr_text(default)));
             }
@@ -191,7 +191,38 @@ fn function_text(function: &FunctionDef) -> String {
         FunctionBody::Scalar(expr) => expr_text(expr),
         FunctionBody::Tabular(tabular) => tabular_text(tabular, " "),
     };
-    format!("({}) {{ {body} }}", params.join(", "))
+    let lets: String = function.lets.iter().map(|let_stmt| format!("{}; ", let_text(let_stmt))).collect();
+    format!("({}) {{ {lets}{body} }}", params.join(", "))
+}
+
+fn param_type_text(param_type: &ParamType) -> String {
+    match param_type {
+        ParamType::Scalar(type_name) => type_name.name.clone(),
+        ParamType::Tabular { columns, any_columns } => {
+            let mut parts: Vec<String> = columns
+                .iter()
+                .map(|column| format!("{}: {}", ident_text(&column.name.name), column.type_name.name))
+                .collect();
+            if *any_columns {
+                parts.push("*".to_string());
+            }
+            format!("({})", parts.join(", "))
+        }
+    }
+}
+
+fn render_text(visualization: &Ident, properties: &[(Ident, Vec<Expr>)]) -> String {
+    if properties.is_empty() {
+        return format!("render {}", visualization.name);
+    }
+    let properties: Vec<String> = properties
+        .iter()
+        .map(|(name, values)| {
+            let values: Vec<String> = values.iter().map(expr_text).collect();
+            format!("{} = {}", name.name, values.join(", "))
+        })
+        .collect();
+    format!("render {} with ({})", visualization.name, properties.join(", "))
 }
 
 fn mv_expand_text(keyword: &str, expand: &MvExpand) -> String {
@@ -222,7 +253,7 @@ fn parse_text(
     kind: Option<&Ident>,
     flags: Option<&Ident>,
     drops_unmatched: bool,
-    source: &crate::ast::Expr,
+    source: &Expr,
     pattern: &[ParsePart],
 ) -> String {
     let mut out = if drops_unmatched { "parse-where".to_string() } else { "parse".to_string() };
@@ -284,8 +315,20 @@ fn union_text(params: &[(Ident, Ident)], tables: &[TabularExpr]) -> String {
     format!("{out} {}", tables.join(", "))
 }
 
+/// Renders column names, and wildcard patterns (`*_s`) as written.
 fn ident_list(names: &[Ident]) -> String {
-    let names: Vec<String> = names.iter().map(|name| ident_text(&name.name)).collect();
+    let names: Vec<String> = names
+        .iter()
+        .map(|name| {
+            let is_pattern = name.name.contains('*')
+                && name.name.bytes().all(|byte| byte == b'*' || byte == b'_' || byte.is_ascii_alphanumeric());
+            if is_pattern {
+                name.name.clone()
+            } else {
+                ident_text(&name.name)
+            }
+        })
+        .collect();
     names.join(", ")
 }
 
@@ -322,6 +365,10 @@ fn named_list(items: &[NamedExpr]) -> String {
         .iter()
         .map(|item| match &item.name {
             Some(name) => format!("{} = {}", ident_text(&name.name), expr_text(&item.expr)),
+            None if !item.tuple.is_empty() => {
+                let names: Vec<String> = item.tuple.iter().map(|name| ident_text(&name.name)).collect();
+                format!("({}) = {}", names.join(", "), expr_text(&item.expr))
+            }
             None => expr_text(&item.expr),
         })
         .collect();

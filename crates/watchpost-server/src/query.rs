@@ -90,16 +90,18 @@ fn authorize(state: &AppState, workspace_id: &str, headers: &HeaderMap) -> Resul
 struct Preferences {
     wait: Option<Duration>,
     include_statistics: bool,
+    include_render: bool,
 }
 
 fn preferences(headers: &HeaderMap) -> Preferences {
-    let mut prefs = Preferences { wait: None, include_statistics: false };
+    let mut prefs = Preferences { wait: None, include_statistics: false, include_render: false };
     for value in headers.get_all("prefer").iter().filter_map(|value| value.to_str().ok()) {
         for item in value.split([',', ';']).map(str::trim) {
             let (name, setting) = item.split_once('=').unwrap_or((item, "true"));
             match name.trim().to_ascii_lowercase().as_str() {
                 "wait" => prefs.wait = setting.trim().parse::<u64>().ok().map(Duration::from_secs),
                 "include-statistics" => prefs.include_statistics = setting.trim().eq_ignore_ascii_case("true"),
+                "include-render" => prefs.include_render = setting.trim().eq_ignore_ascii_case("true"),
                 _ => {}
             }
         }
@@ -143,7 +145,7 @@ async fn run_query(
     let timeout = prefs.wait.map(|wait| wait.min(MAX_WAIT)).unwrap_or(state.options.query_timeout);
     let request = QueryRequest { workspace: workspace.id.clone(), text: text.clone(), window, now_ns, timeout };
     match state.engine.run(&request).await {
-        Ok(output) => (StatusCode::OK, success(&output, prefs.include_statistics, state.engine.max_rows())),
+        Ok(output) => (StatusCode::OK, success(&output, &prefs, state.engine.max_rows())),
         Err(QueryError::Invalid { diagnostics }) => {
             let first = &diagnostics[0];
             let position = LineCol::locate(&text, first.span.start as usize);
@@ -182,12 +184,15 @@ async fn run_query(
     }
 }
 
-fn success(output: &QueryOutput, include_statistics: bool, max_rows: usize) -> Json {
+fn success(output: &QueryOutput, prefs: &Preferences, max_rows: usize) -> Json {
     let columns: Vec<Json> =
         output.columns.iter().map(|column| json!({"name": column.name, "type": column.kql_type.name()})).collect();
     let rows = output.json_rows();
     let mut body = json!({"tables": [{"name": "PrimaryResult", "columns": columns, "rows": rows}]});
-    if include_statistics {
+    if let Some(render) = output.render.as_ref().filter(|_| prefs.include_render) {
+        body["render"] = render.to_json();
+    }
+    if prefs.include_statistics {
         body["statistics"] = json!({"query": {
             "executionTime": output.stats.execution_time.as_secs_f64(),
             "resourceUsage": {"rowsReturned": output.stats.rows},

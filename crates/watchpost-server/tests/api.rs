@@ -125,3 +125,22 @@ async fn query_without_json_content_type_is_a_bad_argument() {
     let (status, answer) = call(&app, request).await;
     assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("BadArgumentError")));
 }
+
+#[tokio::test]
+async fn render_goes_back_only_when_asked_for() {
+    let app = app(100);
+    let path = format!("/v1/workspaces/{WS}/query");
+    let body = json!({"query": "range x from 1 to 2 step 1 | sort by x asc | render timechart with (title = 'Hits', ycolumns = x)"});
+    let mut request = query_request(&path, Some(KEY), body.clone());
+    request.headers_mut().insert("prefer", "include-render=true".parse().unwrap());
+    let (status, answer) = call(&app, request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["tables"][0]["rows"], json!([[1], [2]]));
+    assert_eq!(answer["render"]["visualization"], "timechart");
+    assert_eq!(answer["render"]["title"], "Hits");
+    assert_eq!(answer["render"]["ycolumns"], "x");
+    assert_eq!(answer["render"]["isQuerySorted"], true);
+    assert_eq!(answer["render"]["kind"], "default");
+    let (_, answer) = call(&app, query_request(&path, Some(KEY), body)).await;
+    assert!(answer.get("render").is_none());
+}

@@ -14,7 +14,7 @@ use watchpost_schema::{KqlType, TIME_RECEIVED};
 use super::{datetime_literal, lower_bin, lower_expr, now_literal, LowerContext};
 use crate::udf::datetime::Period;
 use crate::udf::kernel::{self, Kernel};
-use crate::udf::{convert, datetime, dynamic, ip, parse_text, series, strings, xml};
+use crate::udf::{anomalies, convert, datetime, dynamic, geo, ip, ip_text, parse_text, series, strings, xml};
 
 const NANOS_PER_TICK: i64 = 100;
 
@@ -267,6 +267,25 @@ pub(super) fn lower_call(
         F::ArraySortAsc => call.kernel("array_sort_asc", dynamic::array_sort_asc, &[])?,
         F::ArraySortDesc => call.kernel("array_sort_desc", dynamic::array_sort_desc, &[])?,
         F::ArrayIndexOf => call.kernel("array_index_of", dynamic::array_index_of, &[])?,
+        F::SetHasElement => call.kernel("set_has_element", dynamic::set_has_element, &[])?,
+        F::StrcatArray => call.kernel("strcat_array", dynamic::strcat_array, &[Pass::Raw, Pass::Text])?,
+        F::GeoDistance2Points => {
+            let coordinates = (0..4).map(|idx| call.real(idx)).collect::<Result<Vec<_>>>()?;
+            kernel::call(
+                "geo_distance_2points",
+                geo::geo_distance_2points,
+                coordinates,
+                vec![KqlType::Real; 4],
+                call.ty,
+            )
+        }
+        F::UrlDecode => call.kernel("url_decode", strings::url_decode, &[Pass::Text])?,
+        F::HasIpv4 => call.kernel("has_ipv4", ip_text::has_ipv4, &[Pass::Text, Pass::Text])?,
+        F::HasIpv4Prefix => call.kernel("has_ipv4_prefix", ip_text::has_ipv4_prefix, &[Pass::Text, Pass::Text])?,
+        F::HasAnyIpv4 => call.kernel("has_any_ipv4", ip_text::has_any_ipv4, &ip_list_passes(call.args))?,
+        F::HasAnyIpv4Prefix => {
+            call.kernel("has_any_ipv4_prefix", ip_text::has_any_ipv4_prefix, &ip_list_passes(call.args))?
+        }
         F::Ipv4IsInRange => call.kernel("ipv4_is_in_range", ip::ipv4_is_in_range, &[Pass::Text])?,
         F::Ipv4IsPrivate => call.kernel("ipv4_is_private", ip::ipv4_is_private, &[Pass::Text])?,
         F::Ipv4Compare => call.kernel("ipv4_compare", ip::ipv4_compare, &[Pass::Text, Pass::Text, Pass::Raw])?,
@@ -277,7 +296,21 @@ pub(super) fn lower_call(
         F::ParseXml => call.kernel("parse_xml", xml::parse_xml, &[Pass::Text])?,
         F::SeriesFill => call.kernel("series_fill", series::series_fill, &[])?,
         F::SeriesAxis => call.kernel("series_axis", series::series_axis, &[])?,
+        // Distinct names: calls that share a name and arguments are merged.
+        F::SeriesAnomalyFlags => call.kernel("series_decompose_anomalies_flag", anomalies::anomaly_flags, &[])?,
+        F::SeriesAnomalyScores => call.kernel("series_decompose_anomalies_score", anomalies::anomaly_scores, &[])?,
+        F::SeriesAnomalyBaseline => {
+            call.kernel("series_decompose_anomalies_baseline", anomalies::anomaly_baseline, &[])?
+        }
     })
+}
+
+/// The text first, then each address argument as text unless it is a
+/// dynamic array of addresses.
+fn ip_list_passes(args: &[BoundExpr]) -> Vec<Pass> {
+    let mut passes = vec![Pass::Text];
+    passes.extend(args[1..].iter().map(|arg| if arg.ty == KqlType::Dynamic { Pass::Raw } else { Pass::Text }));
+    passes
 }
 
 fn texts(args: &[BoundExpr], context: &LowerContext<'_>) -> Result<Vec<Expr>> {

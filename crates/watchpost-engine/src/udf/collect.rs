@@ -7,9 +7,13 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::error::Result;
 use serde_json::{Map, Value as Json};
 
-use super::kernel::{dynamics, json_at, Invocation};
+use super::kernel::{dynamics, json_at, long_at, Invocation};
 
-/// `list → dynamic array`; `arg_types[0]` is the element type.
+/// The default maximum number of elements of `make_list` and `make_set`, as Kusto's.
+pub(crate) const DEFAULT_MAX_SIZE: i64 = 1_048_576;
+
+/// `(list, max size) → dynamic array` of at most that many elements;
+/// `arg_types[0]` is the element type.
 pub(crate) fn list_to_array(call: &Invocation<'_>) -> Result<ArrayRef> {
     let lists = call.args[0].as_list::<i32>();
     let element_type = call.arg_types[0];
@@ -18,7 +22,9 @@ pub(crate) fn list_to_array(call: &Invocation<'_>) -> Result<ArrayRef> {
             return Some(Json::Array(Vec::new()));
         }
         let items = lists.value(row);
-        Some(Json::Array((0..items.len()).map(|idx| json_at(&items, element_type, idx)).collect()))
+        let max_size = long_at(&call.args[1], row).unwrap_or(DEFAULT_MAX_SIZE);
+        let n_items = items.len().min(usize::try_from(max_size).unwrap_or(0));
+        Some(Json::Array((0..n_items).map(|idx| json_at(&items, element_type, idx)).collect()))
     });
     Ok(dynamics(values.collect::<Vec<_>>()))
 }

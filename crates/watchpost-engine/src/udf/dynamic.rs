@@ -233,3 +233,24 @@ pub(crate) fn array_index_of(call: &Invocation<'_>) -> Result<ArrayRef> {
 fn same_number(a: &Json, b: &Json) -> bool {
     matches!((a.as_f64(), b.as_f64()), (Some(x), Some(y)) if x == y)
 }
+
+/// `set_has_element(a, value)`: whether the array holds `value` (numbers
+/// compare by value), null for a non-array.
+pub(crate) fn set_has_element(call: &Invocation<'_>) -> Result<ArrayRef> {
+    Ok(super::kernel::bools((0..call.n_rows).map(|row| {
+        let items = array_arg(call, 0, row)?;
+        let wanted = json_at(&call.args[1], call.arg_types[1], row);
+        Some(items.iter().any(|item| item == &wanted || same_number(item, &wanted)))
+    })))
+}
+
+/// `strcat_array(a, delimiter)`: the elements as text, joined; null for a
+/// non-array.
+pub(crate) fn strcat_array(call: &Invocation<'_>) -> Result<ArrayRef> {
+    Ok(super::kernel::strings((0..call.n_rows).map(|row| {
+        let items = array_arg(call, 0, row)?;
+        let delimiter = text_at(&call.args[1], row).unwrap_or_default();
+        let texts: Vec<String> = items.iter().map(json_to_string).collect();
+        Some(texts.join(delimiter))
+    })))
+}

@@ -289,6 +289,41 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
+/// `url_decode(text)`: `%XX` escapes become bytes and `+` a space; a `%`
+/// not followed by two hex digits stays as written. Bytes that are not
+/// UTF-8 become U+FFFD.
+pub(crate) fn url_decode(call: &Invocation<'_>) -> Result<ArrayRef> {
+    Ok(strings((0..call.n_rows).map(|row| text_at(&call.args[0], row).map(percent_decode))))
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut idx = 0;
+    while idx < bytes.len() {
+        let escaped = (bytes[idx] == b'%')
+            .then(|| bytes.get(idx + 1..idx + 3))
+            .flatten()
+            .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+        match (bytes[idx], escaped) {
+            (_, Some(byte)) => {
+                decoded.push(byte);
+                idx += 3;
+            }
+            (b'+', None) => {
+                decoded.push(b' ');
+                idx += 1;
+            }
+            (byte, None) => {
+                decoded.push(byte);
+                idx += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use regex::Regex;

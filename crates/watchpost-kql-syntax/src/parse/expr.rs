@@ -135,7 +135,20 @@ impl<'a> Parser<'a> {
 
     /// Parses `( value, ... )` after `in`, `has_any` and friends.
     fn in_list(&mut self, op: ListOp, expr: Expr) -> Option<Expr> {
-        self.expect(&TokenKind::LParen, &format!("`(` and a list of values after `{}`", op.as_str()))?;
+        let open = self.expect(&TokenKind::LParen, &format!("`(` and a list of values after `{}`", op.as_str()))?;
+        if self.at_parenthesized_query() {
+            let tabular = self.tabular_expr()?;
+            if !self.at(&TokenKind::RParen) {
+                self.unclosed(open, "`)` after the query");
+                return None;
+            }
+            self.bump();
+            let span = self.span_from(expr.span.start as usize);
+            return Some(Expr {
+                kind: ExprKind::InTabular { op, expr: Box::new(expr), tabular: Box::new(tabular) },
+                span,
+            });
+        }
         let list = self.comma_list(Self::expr)?;
         self.expect(&TokenKind::RParen, "`,` or `)` in the list of values")?;
         let span = self.span_from(expr.span.start as usize);
@@ -263,7 +276,7 @@ impl<'a> Parser<'a> {
     pub(super) fn call(&mut self) -> Option<Expr> {
         let name: Ident = self.ident("a function name")?;
         let open = self.bump().span;
-        let args = if self.at(&TokenKind::RParen) { Vec::new() } else { self.comma_list(Self::expr)? };
+        let args = if self.at(&TokenKind::RParen) { Vec::new() } else { self.comma_list(Self::argument)? };
         if !self.at(&TokenKind::RParen) {
             self.unclosed(open, "`,` or `)` in the argument list");
             return None;
@@ -271,6 +284,38 @@ impl<'a> Parser<'a> {
         self.bump();
         let span = self.span_from(name.span.start as usize);
         Some(Expr { kind: ExprKind::Call { name, args }, span })
+    }
+
+    /// Parses a call argument: `expr` or `name = expr`.
+    fn argument(&mut self) -> Option<Expr> {
+        if !(self.at(&TokenKind::Ident) && self.nth(1).kind == TokenKind::Assign) {
+            return self.expr();
+        }
+        let name = self.ident("a parameter name")?;
+        self.bump();
+        let value = self.expr()?;
+        let span = self.span_from(name.span.start as usize);
+        Some(Expr { kind: ExprKind::NamedArg { name, value: Box::new(value) }, span })
+    }
+
+    /// Whether the text after a `(` is a query up to its `)`: it starts with
+    /// a source keyword or has a `|` outside nested brackets.
+    fn at_parenthesized_query(&self) -> bool {
+        if self.at_source_keyword() {
+            return true;
+        }
+        let mut depth = 0usize;
+        for token in &self.tokens[self.pos..] {
+            match token.kind {
+                TokenKind::LParen | TokenKind::LBracket | TokenKind::LBrace => depth += 1,
+                TokenKind::RParen if depth == 0 => return false,
+                TokenKind::RParen | TokenKind::RBracket | TokenKind::RBrace => depth = depth.saturating_sub(1),
+                TokenKind::Pipe if depth == 0 => return true,
+                TokenKind::Semi | TokenKind::Eof => return false,
+                _ => {}
+            }
+        }
+        false
     }
 
     /// Parses `toscalar(tabular)`.
@@ -298,7 +343,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Reports a missing closing `)` for the `(` at `open`.
-    fn unclosed(&mut self, open: Span, what: &str) {
+    pub(super) fn unclosed(&mut self, open: Span, what: &str) {
         if self.at(&TokenKind::Error) {
             return;
         }

@@ -3,7 +3,8 @@
 
 use super::Parser;
 use crate::ast::{
-    Expr, ExprKind, FunctionBody, FunctionDef, FunctionParam, Ident, LetStmt, LetValue, TabularExpr, TabularSource,
+    ColumnDecl, Expr, ExprKind, FunctionBody, FunctionDef, FunctionParam, Ident, LetStmt, LetValue, ParamType,
+    TabularExpr, TabularSource,
 };
 use crate::lexer::TokenKind;
 
@@ -44,6 +45,12 @@ impl Parser<'_> {
         let params = if self.at(&TokenKind::RParen) { Vec::new() } else { self.comma_list(Self::function_param)? };
         self.expect(&TokenKind::RParen, "`,` or `)` after the parameters")?;
         self.expect(&TokenKind::LBrace, "`{` and the function body")?;
+        let mut lets = Vec::new();
+        while self.at_word("let") {
+            lets.push(self.let_stmt()?);
+            self.expect(&TokenKind::Semi, "`;` after the `let` statement")?;
+            while self.eat(&TokenKind::Semi) {}
+        }
         let body = if self.function_body_is_tabular() {
             let tabular = self.tabular_expr()?;
             // As for `let`: a recovered `{ T | <broken> }` reads as `{ T }`.
@@ -55,7 +62,7 @@ impl Parser<'_> {
             FunctionBody::Scalar(self.expr()?)
         };
         self.expect(&TokenKind::RBrace, "`}` after the function body")?;
-        Some(FunctionDef { params, body })
+        Some(FunctionDef { params, lets, body })
     }
 
     /// Whether the body at the cursor is a query: it starts with a source
@@ -83,9 +90,39 @@ impl Parser<'_> {
     fn function_param(&mut self) -> Option<FunctionParam> {
         let name = self.ident("a parameter name")?;
         self.expect(&TokenKind::Colon, "`:` and a type after the parameter name")?;
-        let type_name = self.ident("a type name such as `long` or `string`")?;
+        let param_type = if self.at(&TokenKind::LParen) {
+            self.tabular_param_type()?
+        } else {
+            ParamType::Scalar(self.ident("a type name such as `long` or `string`")?)
+        };
         let default = if self.eat(&TokenKind::Assign) { Some(self.expr()?) } else { None };
-        Some(FunctionParam { name, type_name, default })
+        Some(FunctionParam { name, param_type, default })
+    }
+
+    /// Parses `(Col: type, ..., *)` or `(*)`, the schema of a tabular parameter.
+    fn tabular_param_type(&mut self) -> Option<ParamType> {
+        let open = self.bump().span;
+        let mut columns = Vec::new();
+        let mut any_columns = false;
+        loop {
+            if self.eat(&TokenKind::Star) {
+                any_columns = true;
+            } else {
+                let name = self.ident("a column name, or `*`")?;
+                self.expect(&TokenKind::Colon, "`:` and a type after the column name")?;
+                let type_name = self.ident("a type name such as `long` or `string`")?;
+                columns.push(ColumnDecl { name, type_name });
+            }
+            if !self.eat(&TokenKind::Comma) {
+                break;
+            }
+        }
+        if !self.at(&TokenKind::RParen) {
+            self.unclosed(open, "`,` or `)` after the table's columns");
+            return None;
+        }
+        self.bump();
+        Some(ParamType::Tabular { columns, any_columns })
     }
 
     /// Decides whether the value starting at the cursor is tabular: it starts

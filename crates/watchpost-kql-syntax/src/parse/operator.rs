@@ -4,13 +4,13 @@ use watchpost_diagnostics::{Diagnostic, Span};
 
 use super::Parser;
 use crate::ast::{
-    Ident, JoinKey, NamedExpr, NullsOrder, Operator, OperatorKind, SortKey, SortOrder, TabularExpr, TabularSource,
-    TopNestedLevel,
+    Expr, Ident, JoinKey, NamedExpr, NullsOrder, Operator, OperatorKind, SortKey, SortOrder, TabularExpr,
+    TabularSource, TopNestedLevel,
 };
 use crate::lexer::TokenKind;
 
 /// The operators this parser knows, for "did you mean" hints.
-const SUPPORTED_OPERATORS: [&str; 30] = [
+const SUPPORTED_OPERATORS: [&str; 32] = [
     "where",
     "filter",
     "project",
@@ -41,11 +41,13 @@ const SUPPORTED_OPERATORS: [&str; 30] = [
     "make-series",
     "top-nested",
     "evaluate",
+    "render",
+    "invoke",
 ];
 
 /// KQL operators that exist but are not supported yet.
-const UNSUPPORTED_OPERATORS: [&str; 10] =
-    ["parse-kv", "render", "evaluate", "invoke", "sample", "sample-distinct", "find", "top-hitters", "facet", "fork"];
+const UNSUPPORTED_OPERATORS: [&str; 8] =
+    ["parse-kv", "evaluate", "sample", "sample-distinct", "find", "top-hitters", "facet", "fork"];
 
 const OPERATOR_HINT: &str = "for example `where`, `project`, `extend`, `summarize`, `sort by` or `take`";
 
@@ -60,7 +62,7 @@ impl Parser<'_> {
         let kind = match self.text_of(&keyword) {
             "where" | "filter" => OperatorKind::Where(self.expr()?),
             "project" => OperatorKind::Project(self.named_exprs()?),
-            "project-away" => OperatorKind::ProjectAway(self.comma_list(|parser| parser.ident("a column name"))?),
+            "project-away" => OperatorKind::ProjectAway(self.comma_list(Self::column_pattern)?),
             "project-rename" => OperatorKind::ProjectRename(self.comma_list(Self::rename)?),
             "extend" => OperatorKind::Extend(self.named_exprs()?),
             "summarize" => self.summarize(keyword.span)?,
@@ -69,8 +71,8 @@ impl Parser<'_> {
             "top" => self.top()?,
             "count" => OperatorKind::Count,
             "distinct" => OperatorKind::Distinct(self.comma_list(Self::expr)?),
-            "project-keep" => OperatorKind::ProjectKeep(self.comma_list(|parser| parser.ident("a column name"))?),
-            "project-reorder" => OperatorKind::ProjectReorder(self.comma_list(|parser| parser.ident("a column name"))?),
+            "project-keep" => OperatorKind::ProjectKeep(self.comma_list(Self::column_pattern)?),
+            "project-reorder" => OperatorKind::ProjectReorder(self.comma_list(Self::column_pattern)?),
             "join" => self.join(false)?,
             "lookup" => self.join(true)?,
             "union" => self.union()?,
@@ -98,6 +100,14 @@ impl Parser<'_> {
             "make-series" => self.make_series()?,
             "top-nested" => OperatorKind::TopNested(self.top_nested()?),
             "evaluate" => self.evaluate()?,
+            "render" => self.render()?,
+            "invoke" => {
+                if !(self.at(&TokenKind::Ident) && self.nth(1).kind == TokenKind::LParen) {
+                    self.error_expected("a function call after `invoke`, as in `invoke f(10)`");
+                    return None;
+                }
+                OperatorKind::Invoke(self.call()?)
+            }
             name => {
                 self.unknown_operator(name, keyword.span);
                 return None;
@@ -136,6 +146,14 @@ impl Parser<'_> {
 
     pub(super) fn named_expr(&mut self) -> Option<NamedExpr> {
         let start = self.start();
+        if self.at_tuple_names() {
+            self.bump();
+            let tuple = self.comma_list(|parser| parser.ident("a column name"))?;
+            self.expect(&TokenKind::RParen, "`,` or `)` after the column names")?;
+            self.expect(&TokenKind::Assign, "`=` after the column names")?;
+            let expr = self.expr()?;
+            return Some(NamedExpr { name: None, tuple, expr, span: self.span_from(start) });
+        }
         let name_len = if self.at(&TokenKind::Ident) { 1 } else { 3 };
         let name = if self.at_ident() && self.nth(name_len).kind == TokenKind::Assign {
             let name = self.ident("a name")?;
@@ -145,7 +163,78 @@ impl Parser<'_> {
             None
         };
         let expr = self.expr()?;
-        Some(NamedExpr { name, expr, span: self.span_from(start) })
+        Some(NamedExpr { name, tuple: Vec::new(), expr, span: self.span_from(start) })
+    }
+
+    /// Parses a column name or a wildcard pattern such as `*_s` or
+    /// `DeviceCustom*` (a name whose `*`s match any text).
+    fn column_pattern(&mut self) -> Option<Ident> {
+        let is_pattern =
+            self.at(&TokenKind::Star) || (self.at(&TokenKind::Ident) && self.nth(1).kind == TokenKind::Star);
+        if !is_pattern {
+            return self.ident("a column name");
+        }
+        let start = self.start();
+        let mut pattern = String::new();
+        loop {
+            let token = self.bump();
+            pattern.push_str(self.text_of(&token));
+            let next = self.peek();
+            let adjacent = next.span.start as usize == self.prev_end;
+            if !adjacent || !matches!(next.kind, TokenKind::Star | TokenKind::Ident) {
+                break;
+            }
+        }
+        Some(Ident { name: pattern, span: self.span_from(start) })
+    }
+
+    /// Whether `(A, B, ...) =` starts here: the names of a tuple assignment.
+    fn at_tuple_names(&self) -> bool {
+        if !self.at(&TokenKind::LParen) {
+            return false;
+        }
+        let mut ahead = 1;
+        loop {
+            if self.nth(ahead).kind != TokenKind::Ident {
+                return false;
+            }
+            match self.nth(ahead + 1).kind {
+                TokenKind::Comma => ahead += 2,
+                TokenKind::RParen => return self.nth(ahead + 2).kind == TokenKind::Assign,
+                _ => return false,
+            }
+        }
+    }
+
+    /// Parses `visualization [with (name = value [, value...], ...)]` after `render`.
+    fn render(&mut self) -> Option<OperatorKind> {
+        let visualization = self.ident("a visualization such as `timechart` or `barchart`")?;
+        let mut properties: Vec<(Ident, Vec<Expr>)> = Vec::new();
+        if self.eat_word("with") {
+            let open = self.expect(&TokenKind::LParen, "`(` and the properties after `with`")?;
+            loop {
+                if self.at(&TokenKind::Ident) && self.nth(1).kind == TokenKind::Assign {
+                    let name = self.ident("a property name")?;
+                    self.bump();
+                    properties.push((name, vec![self.expr()?]));
+                } else if let Some((_, values)) = properties.last_mut() {
+                    // `ycolumns = A, B`: further values of the last property.
+                    values.push(self.expr()?);
+                } else {
+                    self.error_expected("a property such as `title = \"...\"`");
+                    return None;
+                }
+                if !self.eat(&TokenKind::Comma) {
+                    break;
+                }
+            }
+            if !self.at(&TokenKind::RParen) {
+                self.unclosed(open, "`,` or `)` after the properties");
+                return None;
+            }
+            self.bump();
+        }
+        Some(OperatorKind::Render { visualization, properties })
     }
 
     /// Parses `new = old` in `project-rename`.
@@ -189,6 +278,11 @@ impl Parser<'_> {
             let inner = self.tabular_expr()?;
             self.expect(&TokenKind::RParen, "`)` to close the query")?;
             return Some(inner);
+        }
+        if self.at(&TokenKind::Ident) && self.nth(1).kind == TokenKind::LParen {
+            let call = self.call()?;
+            let span = call.span;
+            return Some(TabularExpr { source: TabularSource::FunctionCall(call), operators: Vec::new(), span });
         }
         let name = self.ident(what)?;
         Some(TabularExpr { source: TabularSource::Table(name), operators: Vec::new(), span: self.span_from(start) })

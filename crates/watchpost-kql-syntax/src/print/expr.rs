@@ -68,6 +68,10 @@ pub(super) fn expr_text(expr: &Expr) -> String {
         ExprKind::Index { expr, index } => format!("{}[{}]", operand(expr, POSTFIX), expr_text(index)),
         ExprKind::Star => "*".to_string(),
         ExprKind::ToScalar(tabular) => format!("toscalar({})", super::tabular_text(tabular, " ")),
+        ExprKind::InTabular { op, expr, tabular } => {
+            format!("{} {} ({})", operand(expr, ADDITIVE), op.as_str(), super::tabular_text(tabular, " "))
+        }
+        ExprKind::NamedArg { name, value } => format!("{} = {}", ident_text(&name.name), expr_text(value)),
     }
 }
 
@@ -90,7 +94,9 @@ fn operand(expr: &Expr, min_level: u8) -> String {
 fn precedence(expr: &Expr) -> u8 {
     match &expr.kind {
         ExprKind::Binary { op, .. } => binary_precedence(*op),
-        ExprKind::InList { .. } | ExprKind::Between { .. } => COMPARISON,
+        ExprKind::InList { .. } | ExprKind::InTabular { .. } | ExprKind::Between { .. } => COMPARISON,
+        // Only ever a whole call argument, never an operand.
+        ExprKind::NamedArg { .. } => OR,
         ExprKind::Unary { .. } => UNARY,
         ExprKind::Member { .. } | ExprKind::Index { .. } => POSTFIX,
         ExprKind::Literal(_)
