@@ -416,7 +416,8 @@ fn lower_expr(expr: &BoundExpr, context: &LowerContext<'_>) -> Result<Expr> {
             let array = udf::kernel::call(
                 "make_set",
                 udf::collect::list_to_array,
-                vec![set, lit(udf::collect::DEFAULT_MAX_SIZE)],
+                // Every value counts: no make_set() size cap here.
+                vec![set, lit(i64::MAX)],
                 vec![element_type, KqlType::Long],
                 KqlType::Dynamic,
             );
