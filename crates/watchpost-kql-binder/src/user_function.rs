@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use watchpost_diagnostics::Diagnostic;
 use watchpost_kql_syntax::ast::{
-    ColumnDecl, Expr, ExprKind as Ast, FunctionBody, FunctionDef, ParamType, TabularExpr, TabularSource,
+    ColumnDecl, Expr, ExprKind as Ast, FunctionBody, FunctionDef, Ident, ParamType, TabularExpr, TabularSource,
 };
 use watchpost_schema::{KqlType, TableSchema};
 
@@ -62,19 +62,44 @@ impl Binder<'_> {
 
     /// Binds `f(args)` used as a query source: a call of a tabular function.
     pub(crate) fn bind_function_source(&mut self, call: &Expr) -> Option<BoundTabular> {
+        let (name, args, function) =
+            self.resolve_call(call, "expected a function call", "Failed to resolve table or function named")?;
+        let args = self.arrange_args(&function, &name.name, args, call)?;
+        let bound_args = self.bind_params(&function, &name.name, &args, &TableSchema::default())?;
+        self.bind_tabular_call(&function, &name.name, call, bound_args)
+    }
+
+    /// The name, arguments and definition of the user function `call`
+    /// calls, or a reported error: `not_a_call` when it is not a call,
+    /// `unresolved` (followed by the name) when no such function exists.
+    fn resolve_call<'e>(
+        &mut self,
+        call: &'e Expr,
+        not_a_call: &str,
+        unresolved: &str,
+    ) -> Option<(&'e Ident, &'e [Expr], FunctionDef)> {
         let Ast::Call { name, args } = &call.kind else {
-            self.report(Diagnostic::semantic("KQL2011", call.span, "expected a function call"));
+            self.report(Diagnostic::semantic("KQL2011", call.span, not_a_call));
             return None;
         };
         let Some(function) = self.functions.get(&name.name).cloned() else {
-            let message = format!("Failed to resolve table or function named '{}'", name.name);
+            let message = format!("{unresolved} '{}'", name.name);
             self.report(Diagnostic::semantic("KQL2001", name.span, message));
             return None;
         };
-        let args = self.arrange_args(&function, &name.name, args, call)?;
-        let bound_args = self.bind_params(&function, &name.name, &args, &TableSchema::default())?;
-        let saved = self.enter_function(&function, &name.name, bound_args);
-        let bound = match self.tabular_body(&function, &name.name, call) {
+        Some((name, args, function))
+    }
+
+    /// Binds the body of a tabular function with its arguments in scope.
+    fn bind_tabular_call(
+        &mut self,
+        function: &FunctionDef,
+        name: &str,
+        call: &Expr,
+        bound_args: BoundArgs,
+    ) -> Option<BoundTabular> {
+        let saved = self.enter_function(function, name, bound_args);
+        let bound = match self.tabular_body(function, name, call) {
             Some(body) => self.bind_tabular(&body),
             None => None,
         };
@@ -85,15 +110,8 @@ impl Binder<'_> {
     /// Binds `input | invoke f(args)`: `f` is called with `input` as its
     /// first parameter, which must be tabular.
     pub(crate) fn bind_invoke(&mut self, input: BoundTabular, call: &Expr) -> Option<BoundTabular> {
-        let Ast::Call { name, args } = &call.kind else {
-            self.report(Diagnostic::semantic("KQL2011", call.span, "expected a function call after `invoke`"));
-            return None;
-        };
-        let Some(function) = self.functions.get(&name.name).cloned() else {
-            let message = format!("Failed to resolve function named '{}'", name.name);
-            self.report(Diagnostic::semantic("KQL2001", name.span, message));
-            return None;
-        };
+        let (name, args, function) =
+            self.resolve_call(call, "expected a function call after `invoke`", "Failed to resolve function named")?;
         let Some((first, rest)) = function.params.split_first() else {
             let message = format!("function '{}' takes no table, so it cannot be invoked", name.name);
             self.report(Diagnostic::semantic("KQL2007", call.span, message));
@@ -110,13 +128,7 @@ impl Binder<'_> {
         let args = self.arrange_args(&others, &name.name, args, call)?;
         let mut bound_args = self.bind_params(&others, &name.name, &args, &TableSchema::default())?;
         bound_args.tables.push((first.name.name.clone(), input));
-        let saved = self.enter_function(&function, &name.name, bound_args);
-        let bound = match self.tabular_body(&function, &name.name, call) {
-            Some(body) => self.bind_tabular(&body),
-            None => None,
-        };
-        self.exit_function(saved);
-        bound
+        self.bind_tabular_call(&function, &name.name, call, bound_args)
     }
 
     /// The body of a function called as a query source, as a query.

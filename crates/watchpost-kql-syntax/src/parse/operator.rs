@@ -46,8 +46,8 @@ const SUPPORTED_OPERATORS: [&str; 32] = [
 ];
 
 /// KQL operators that exist but are not supported yet.
-const UNSUPPORTED_OPERATORS: [&str; 8] =
-    ["parse-kv", "evaluate", "sample", "sample-distinct", "find", "top-hitters", "facet", "fork"];
+const UNSUPPORTED_OPERATORS: [&str; 7] =
+    ["parse-kv", "sample", "sample-distinct", "find", "top-hitters", "facet", "fork"];
 
 const OPERATOR_HINT: &str = "for example `where`, `project`, `extend`, `summarize`, `sort by` or `take`";
 
