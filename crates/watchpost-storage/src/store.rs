@@ -163,7 +163,8 @@ impl Store {
         fs::create_dir_all(data_dir).map_err(|source| StorageError::io(data_dir, source))?;
         let document = CatalogDocument::load(data_dir)?;
         remove_orphan_segments(data_dir, &document)?;
-        let wal_options = WalOptions { segment_bytes: options.wal_segment_bytes, fsync: options.wal_fsync };
+        let wal_options =
+            WalOptions { segment_bytes: options.wal_segment_bytes, fsync: options.wal_fsync, direct_io: true };
         let (wal, records) = Wal::open(&data_dir.join("wal"), wal_options)?;
         let mut state = State { flushed_lsn: document.flushed_lsn, ..State::default() };
         for entry in document.tables {

@@ -21,6 +21,7 @@
 //! - After a failed commit the log refuses further appends until it is reopened, because the
 //!   state of the file after a failed write or sync is unknown.
 
+mod direct;
 mod error;
 mod frame;
 mod recovery;

@@ -53,13 +53,19 @@ pub fn recover(dir: &Path, options: WalOptions) -> WalResult<Recovered> {
     }
     let scan = scan_segment(&last, None)?;
     if let Some((offset, reason)) = scan.corruption {
-        tracing::warn!(
-            path = %last.path.display(),
-            offset,
-            %reason,
-            cut_bytes = file_len(&last)?.saturating_sub(offset),
-            "torn or corrupt tail in the last wal segment; cutting it off",
-        );
+        let padding = crate::direct::is_padding(&last.path, offset)
+            .map_err(|source| WalError::ReadSegment { path: last.path.clone(), source })?;
+        if padding {
+            tracing::debug!(path = %last.path.display(), offset, "cutting the zero padding of a direct write");
+        } else {
+            tracing::warn!(
+                path = %last.path.display(),
+                offset,
+                %reason,
+                cut_bytes = file_len(&last)?.saturating_sub(offset),
+                "torn or corrupt tail in the last wal segment; cutting it off",
+            );
+        }
         cut_tail(&last, offset, options)?;
     }
     records.extend(scan.records);

@@ -9,6 +9,7 @@ use std::fs::{self, File};
 use std::io::{self, IoSlice, Write};
 use std::path::{Path, PathBuf};
 
+use crate::direct::{self, Staging, BLOCK};
 use crate::frame::SealedFrame;
 use crate::segment::SegmentFile;
 use crate::{Lsn, WalError, WalOptions, WalResult};
@@ -35,7 +36,11 @@ pub struct TestHooks {
 struct ActiveSegment {
     segment: SegmentFile,
     file: File,
+    /// Logical length: the end of the last frame written. With direct writes the file can
+    /// be longer by the zero padding of its last block.
     len: u64,
+    /// Set while the segment is written with direct I/O (`file` then has no `O_APPEND`).
+    direct: Option<Staging>,
 }
 
 impl Writer {
@@ -57,7 +62,10 @@ impl Writer {
             .append(true)
             .open(&last.path)
             .map_err(|source| WalError::WriteSegment { path: last.path.clone(), source })?;
-        let active = ActiveSegment { segment: last, file, len };
+        let mut active = ActiveSegment { segment: last, file, len, direct: None };
+        if options.direct_io {
+            active.go_direct()?;
+        }
         Ok(Writer::with_active(dir, options, closed.into(), active))
     }
 
@@ -128,6 +136,17 @@ impl Writer {
             return Ok(());
         }
         let active = &mut self.active;
+        if active.direct.is_some() {
+            match active.write_direct(frames) {
+                Ok(()) => return self.sync_active(),
+                // The file system took the direct open but not the write: continue buffered.
+                Err(error) if error.kind() == io::ErrorKind::InvalidInput => {
+                    tracing::info!(path = %active.segment.path.display(), %error, "direct wal writes refused; writing through the page cache");
+                    active.go_buffered()?;
+                }
+                Err(source) => return Err(WalError::WriteSegment { path: active.segment.path.clone(), source }),
+            }
+        }
         let path = &active.segment.path;
         let mut slices: Vec<IoSlice<'_>> = frames.iter().map(|frame| IoSlice::new(&frame.bytes)).collect();
         let mut remaining = &mut slices[..];
@@ -145,19 +164,26 @@ impl Writer {
                 Err(source) => return Err(WalError::WriteSegment { path: path.clone(), source }),
             }
         }
+        self.sync_active()
+    }
+
+    /// Makes what was written to the active segment durable, when `fsync` is on.
+    fn sync_active(&mut self) -> WalResult<()> {
         if !self.options.fsync {
             return Ok(());
         }
+        let path = &self.active.segment.path;
         #[cfg(test)]
         if std::mem::take(&mut self.test_hooks.fail_next_sync) {
             let source = io::Error::other("injected sync failure");
             return Err(WalError::SyncSegment { path: path.clone(), source });
         }
-        active.file.sync_data().map_err(|source| WalError::SyncSegment { path: path.clone(), source })
+        self.active.file.sync_data().map_err(|source| WalError::SyncSegment { path: path.clone(), source })
     }
 
     /// Starts a new active segment whose first record will be `first_lsn`.
     fn roll(&mut self, first_lsn: Lsn) -> WalResult<()> {
+        self.active.cut_padding(self.options.fsync)?;
         let next = ActiveSegment::create(&self.dir, self.options, SegmentFile::new(&self.dir, first_lsn))?;
         let previous = std::mem::replace(&mut self.active, next);
         tracing::debug!(path = %previous.segment.path.display(), len = previous.len, "rolled wal segment");
@@ -176,7 +202,79 @@ impl ActiveSegment {
         if options.fsync {
             sync_dir(dir)?;
         }
-        Ok(ActiveSegment { segment, file, len: 0 })
+        let mut active = ActiveSegment { segment, file, len: 0, direct: None };
+        if options.direct_io {
+            active.go_direct()?;
+        }
+        Ok(active)
+    }
+
+    /// Switches to direct writes if the file system allows them, reading the partial last
+    /// block the next write must start with.
+    fn go_direct(&mut self) -> WalResult<()> {
+        let path = &self.segment.path;
+        let file = match direct::open(path) {
+            Ok(file) => file,
+            Err(error) => {
+                tracing::debug!(path = %path.display(), %error, "no direct i/o for the wal; writing through the page cache");
+                return Ok(());
+            }
+        };
+        let tail_len = (self.len % BLOCK as u64) as usize;
+        let mut tail = vec![0; tail_len];
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileExt;
+            File::open(path)
+                .and_then(|reader| reader.read_exact_at(&mut tail, self.len - tail_len as u64))
+                .map_err(|source| WalError::ReadSegment { path: path.clone(), source })?;
+        }
+        self.direct = Some(Staging::with_tail(&tail));
+        self.file = file;
+        Ok(())
+    }
+
+    /// Leaves direct writes: cuts the padding and reopens the file for appending.
+    fn go_buffered(&mut self) -> WalResult<()> {
+        self.cut_padding(false)?;
+        let path = &self.segment.path;
+        self.file = File::options()
+            .append(true)
+            .open(path)
+            .map_err(|source| WalError::WriteSegment { path: path.clone(), source })?;
+        self.direct = None;
+        Ok(())
+    }
+
+    fn write_direct(&mut self, frames: &[SealedFrame]) -> io::Result<()> {
+        let staging = self.direct.as_mut().expect("direct mode");
+        let chunks: Vec<&[u8]> = frames.iter().map(|frame| &frame.bytes[..]).collect();
+        staging.write(&self.file, self.len - staging.tail_len() as u64, &chunks)?;
+        self.len += chunks.iter().map(|chunk| chunk.len() as u64).sum::<u64>();
+        Ok(())
+    }
+
+    /// Cuts the zero padding a direct write left after the last frame, so that a closed
+    /// segment ends exactly at its last frame.
+    fn cut_padding(&mut self, sync: bool) -> WalResult<()> {
+        if self.direct.is_none() || self.len.is_multiple_of(BLOCK as u64) {
+            return Ok(());
+        }
+        let path = &self.segment.path;
+        let repair_error = |source| WalError::RepairSegment { path: path.clone(), offset: self.len, source };
+        self.file.set_len(self.len).map_err(repair_error)?;
+        if sync {
+            self.file.sync_data().map_err(repair_error)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Writer {
+    /// Leaves the active segment ending at its last frame, so a clean reopen finds no
+    /// padding. Best effort: recovery cuts padding anyway.
+    fn drop(&mut self) {
+        let _ = self.active.cut_padding(false);
     }
 }
 

@@ -53,5 +53,5 @@ fn concurrent_appends_get_unique_increasing_lsns_and_are_all_recovered() {
 
 #[test]
 fn concurrent_appends_across_segment_rollovers() {
-    append_concurrently(WalOptions { segment_bytes: 512, fsync: true });
+    append_concurrently(WalOptions { segment_bytes: 512, fsync: true, direct_io: true });
 }
