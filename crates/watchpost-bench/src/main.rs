@@ -127,6 +127,20 @@ impl Server {
     }
 }
 
+/// CPU time (user + system) process `pid` has used, in seconds; 0 when it cannot be read.
+///
+/// Wall-clock rates on a shared 2-core machine swing with whatever else runs; the server's
+/// CPU seconds per megabyte do not, so A/B comparisons of the server use this.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    let ticks = |index: usize| fields.get(index).and_then(|value| value.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / per_second.max(1.0)
+}
+
 /// Resident memory of process `pid` (VmRSS), 0 when it cannot be read.
 fn rss_bytes(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -158,6 +172,8 @@ fn post(agent: &ureq::Agent, url: &str, log_type: &str, body: &[u8]) -> anyhow::
 
 struct IngestRun {
     seconds: f64,
+    /// CPU seconds the server used during the run.
+    server_cpu: f64,
     events: u64,
     bytes: u64,
     peak_rss: u64,
@@ -182,6 +198,7 @@ fn ingest_run(args: &Args, batches: &Arc<Vec<(usize, Vec<u8>)>>, run: usize) -> 
         })
     };
     let started = Instant::now();
+    let cpu_before = cpu_seconds(pid);
     let workers: Vec<_> = (0..args.connections)
         .map(|_| {
             let (batches, next, events, url) = (batches.clone(), next.clone(), events.clone(), server.url.clone());
@@ -200,13 +217,14 @@ fn ingest_run(args: &Args, batches: &Arc<Vec<(usize, Vec<u8>)>>, run: usize) -> 
         worker.join().map_err(|_| anyhow::anyhow!("worker panicked"))??;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let server_cpu = cpu_seconds(pid) - cpu_before;
     done.store(true, Ordering::Relaxed);
     sampler.join().ok();
     let peak_rss = peak.load(Ordering::Relaxed).max(server.rss_bytes());
     let bytes = batches.iter().map(|(_, body)| body.len() as u64).sum();
     server.stop()?;
     let _ = std::fs::remove_dir_all(&data_dir);
-    Ok(IngestRun { seconds, events: events.load(Ordering::Relaxed), bytes, peak_rss })
+    Ok(IngestRun { seconds, server_cpu, events: events.load(Ordering::Relaxed), bytes, peak_rss })
 }
 
 /// Posts single events and times how long after the 200 a query returns them.
@@ -366,6 +384,7 @@ fn decode(args: DecodeArgs) -> anyhow::Result<()> {
 fn ingest(args: Args) -> anyhow::Result<()> {
     let batches = Arc::new(read_batches(&args.batches)?);
     let (mut events_per_s, mut mb_per_s, mut peer_mb_per_s, mut ratios) = (vec![], vec![], vec![], vec![]);
+    let mut mb_per_cpu_s = vec![];
     let mut peak_rss = 0u64;
     for run in 0..args.runs {
         let peer = match &args.peer_script {
@@ -375,16 +394,19 @@ fn ingest(args: Args) -> anyhow::Result<()> {
         let result = ingest_run(&args, &batches, run)?;
         let mbs = result.bytes as f64 / result.seconds / 1e6;
         println!(
-            "run {run}: watchpost {} events in {:.2}s = {:.0} events/s, {:.0} MB/s, peak RSS {} MiB{}",
+            "run {run}: watchpost {} events in {:.2}s = {:.0} events/s, {:.0} MB/s, server CPU {:.2}s = {:.0} MB per CPU-s, peak RSS {} MiB{}",
             result.events,
             result.seconds,
             result.events as f64 / result.seconds,
             mbs,
+            result.server_cpu,
+            result.bytes as f64 / result.server_cpu / 1e6,
             result.peak_rss >> 20,
             peer.map(|p| format!("; duckdb {p:.0} MB/s; ratio {:.2}", mbs / p)).unwrap_or_default()
         );
         events_per_s.push(result.events as f64 / result.seconds);
         mb_per_s.push(mbs);
+        mb_per_cpu_s.push(result.bytes as f64 / result.server_cpu / 1e6);
         peak_rss = peak_rss.max(result.peak_rss);
         if let Some(peer) = peer {
             peer_mb_per_s.push(peer);
@@ -398,6 +420,7 @@ fn ingest(args: Args) -> anyhow::Result<()> {
         "connections": args.connections,
         "median_events_per_s": median(&mut events_per_s),
         "median_mb_per_s": median(&mut mb_per_s),
+        "median_mb_per_server_cpu_s": median(&mut mb_per_cpu_s),
         "peak_rss_mib": peak_rss >> 20,
         "duckdb_median_mb_per_s": (!peer_mb_per_s.is_empty()).then(|| median(&mut peer_mb_per_s)),
         "median_ratio_vs_duckdb": (!ratios.is_empty()).then(|| median(&mut ratios)),
