@@ -31,7 +31,7 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Schema};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
-use twox_hash::XxHash3_64;
+use twox_hash::XxHash64;
 
 use crate::{StorageError, StorageResult};
 
@@ -73,9 +73,15 @@ pub fn for_each_term(text: &[u8], mut f: impl FnMut(&[u8])) {
 /// The hash a filter stores for `term`, with ASCII letters lower-cased.
 pub fn term_hash(term: &[u8]) -> u64 {
     if term.iter().any(u8::is_ascii_uppercase) {
-        XxHash3_64::oneshot(&term.to_ascii_lowercase())
+        let mut small = [0u8; 64];
+        if let Some(buf) = small.get_mut(..term.len()) {
+            buf.copy_from_slice(term);
+            buf.make_ascii_lowercase();
+            return XxHash64::oneshot(0, buf);
+        }
+        XxHash64::oneshot(0, &term.to_ascii_lowercase())
     } else {
-        XxHash3_64::oneshot(term)
+        XxHash64::oneshot(0, term)
     }
 }
 
