@@ -12,6 +12,8 @@
 //! DuckDB's NDJSON load (`run_peers.py --ingest-only`) before each run, so
 //! both are measured on the same machine state, and prints the ratio.
 
+mod queries;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -34,6 +36,8 @@ enum Suite {
     Ingest(Args),
     /// The Data Collector decoder alone.
     Decode(DecodeArgs),
+    /// The kit's hunting queries over HTTP, beside DuckDB.
+    Queries(queries::QueryArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -304,6 +308,7 @@ fn main() -> anyhow::Result<()> {
     match Suite::parse() {
         Suite::Ingest(args) => ingest(args),
         Suite::Decode(args) => decode(args),
+        Suite::Queries(args) => queries::queries(args),
     }
 }
 

@@ -105,7 +105,10 @@ pub struct QueryStats {
     pub execution_time: Duration,
     pub rows: usize,
     pub segments_scanned: usize,
+    /// Segments left unread, by the query window or by term filters.
     pub segments_pruned: usize,
+    /// Blocks of rows in read segments that term filters left unread.
+    pub blocks_skipped: usize,
 }
 
 /// Why a query produced no result.
@@ -249,12 +252,13 @@ impl QueryEngine {
         let session = self.session()?;
         let mut stats = QueryStats::default();
         let mut scans = HashMap::new();
+        let pruning = Arc::new(scan::TermPruning::default());
         for table in bound.source_tables() {
             if scans.contains_key(&table) {
                 continue;
             }
             let snapshot = self.store.snapshot(&request.workspace, &table);
-            let scan = scan::scan_table(&session, &table, snapshot, request.window, &mut stats).await?;
+            let scan = scan::scan_table(&session, &table, snapshot, request.window, &mut stats, &pruning)?;
             scans.insert(table, scan);
         }
         let plan = {
@@ -282,6 +286,7 @@ impl QueryEngine {
             stats.rows += batch.num_rows();
             batches.push(batch);
         }
+        pruning.add_to(&mut stats);
         stats.execution_time = started.elapsed();
         Ok(QueryOutput { columns: bound.schema.columns, batches, truncated, stats, render: None })
     }

@@ -1,6 +1,11 @@
 //! Reading a stored table: its Parquet segments (pruned by the query
-//! window) unioned with its in-memory batches, filtered to the window.
+//! window, and at scan time by their term filters: `segments`, `terms`)
+//! unioned with its in-memory batches, filtered to the window.
 
+mod segments;
+pub(crate) mod terms;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -8,7 +13,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::error::Result;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
-use datafusion::prelude::{ident, ParquetReadOptions, SessionContext};
+use datafusion::prelude::{ident, SessionContext};
 use watchpost_schema::TIME_GENERATED;
 use watchpost_storage::TableSnapshot;
 
@@ -22,25 +27,27 @@ pub struct TimeWindow {
 }
 
 /// Builds the plan that reads `table`.
-pub(crate) async fn scan_table(
+pub(crate) fn scan_table(
     session: &SessionContext,
     table: &str,
     snapshot: Option<TableSnapshot>,
     window: Option<TimeWindow>,
     stats: &mut QueryStats,
+    pruning: &Arc<TermPruning>,
 ) -> Result<LogicalPlan> {
     let Some(snapshot) = snapshot else {
         return Err(datafusion::error::DataFusionError::Plan(format!("table {table} disappeared")));
     };
     let arrow_schema = snapshot.schema.arrow_schema();
     let mut paths = Vec::new();
-    for (path, meta) in &snapshot.segments {
+    for (path, meta) in snapshot.segments {
         let overlaps = match (window, meta.min_time_ns, meta.max_time_ns) {
             (Some(window), Some(min), Some(max)) => max >= window.start_ns && min < window.end_ns,
             _ => true,
         };
         if overlaps {
-            paths.push(path.to_string_lossy().into_owned());
+            let terms = meta.terms.as_ref().map(|_| path.with_extension("terms"));
+            paths.push((path, meta, terms));
         } else {
             stats.segments_pruned += 1;
         }
@@ -50,8 +57,8 @@ pub(crate) async fn scan_table(
     let plan = if paths.is_empty() {
         memory
     } else {
-        let options = ParquetReadOptions::default().schema(&arrow_schema);
-        let segments = session.read_parquet(paths, options).await?.into_unoptimized_plan();
+        let table = segments::SegmentTable::new(arrow_schema.clone(), paths, pruning.clone());
+        let segments = session.read_table(Arc::new(table))?.into_unoptimized_plan();
         LogicalPlanBuilder::from(segments).union(memory)?.build()?
     };
     let has_time = snapshot.schema.column(TIME_GENERATED).is_some();
@@ -63,6 +70,22 @@ pub(crate) async fn scan_table(
             LogicalPlanBuilder::from(plan).filter(predicate)?.build()
         }
         _ => Ok(plan),
+    }
+}
+
+/// What term filters saved, counted while plans are built.
+#[derive(Debug, Default)]
+pub(crate) struct TermPruning {
+    pub segments: AtomicUsize,
+    pub blocks: AtomicUsize,
+}
+
+impl TermPruning {
+    pub(crate) fn add_to(&self, stats: &mut QueryStats) {
+        let segments = self.segments.load(Ordering::Relaxed);
+        stats.segments_pruned += segments;
+        stats.segments_scanned = stats.segments_scanned.saturating_sub(segments);
+        stats.blocks_skipped += self.blocks.load(Ordering::Relaxed);
     }
 }
 

@@ -188,3 +188,4 @@ fn long_integers_keep_their_type() {
 }
 
 mod functions;
+mod term_filters;

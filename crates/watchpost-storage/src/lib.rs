@@ -20,6 +20,7 @@ mod catalog;
 mod record;
 mod segment;
 mod store;
+pub mod terms;
 
 use std::path::{Path, PathBuf};
 

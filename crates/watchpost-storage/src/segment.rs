@@ -17,6 +17,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use serde::{Deserialize, Serialize};
 use watchpost_schema::TIME_GENERATED;
 
+use crate::terms::{TermFilterBuilder, BLOCK_ROWS};
 use crate::{StorageError, StorageResult};
 
 /// What the catalog records about one segment file.
@@ -29,6 +30,11 @@ pub struct SegmentMeta {
     /// Smallest and largest `TimeGenerated`, nanoseconds since the epoch.
     pub min_time_ns: Option<i64>,
     pub max_time_ns: Option<i64>,
+    /// The segment's term filters (`terms` module), relative to the data
+    /// directory; absent for segments written before they existed and for
+    /// tables without string columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms: Option<String>,
 }
 
 /// Rows written per Parquet row group.
@@ -53,7 +59,11 @@ pub(crate) fn write_segment(
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level 1 is valid")))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        // Pages end at least every term-filter block, so the rows of a
+        // block that may hold a term are read without their neighbours.
+        .set_data_page_row_count_limit(BLOCK_ROWS)
         .build();
+    let mut terms = TermFilterBuilder::new(schema);
     let tmp = path.with_extension("parquet.tmp");
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(|source| StorageError::io(parent, source))?;
@@ -64,6 +74,9 @@ pub(crate) fn write_segment(
         None => {
             for batch in batches {
                 writer.write(batch).map_err(StorageError::parquet)?;
+                if let Some(terms) = terms.as_mut() {
+                    terms.push(batch);
+                }
             }
         }
         Some(order) => {
@@ -71,6 +84,9 @@ pub(crate) fn write_segment(
             for chunk in order.chunks(ROW_GROUP_ROWS) {
                 let rows = interleave_record_batch(&inputs, chunk).map_err(StorageError::arrow)?;
                 writer.write(&rows).map_err(StorageError::parquet)?;
+                if let Some(terms) = terms.as_mut() {
+                    terms.push(&rows);
+                }
             }
         }
     }
@@ -78,7 +94,22 @@ pub(crate) fn write_segment(
     file.sync_all().map_err(|source| StorageError::io(&tmp, source))?;
     let bytes = file.metadata().map_err(|source| StorageError::io(&tmp, source))?.len();
     fs::rename(&tmp, path).map_err(|source| StorageError::io(path, source))?;
-    Ok(SegmentMeta { file: relative, n_rows: n_rows as u64, bytes, min_time_ns, max_time_ns })
+    let terms = match terms {
+        Some(terms) => {
+            terms.write(&path.with_extension("terms"))?;
+            Some(terms_path(&relative))
+        }
+        None => None,
+    };
+    Ok(SegmentMeta { file: relative, n_rows: n_rows as u64, bytes, min_time_ns, max_time_ns, terms })
+}
+
+/// The term filter file of the segment at `relative`.
+fn terms_path(relative: &str) -> String {
+    match relative.strip_suffix(".parquet") {
+        Some(stem) => format!("{stem}.terms"),
+        None => format!("{relative}.terms"),
+    }
 }
 
 /// How to put a table's buffered rows in `TimeGenerated` order.

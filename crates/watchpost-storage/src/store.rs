@@ -432,9 +432,11 @@ impl Store {
             self.catalog_document(&state).store(&self.data_dir)?;
         }
         for segment in &dropped {
-            let path = self.data_dir.join(&segment.file);
-            if let Err(err) = fs::remove_file(&path) {
-                tracing::warn!(path = %path.display(), error = %err, "could not delete expired segment");
+            for file in std::iter::once(&segment.file).chain(segment.terms.as_ref()) {
+                let path = self.data_dir.join(file);
+                if let Err(err) = fs::remove_file(&path) {
+                    tracing::warn!(path = %path.display(), error = %err, "could not delete expired segment");
+                }
             }
         }
         tracing::info!(segments = dropped.len(), "SegmentsExpired");
@@ -526,7 +528,9 @@ fn remove_orphan_segments(data_dir: &Path, document: &CatalogDocument) -> Storag
     let known: HashSet<PathBuf> = document
         .tables
         .iter()
-        .flat_map(|table| table.segments.iter().map(|segment| data_dir.join(&segment.file)))
+        .flat_map(|table| table.segments.iter())
+        .flat_map(|segment| std::iter::once(&segment.file).chain(segment.terms.as_ref()))
+        .map(|file| data_dir.join(file))
         .collect();
     let root = data_dir.join("workspaces");
     for table_dir in list_dirs(&root).into_iter().flat_map(|ws| list_dirs(&ws.join("tables"))) {

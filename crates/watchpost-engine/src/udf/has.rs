@@ -116,7 +116,8 @@ impl TermMatcher {
     }
 
     fn matches_bytes(&self, haystack: &[u8]) -> bool {
-        let is_term_byte = |byte: u8| byte.is_ascii_alphanumeric() || byte >= 0x80;
+        // The term rule the segments' term filters are built with.
+        let is_term_byte = watchpost_storage::terms::is_term_byte;
         let starts_term = self.term.first().is_some_and(|byte| is_term_byte(*byte));
         let ends_term = self.term.last().is_some_and(|byte| is_term_byte(*byte));
         self.finder.find_iter(haystack).any(|start| {

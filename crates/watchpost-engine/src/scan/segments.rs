@@ -1,0 +1,167 @@
+//! A table's Parquet segments as one DataFusion table whose scan reads only
+//! the rows the pushed-down filters can keep according to the segments'
+//! term filters: a segment none of whose blocks may match is left out, and
+//! one with some is read with a row selection, so Parquet skips the pages
+//! of the other blocks (segments are written with pages of at most one
+//! block). Segments without term filters are read whole.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::Session;
+use datafusion::common::stats::Precision;
+use datafusion::common::Statistics;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::object_store::ObjectStoreUrl;
+use datafusion::datasource::physical_plan::parquet::ParquetRowSelection;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::Result;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::ExecutionPlan;
+use watchpost_storage::terms::TermFilters;
+use watchpost_storage::SegmentMeta;
+
+use super::terms::TermCheck;
+use super::TermPruning;
+
+#[derive(Debug)]
+pub(crate) struct SegmentTable {
+    schema: SchemaRef,
+    /// Segment file, its catalogue entry, and the path of its term filters.
+    segments: Vec<(PathBuf, SegmentMeta, Option<PathBuf>)>,
+    pruning: Arc<TermPruning>,
+}
+
+impl SegmentTable {
+    pub(crate) fn new(
+        schema: SchemaRef,
+        segments: Vec<(PathBuf, SegmentMeta, Option<PathBuf>)>,
+        pruning: Arc<TermPruning>,
+    ) -> SegmentTable {
+        SegmentTable { schema, segments, pruning }
+    }
+}
+
+/// What to read of one segment.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Access {
+    All,
+    Nothing,
+    /// These rows; the second field counts the blocks left out.
+    Rows(RowSelection, usize),
+}
+
+/// What `check` leaves to read of a segment of `n_rows` rows whose term
+/// filters are at `terms`.
+pub(crate) fn segment_access(check: &TermCheck, n_rows: u64, terms: Option<&PathBuf>) -> Access {
+    let Some(path) = terms else { return Access::All };
+    if *check == TermCheck::Unknown {
+        return Access::All;
+    }
+    let filters = match TermFilters::open(path) {
+        Ok(filters) => filters,
+        Err(err) => {
+            tracing::warn!(path = %path.display(), error = %err, "could not open term filters; scanning the whole segment");
+            return Access::All;
+        }
+    };
+    if filters.n_rows() as u64 != n_rows {
+        return Access::All;
+    }
+    let Some(blocks) = check.blocks(&filters) else { return Access::All };
+    if blocks.iter().all(|maybe| *maybe) {
+        return Access::All;
+    }
+    if !blocks.iter().any(|maybe| *maybe) {
+        return Access::Nothing;
+    }
+    let block_rows = filters.block_rows();
+    let mut selectors: Vec<RowSelector> = Vec::new();
+    for (idx, maybe) in blocks.iter().enumerate() {
+        let rows = block_rows.min(n_rows as usize - idx * block_rows);
+        match selectors.last_mut() {
+            Some(last) if last.skip != *maybe => last.row_count += rows,
+            _ => selectors.push(if *maybe { RowSelector::select(rows) } else { RowSelector::skip(rows) }),
+        }
+    }
+    let skipped = blocks.iter().filter(|maybe| !**maybe).count();
+    Access::Rows(RowSelection::from(selectors), skipped)
+}
+
+#[async_trait]
+impl TableProvider for SegmentTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Inexact: the filters still run above the scan; here they only
+        // decide which rows are worth reading.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let check = TermCheck::of_filters(filters);
+        let mut files = Vec::new();
+        for (path, meta, terms) in &self.segments {
+            let file = PartitionedFile::new(path.to_string_lossy().into_owned(), meta.bytes);
+            let file = match segment_access(&check, meta.n_rows, terms.as_ref()) {
+                Access::Nothing => {
+                    self.pruning.segments.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Access::All => file,
+                Access::Rows(selection, skipped) => {
+                    self.pruning.blocks.fetch_add(skipped, Ordering::Relaxed);
+                    file.with_extension(ParquetRowSelection::new(selection))
+                }
+            };
+            let statistics = Statistics::new_unknown(&self.schema).with_num_rows(Precision::Inexact(meta.n_rows as usize));
+            files.push(file.with_statistics(Arc::new(statistics)));
+        }
+        if files.is_empty() {
+            let schema = match projection {
+                Some(indices) => Arc::new(self.schema.project(indices)?),
+                None => self.schema.clone(),
+            };
+            return Ok(Arc::new(EmptyExec::new(schema)));
+        }
+        // Spread the files over the partitions, largest first onto the
+        // least loaded; DataFusion may split large files further.
+        let n_groups = state.config().target_partitions().max(1).min(files.len());
+        files.sort_by_key(|file| std::cmp::Reverse(file.object_meta.size));
+        let mut groups: Vec<(u64, Vec<PartitionedFile>)> = (0..n_groups).map(|_| (0, Vec::new())).collect();
+        for file in files {
+            let group = groups.iter_mut().min_by_key(|(bytes, _)| *bytes).expect("at least one group");
+            group.0 += file.object_meta.size;
+            group.1.push(file);
+        }
+        let groups: Vec<FileGroup> = groups.into_iter().map(|(_, files)| FileGroup::new(files)).collect();
+        let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
+        let source = format.file_source(self.schema.clone().into());
+        let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), source)
+            .with_file_groups(groups)
+            .with_projection_indices(projection.cloned())?
+            .with_limit(limit)
+            .build();
+        format.create_physical_plan(state, config).await
+    }
+}
