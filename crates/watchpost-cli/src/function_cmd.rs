@@ -248,7 +248,8 @@ impl ImportedParser {
 /// (classic parsers) or `ParserName` (ASIM), else `FunctionName`.
 pub(crate) fn parser_from_yaml(text: &str) -> Result<ImportedParser, String> {
     let document: yaml_serde::Value = yaml_serde::from_str(text).map_err(|err| format!("invalid YAML: {err}"))?;
-    let field = |key: &str| document.get(key).and_then(|value| value.as_str()).map(str::trim).filter(|text| !text.is_empty());
+    let field =
+        |key: &str| document.get(key).and_then(|value| value.as_str()).map(str::trim).filter(|text| !text.is_empty());
     let name = field("FunctionAlias")
         .or_else(|| field("ParserName"))
         .or_else(|| field("FunctionName"))
@@ -286,14 +287,18 @@ fn parameters_from_yaml(params: &yaml_serde::Value) -> Result<String, String> {
     let mut parts = Vec::new();
     for item in items {
         let name = item.get("Name").and_then(|value| value.as_str()).ok_or("a parameter has no Name")?;
-        let kql_type = item.get("Type").and_then(|value| value.as_str()).ok_or(format!("parameter `{name}` has no Type"))?;
+        let kql_type =
+            item.get("Type").and_then(|value| value.as_str()).ok_or(format!("parameter `{name}` has no Type"))?;
         let kql_type = kql_type.trim();
         let kql_type = kql_type.strip_prefix("table:").unwrap_or(kql_type).trim();
         let mut part = format!("{name}:{kql_type}");
         if let Some(default) = item.get("Default").filter(|value| !value.is_null()) {
             let text = match default {
                 yaml_serde::Value::String(text) => {
-                    let quoted = text.starts_with('\'') || text.starts_with('"') || text.starts_with("@'") || text.starts_with("@\"");
+                    let quoted = text.starts_with('\'')
+                        || text.starts_with('"')
+                        || text.starts_with("@'")
+                        || text.starts_with("@\"");
                     if kql_type.eq_ignore_ascii_case("string") && !quoted {
                         format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
                     } else {
@@ -322,7 +327,10 @@ mod tests {
         assert_eq!(parser.name, "ContosoEvent");
         assert_eq!(parser.display_name, "ContosoParser");
         assert_eq!(parser.category, "Microsoft Sentinel Parser");
-        assert_eq!(parser.parameters, "starttime:datetime=datetime(null), user:string='*', limit:long=10, quoted:string='it''s', T:(*)");
+        assert_eq!(
+            parser.parameters,
+            "starttime:datetime=datetime(null), user:string='*', limit:long=10, quoted:string='it''s', T:(*)"
+        );
         assert_eq!(parser.body, "Contoso_CL\n| take limit\n");
     }
 

@@ -21,13 +21,24 @@ use crate::{require_write, Access, CommandResult, Control, ControlError, Control
 pub enum Command {
     ShowFunctions,
     ShowFunction(String),
-    SaveFunction { spec: FunctionSpec, mode: SaveMode, if_not_exists: bool },
-    DropFunction { name: String, if_exists: bool },
+    SaveFunction {
+        spec: FunctionSpec,
+        mode: SaveMode,
+        if_not_exists: bool,
+    },
+    DropFunction {
+        name: String,
+        if_exists: bool,
+    },
     ShowTables,
     ShowTable(String),
     /// `.create table` (`merge` false: fails when the table exists),
     /// `.create-merge table` and `.alter-merge table`.
-    DeclareTable { name: String, columns: Vec<ColumnDef>, merge: bool },
+    DeclareTable {
+        name: String,
+        columns: Vec<ColumnDef>,
+        merge: bool,
+    },
 }
 
 /// Reads a control command (the text starts with `.`).
@@ -155,15 +166,23 @@ impl Control {
                 Ok(CommandResult { columns: vec![("Name".to_string(), KqlType::String)], rows })
             }
             Command::ShowTables => {
-                let rows =
-                    self.tables(workspace).iter().map(|table| vec![json!(table.name), json!(workspace), json!(""), json!("")]).collect();
-                Ok(CommandResult { columns: string_columns(&["TableName", "DatabaseName", "Folder", "DocString"]), rows })
+                let rows = self
+                    .tables(workspace)
+                    .iter()
+                    .map(|table| vec![json!(table.name), json!(workspace), json!(""), json!("")])
+                    .collect();
+                Ok(CommandResult {
+                    columns: string_columns(&["TableName", "DatabaseName", "Folder", "DocString"]),
+                    rows,
+                })
             }
             Command::ShowTable(name) => Ok(schema_result(&self.table(workspace, &name)?.schema.columns)),
             Command::DeclareTable { name, columns, merge } => {
                 if !merge && self.store.table_info(workspace, &name).is_some() {
                     require_write(access, "change its tables")?;
-                    return Err(ControlError::Conflict(format!("table `{name}` already exists; use .create-merge table")));
+                    return Err(ControlError::Conflict(format!(
+                        "table `{name}` already exists; use .create-merge table"
+                    )));
                 }
                 let info = self.put_table(workspace, TableSpec { name, columns, retention_days: None }, access)?;
                 Ok(schema_result(&info.schema.columns))

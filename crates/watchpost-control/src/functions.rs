@@ -27,8 +27,10 @@ impl FunctionSpec {
     /// does, so a parser may be saved before the table it reads exists.
     pub fn validate(&self) -> ControlResult<()> {
         if !is_identifier(&self.name) {
-            let message =
-                format!("`{}` is not a valid function name (letters, digits and `_`, not starting with a digit)", self.name);
+            let message = format!(
+                "`{}` is not a valid function name (letters, digits and `_`, not starting with a digit)",
+                self.name
+            );
             return Err(ControlError::InvalidInput(message));
         }
         if standard_table(&self.name).is_some() {
@@ -38,9 +40,9 @@ impl FunctionSpec {
             return Err(ControlError::InvalidInput(format!("function `{}` has no body", self.name)));
         }
         let stored = StoredFunction { parameters: self.parameters.clone(), body: self.body.clone() };
-        parse_stored_function(&stored)
-            .map(|_| ())
-            .map_err(|message| ControlError::InvalidInput(format!("function `{}` is not valid KQL: {message}", self.name)))
+        parse_stored_function(&stored).map(|_| ()).map_err(|message| {
+            ControlError::InvalidInput(format!("function `{}` is not valid KQL: {message}", self.name))
+        })
     }
 
     /// Reads the REST API's body: `{"body": "...", "parameters": ...,
@@ -111,7 +113,9 @@ pub fn parameters_from_list(items: &[Json]) -> ControlResult<String> {
             Some(Json::String(text)) => part.push_str(&format!("={text}")),
             Some(Json::Number(number)) => part.push_str(&format!("={number}")),
             Some(Json::Bool(flag)) => part.push_str(&format!("={flag}")),
-            Some(_) => return Err(ControlError::InvalidInput(format!("parameter `{name}`: `default` must be KQL text"))),
+            Some(_) => {
+                return Err(ControlError::InvalidInput(format!("parameter `{name}`: `default` must be KQL text")))
+            }
         }
         parts.push(part);
     }

@@ -30,7 +30,8 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let metastore = Arc::new(Metastore::open(dir.path()).unwrap());
     let workspace = metastore.ensure_workspace(None, None).unwrap().id;
-    let store = Arc::new(Store::open(dir.path(), StoreOptions { wal_fsync: false, ..StoreOptions::default() }).unwrap());
+    let store =
+        Arc::new(Store::open(dir.path(), StoreOptions { wal_fsync: false, ..StoreOptions::default() }).unwrap());
     let engine = QueryEngine::new(store.clone(), EngineOptions::default())
         .with_functions(Arc::new(MetastoreFunctions(metastore.clone())));
     Fixture { _dir: dir, control: Control::new(metastore, store), engine, workspace }
@@ -61,7 +62,12 @@ impl Fixture {
     }
 
     fn save(&self, name: &str, parameters: &str, body: &str) {
-        let spec = FunctionSpec { name: name.into(), parameters: parameters.into(), body: body.into(), ..FunctionSpec::default() };
+        let spec = FunctionSpec {
+            name: name.into(),
+            parameters: parameters.into(),
+            body: body.into(),
+            ..FunctionSpec::default()
+        };
         self.control.save_function(&self.workspace, spec, SaveMode::CreateOrReplace, Access::ReadWrite).unwrap();
     }
 
@@ -107,12 +113,18 @@ fn changing_a_parser_changes_later_queries_over_old_rows() {
     fx.ingest_raw("Raw_CL", &RAW_LINES);
     fx.save("AuthParser", "", PARSER_V1);
     let query = "AuthParser | where Action == 'login' | project User, Port, Severity | order by User asc";
-    assert_eq!(fx.rows(query), vec![vec![json!("alice"), json!(22), json!("high")], vec![json!("carol"), json!(22), json!("low")]]);
+    assert_eq!(
+        fx.rows(query),
+        vec![vec![json!("alice"), json!(22), json!("high")], vec![json!("carol"), json!(22), json!("low")]]
+    );
 
     // The parser changes; the same query over the same stored rows follows it.
     let v2 = format!("{PARSER_V1}\n| extend User = toupper(User), Severity = strcat('ssh-', Severity)");
     fx.save("AuthParser", "", &v2);
-    assert_eq!(fx.rows(query), vec![vec![json!("ALICE"), json!(22), json!("ssh-high")], vec![json!("CAROL"), json!(22), json!("ssh-low")]]);
+    assert_eq!(
+        fx.rows(query),
+        vec![vec![json!("ALICE"), json!(22), json!("ssh-high")], vec![json!("CAROL"), json!(22), json!("ssh-low")]]
+    );
     // Old rows are untouched: the raw table still holds the lines as sent.
     assert_eq!(fx.rows("Raw_CL | count"), vec![vec![json!(3)]]);
 }

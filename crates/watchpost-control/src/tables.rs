@@ -49,7 +49,8 @@ impl TableSpec {
                 match days {
                     Some(days) if (1..=MAX_RETENTION_DAYS).contains(&days) => Some(days),
                     _ => {
-                        let message = format!("`retentionInDays` must be a whole number from 1 to {MAX_RETENTION_DAYS}");
+                        let message =
+                            format!("`retentionInDays` must be a whole number from 1 to {MAX_RETENTION_DAYS}");
                         return Err(ControlError::InvalidInput(message));
                     }
                 }
@@ -158,8 +159,10 @@ impl Control {
             }
         } else if existing.is_none() {
             if !is_custom_table_name(&spec.name) {
-                let message =
-                    format!("`{}` is not a valid custom table name: use letters, digits and `_`, ending in `_CL`", spec.name);
+                let message = format!(
+                    "`{}` is not a valid custom table name: use letters, digits and `_`, ending in `_CL`",
+                    spec.name
+                );
                 return Err(ControlError::InvalidInput(message));
             }
             if self.metastore.function(workspace, &spec.name).is_some() {

@@ -30,8 +30,8 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use watchpost_diagnostics::Diagnostic;
-use watchpost_kql_binder::TableCatalog;
 pub use watchpost_kql_binder::StoredFunction;
+use watchpost_kql_binder::TableCatalog;
 use watchpost_schema::{ColumnDef, TableSchema};
 use watchpost_storage::Store;
 

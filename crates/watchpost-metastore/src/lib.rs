@@ -214,10 +214,8 @@ impl Metastore {
             if !document.workspaces.iter().any(|ws| ws.id == workspace) {
                 return Err(MetastoreError::UnknownWorkspace(workspace.clone()));
             }
-            let existing = document
-                .functions
-                .iter()
-                .position(|saved| saved.workspace == workspace && saved.name == function.name);
+            let existing =
+                document.functions.iter().position(|saved| saved.workspace == workspace && saved.name == function.name);
             let function = SavedFunction { workspace: workspace.clone(), ..function };
             match (existing, mode) {
                 (Some(_), SaveMode::Create) => Err(MetastoreError::FunctionExists(function.name)),
@@ -336,7 +334,10 @@ mod tests {
             display_name: "My parser".into(),
             description: String::new(),
         };
-        assert!(matches!(store.save_function(function("T"), SaveMode::Replace), Err(MetastoreError::UnknownFunction(_))));
+        assert!(matches!(
+            store.save_function(function("T"), SaveMode::Replace),
+            Err(MetastoreError::UnknownFunction(_))
+        ));
         assert!(!store.save_function(function("T | take n"), SaveMode::Create).unwrap());
         assert!(matches!(store.save_function(function("T"), SaveMode::Create), Err(MetastoreError::FunctionExists(_))));
         assert!(store.save_function(function("T | take 2 * n"), SaveMode::CreateOrReplace).unwrap());

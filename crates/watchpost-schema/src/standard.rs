@@ -198,9 +198,13 @@ mod tests {
     #[test]
     fn bad_files_are_refused_with_the_reason() {
         let base = |columns: &str| {
-            format!(r#"{{"name":"T","timeColumn":"TimeGenerated","reference":"https://learn.microsoft.com/x","columns":[{columns}]}}"#)
+            format!(
+                r#"{{"name":"T","timeColumn":"TimeGenerated","reference":"https://learn.microsoft.com/x","columns":[{columns}]}}"#
+            )
         };
-        let dup = base(r#"{"name":"TimeGenerated","type":"datetime"},{"name":"A","type":"string"},{"name":"A","type":"long"}"#);
+        let dup = base(
+            r#"{"name":"TimeGenerated","type":"datetime"},{"name":"A","type":"string"},{"name":"A","type":"long"}"#,
+        );
         assert!(parse_table_file(&dup).unwrap_err().contains("listed twice"));
         let bad_type = base(r#"{"name":"TimeGenerated","type":"datetime"},{"name":"A","type":"text"}"#);
         assert!(parse_table_file(&bad_type).unwrap_err().contains("unknown type"));

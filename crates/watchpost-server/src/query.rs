@@ -65,7 +65,11 @@ pub(crate) async fn get_query(
 
 /// Checks `Authorization: Bearer <token>`: a shared key or a query key of
 /// the workspace.
-pub(crate) fn authorize(state: &AppState, workspace_id: &str, headers: &HeaderMap) -> Result<Workspace, (StatusCode, Json)> {
+pub(crate) fn authorize(
+    state: &AppState,
+    workspace_id: &str,
+    headers: &HeaderMap,
+) -> Result<Workspace, (StatusCode, Json)> {
     let Some(header) = headers.get("authorization").and_then(|value| value.to_str().ok()) else {
         let message = "Authentication failed: the Authorization header is missing";
         return Err((StatusCode::UNAUTHORIZED, error_body("AuthenticationFailed", message, None)));

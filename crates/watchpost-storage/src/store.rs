@@ -623,10 +623,8 @@ impl Store {
 
 fn insert_batch(state: &mut State, workspace: &str, table: &str, batch: RecordBatch) {
     let batch_schema = TableSchema::from_arrow(&batch.schema());
-    let table_state = state
-        .tables
-        .entry((workspace.to_string(), table.to_string()))
-        .or_insert_with(|| new_table_state(table));
+    let table_state =
+        state.tables.entry((workspace.to_string(), table.to_string())).or_insert_with(|| new_table_state(table));
     table_state.schema.merge(&batch_schema);
     table_state.active.push(batch);
 }

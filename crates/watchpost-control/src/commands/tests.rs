@@ -9,7 +9,8 @@ fn control() -> (tempfile::TempDir, Control, String) {
     let dir = tempfile::tempdir().unwrap();
     let metastore = Arc::new(Metastore::open(dir.path()).unwrap());
     let workspace = metastore.ensure_workspace(None, None).unwrap().id;
-    let store = Arc::new(Store::open(dir.path(), StoreOptions { wal_fsync: false, ..StoreOptions::default() }).unwrap());
+    let store =
+        Arc::new(Store::open(dir.path(), StoreOptions { wal_fsync: false, ..StoreOptions::default() }).unwrap());
     (dir, Control::new(metastore, store), workspace)
 }
 
@@ -69,7 +70,10 @@ fn commands_create_show_alter_and_drop_functions() {
     assert_eq!(control.function(&ws, "F").unwrap().body, "Heartbeat");
     assert_eq!(run(".alter function G() { T }").unwrap_err().kind(), crate::ControlErrorKind::NotFound);
     let shown = run(".show functions").unwrap();
-    assert_eq!(shown.columns.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>(), ["Name", "Parameters", "Body", "Folder", "DocString"]);
+    assert_eq!(
+        shown.columns.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>(),
+        ["Name", "Parameters", "Body", "Folder", "DocString"]
+    );
     assert_eq!(shown.rows.len(), 1);
     let read_only = control.run_command(&ws, ".drop function F", Access::ReadOnly).unwrap_err();
     assert_eq!(read_only.kind(), crate::ControlErrorKind::Forbidden);
@@ -87,12 +91,18 @@ fn table_commands_declare_and_show_tables() {
     let names: Vec<&Json> = created.rows.iter().map(|row| &row[0]).collect();
     assert_eq!(names[..2], [&json!("TimeGenerated"), &json!("RawData")]);
     assert!(names.contains(&&json!("TenantId")), "custom tables get the standard columns");
-    assert_eq!(run(".create table App_CL (TimeGenerated:datetime)").unwrap_err().kind(), crate::ControlErrorKind::Conflict);
+    assert_eq!(
+        run(".create table App_CL (TimeGenerated:datetime)").unwrap_err().kind(),
+        crate::ControlErrorKind::Conflict
+    );
     let merged = run(".alter-merge table App_CL (Level:long)").unwrap();
     assert!(merged.rows.iter().any(|row| row[0] == json!("Level") && row[1] == json!("System.Int64")));
     let err = run(".alter-merge table App_CL (Level:string)").unwrap_err();
     assert_eq!(err.kind(), crate::ControlErrorKind::InvalidInput, "{err}");
-    assert_eq!(run(".create table NoSuffix (TimeGenerated:datetime)").unwrap_err().kind(), crate::ControlErrorKind::InvalidInput);
+    assert_eq!(
+        run(".create table NoSuffix (TimeGenerated:datetime)").unwrap_err().kind(),
+        crate::ControlErrorKind::InvalidInput
+    );
     assert_eq!(run(".create table B_CL (RawData:string)").unwrap_err().kind(), crate::ControlErrorKind::InvalidInput);
     let err = run(".alter-merge table Syslog (Extra:string)").unwrap_err();
     assert!(err.to_string().contains("fixed schema"), "{err}");

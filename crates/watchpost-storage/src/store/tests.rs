@@ -218,7 +218,8 @@ fn append_to(store: &Store, table: &str, batch: RecordBatch) -> StorageResult<Ap
 }
 
 fn syslog_batch(extra_column: Option<&str>) -> RecordBatch {
-    let mut columns = vec![ColumnDef::new("TimeGenerated", KqlType::Datetime), ColumnDef::new("Computer", KqlType::String)];
+    let mut columns =
+        vec![ColumnDef::new("TimeGenerated", KqlType::Datetime), ColumnDef::new("Computer", KqlType::String)];
     let mut arrays: Vec<ArrayRef> = vec![
         Arc::new(TimestampNanosecondArray::from(vec![1]).with_timezone("UTC")),
         Arc::new(StringArray::from(vec!["host1"])),
