@@ -19,9 +19,15 @@ use watchpost_metastore::{SaveMode, Workspace};
 use crate::query::{api_error, authorize};
 use crate::{json_response, AppState};
 
-/// Authorizes the request and says what its key allows.
-fn authorize_access(state: &AppState, workspace: &str, headers: &HeaderMap) -> Result<(Workspace, Access), Response> {
-    let workspace = authorize(state, workspace, headers).map_err(|(status, body)| json_response(status, body))?;
+/// Authorizes the request and says what its key allows; the error is the
+/// response to send.
+fn authorize_access(
+    state: &AppState,
+    workspace: &str,
+    headers: &HeaderMap,
+) -> Result<(Workspace, Access), Box<Response>> {
+    let workspace =
+        authorize(state, workspace, headers).map_err(|(status, body)| Box::new(json_response(status, body)))?;
     let access = access_of(&workspace, headers);
     Ok((workspace, access))
 }
@@ -74,10 +80,10 @@ pub(crate) fn command_body(result: &CommandResult) -> Json {
     json!({"tables": [{"name": "PrimaryResult", "columns": columns, "rows": result.rows}]})
 }
 
-fn parse_body(body: &Bytes) -> Result<Json, Response> {
+fn parse_body(body: &Bytes) -> Result<Json, Box<Response>> {
     serde_json::from_slice(body).map_err(|err| {
         let message = format!("The request body is not valid JSON: {err}");
-        api_error(StatusCode::BAD_REQUEST, "BadArgumentError", &message, None)
+        Box::new(api_error(StatusCode::BAD_REQUEST, "BadArgumentError", &message, None))
     })
 }
 
@@ -88,7 +94,7 @@ pub(crate) async fn list_functions(
 ) -> Response {
     let (workspace, _) = match authorize_access(&state, &workspace, &headers) {
         Ok(authorized) => authorized,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let value: Vec<Json> = state.control.functions(&workspace.id).iter().map(function_json).collect();
     json_response(StatusCode::OK, json!({ "value": value }))
@@ -101,7 +107,7 @@ pub(crate) async fn get_function(
 ) -> Response {
     let (workspace, _) = match authorize_access(&state, &workspace, &headers) {
         Ok(authorized) => authorized,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     match state.control.function(&workspace.id, &name) {
         Ok(function) => json_response(StatusCode::OK, function_json(&function)),
@@ -118,11 +124,11 @@ pub(crate) async fn put_function(
 ) -> Response {
     let (workspace, access) = match authorize_access(&state, &workspace, &headers) {
         Ok(authorized) => authorized,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let body = match parse_body(&body) {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let saved = FunctionSpec::from_json(&name, &body)
         .and_then(|spec| state.control.save_function(&workspace.id, spec, SaveMode::CreateOrReplace, access))
@@ -143,7 +149,7 @@ pub(crate) async fn delete_function(
 ) -> Response {
     let (workspace, access) = match authorize_access(&state, &workspace, &headers) {
         Ok(authorized) => authorized,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     match state.control.drop_function(&workspace.id, &name, access) {
         Ok(true) => json_response(StatusCode::OK, json!({"name": name, "deleted": true})),
@@ -159,7 +165,7 @@ pub(crate) async fn list_tables(
 ) -> Response {
     let (workspace, _) = match authorize_access(&state, &workspace, &headers) {
         Ok(authorized) => authorized,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let value: Vec<Json> = state.control.tables(&workspace.id).iter().map(table_json).collect();
     json_response(StatusCode::OK, json!({ "value": value }))
@@ -172,7 +178,7 @@ pub(crate) async fn get_table(
 ) -> Response {
     let (workspace, _) = match authorize_access(&state, &workspace, &headers) {
         Ok(authorized) => authorized,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     match state.control.table(&workspace.id, &name) {
         Ok(info) => json_response(StatusCode::OK, table_json(&info)),
@@ -190,11 +196,11 @@ pub(crate) async fn put_table(
 ) -> Response {
     let (workspace, access) = match authorize_access(&state, &workspace, &headers) {
         Ok(authorized) => authorized,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let body = match parse_body(&body) {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let control = state.control.clone();
     let workspace_id = workspace.id.clone();
