@@ -3,6 +3,7 @@
 //! file are merged into [`config::ServeConfig`] before anything starts.
 
 mod config;
+mod function_cmd;
 mod kql_cmd;
 mod query_cmd;
 mod serve;
@@ -63,6 +64,10 @@ enum Command {
     /// Checks and formats KQL files offline.
     #[command(subcommand)]
     Kql(kql_cmd::KqlCommand),
+    /// Manages a workspace's saved functions (parsers) on a server, and
+    /// imports Sentinel parser files.
+    #[command(subcommand)]
+    Function(function_cmd::FunctionCommand),
 }
 
 /// The default data directory.
@@ -78,6 +83,7 @@ fn main() -> ExitCode {
         Command::Workspace(command) => workspace_cmd::run(command),
         Command::Query(args) => query_cmd::run(args),
         Command::Kql(command) => kql_cmd::run(command),
+        Command::Function(command) => function_cmd::run(command),
     };
     match result {
         Ok(code) => code,

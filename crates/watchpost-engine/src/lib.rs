@@ -30,6 +30,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use watchpost_diagnostics::Diagnostic;
+pub use watchpost_kql_binder::StoredFunction;
 use watchpost_kql_binder::TableCatalog;
 use watchpost_schema::{ColumnDef, TableSchema};
 use watchpost_storage::Store;
@@ -130,16 +131,35 @@ impl From<datafusion::error::DataFusionError> for QueryError {
     }
 }
 
+/// Where the engine finds a workspace's stored functions (the metastore in
+/// the server). Kept as a trait so the engine does not depend on where
+/// control-plane state lives.
+pub trait FunctionSource: Send + Sync + std::fmt::Debug {
+    /// The stored function `name` of `workspace`, if any.
+    fn function(&self, workspace: &str, name: &str) -> Option<StoredFunction>;
+}
+
 /// Runs queries against one store.
 #[derive(Debug, Clone)]
 pub struct QueryEngine {
     store: Arc<Store>,
     options: EngineOptions,
+    functions: Option<Arc<dyn FunctionSource>>,
 }
 
 impl QueryEngine {
     pub fn new(store: Arc<Store>, options: EngineOptions) -> QueryEngine {
-        QueryEngine { store, options }
+        QueryEngine { store, options, functions: None }
+    }
+
+    /// Makes the workspaces' stored functions callable from queries.
+    pub fn with_functions(mut self, functions: Arc<dyn FunctionSource>) -> QueryEngine {
+        self.functions = Some(functions);
+        self
+    }
+
+    fn catalog<'a>(&'a self, workspace: &'a str) -> StoreCatalog<'a> {
+        StoreCatalog { store: &self.store, workspace, functions: self.functions.as_deref() }
     }
 
     /// The row cap of every query.
@@ -154,7 +174,7 @@ impl QueryEngine {
         if !syntax_errors.is_empty() {
             return Err(QueryError::Invalid { diagnostics: syntax_errors });
         }
-        let catalog = StoreCatalog { store: &self.store, workspace };
+        let catalog = self.catalog(workspace);
         let (bound, diagnostics) = watchpost_kql_binder::bind(&query, &catalog);
         match bound {
             Some(bound) if diagnostics.is_empty() => Ok(bound),
@@ -189,7 +209,7 @@ impl QueryEngine {
         request: &QueryRequest,
         started: Instant,
     ) -> Result<watchpost_kql_binder::bound::BoundTabular, QueryError> {
-        let catalog = StoreCatalog { store: &self.store, workspace: &request.workspace };
+        let catalog = self.catalog(&request.workspace);
         let mut bag_keys = watchpost_kql_binder::BagKeys::new();
         loop {
             let binding = watchpost_kql_binder::bind_with_bag_keys(query, &catalog, &bag_keys);
@@ -305,6 +325,7 @@ impl QueryEngine {
 struct StoreCatalog<'a> {
     store: &'a Store,
     workspace: &'a str,
+    functions: Option<&'a dyn FunctionSource>,
 }
 
 impl TableCatalog for StoreCatalog<'_> {
@@ -314,6 +335,10 @@ impl TableCatalog for StoreCatalog<'_> {
 
     fn table_names(&self) -> Vec<String> {
         self.store.tables(self.workspace)
+    }
+
+    fn function(&self, name: &str) -> Option<StoredFunction> {
+        self.functions?.function(self.workspace, name)
     }
 }
 

@@ -176,6 +176,9 @@ impl Binder<'_> {
             return None;
         }
         let Some(signature) = functions::scalar(name) else {
+            if self.has_function(name) {
+                return self.bind_user_call(name, args, expr, input);
+            }
             self.report(unknown_function(name, expr));
             return None;
         };

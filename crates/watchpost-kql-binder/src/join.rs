@@ -186,7 +186,9 @@ impl Binder<'_> {
     fn is_missing_table(&self, table: &TabularExpr) -> bool {
         match &table.source {
             TabularSource::Table(name) => {
-                !self.tabulars.contains_key(&name.name) && self.catalog.table(&name.name).is_none()
+                !self.tabulars.contains_key(&name.name)
+                    && self.catalog.table(&name.name).is_none()
+                    && !self.has_function(&name.name)
             }
             _ => false,
         }

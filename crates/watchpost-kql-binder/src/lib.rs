@@ -18,6 +18,7 @@ mod join;
 mod make_series;
 mod multi_value;
 mod parse_op;
+mod stored_function;
 mod summarize;
 mod tabular;
 mod top_nested;
@@ -25,6 +26,7 @@ mod user_function;
 mod window;
 
 pub use join::{join_outputs, union_source_index};
+pub use stored_function::parse_stored_function;
 
 use std::collections::HashMap;
 
@@ -40,6 +42,22 @@ pub trait TableCatalog {
     fn table(&self, name: &str) -> Option<TableSchema>;
     /// Every table name, for "did you mean" hints.
     fn table_names(&self) -> Vec<String>;
+    /// The stored (saved) function called `name`, if any. Stored functions
+    /// are used wherever a table or a function is: `Parser | count`,
+    /// `Parser(starttime=ago(1d))`, `union isfuzzy=true Parser, T`.
+    fn function(&self, name: &str) -> Option<StoredFunction> {
+        let _ = name;
+        None
+    }
+}
+
+/// A function saved in the workspace, as text: its parameter list (without
+/// the parentheses, as in `.create function F(a:string='x') {...}`) and its
+/// body (without the braces). The binder parses it when a query calls it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFunction {
+    pub parameters: String,
+    pub body: String,
 }
 
 /// Keys of the property bags that `evaluate bag_unpack()` spreads into
@@ -88,6 +106,7 @@ pub fn bind_with_bag_keys(query: &Query, catalog: &dyn TableCatalog, bag_keys: &
         scalars: HashMap::new(),
         tabulars: HashMap::new(),
         functions: HashMap::new(),
+        stored: HashMap::new(),
         param_scopes: Vec::new(),
         calling: Vec::new(),
         window_allowed: false,
@@ -130,6 +149,9 @@ pub(crate) struct Binder<'a> {
     tabulars: HashMap<String, BoundTabular>,
     /// User-defined functions from `let f = (...) { ... }`.
     functions: HashMap<String, FunctionDef>,
+    /// Stored functions parsed so far (`None`: the catalog has none of
+    /// that name).
+    stored: HashMap<String, Option<FunctionDef>>,
     /// Parameter values of the user functions being inlined, innermost last.
     param_scopes: Vec<HashMap<String, BoundExpr>>,
     /// Names of the user functions being inlined, to refuse recursion.
@@ -175,9 +197,11 @@ impl Binder<'_> {
     /// refers to, if any.
     fn tabular_alias(&mut self, expr: &watchpost_kql_syntax::ast::Expr) -> Option<BoundTabular> {
         if let watchpost_kql_syntax::ast::ExprKind::Call { name, .. } = &expr.kind {
+            if !self.has_function(&name.name) {
+                return None;
+            }
             let is_tabular = self
-                .functions
-                .get(&name.name)
+                .lookup_function(&name.name, name.span)
                 .is_some_and(|function| matches!(function.body, watchpost_kql_syntax::ast::FunctionBody::Tabular(_)));
             return if is_tabular { self.bind_function_source(expr) } else { None };
         }
@@ -188,8 +212,18 @@ impl Binder<'_> {
         if let Some(bound) = self.tabulars.get(&ident.name) {
             return Some(bound.clone());
         }
-        let schema = self.catalog.table(&ident.name)?;
-        Some(BoundTabular { kind: bound::TabularKind::Table { name: ident.name.clone() }, schema })
+        if let Some(schema) = self.catalog.table(&ident.name) {
+            return Some(BoundTabular { kind: bound::TabularKind::Table { name: ident.name.clone() }, schema });
+        }
+        if !self.is_stored(&ident.name) || !self.has_function(&ident.name) {
+            return None;
+        }
+        // A stored function without arguments stands for its result, as a table does.
+        let call = watchpost_kql_syntax::ast::Expr {
+            kind: watchpost_kql_syntax::ast::ExprKind::Call { name: ident.clone(), args: Vec::new() },
+            span: ident.span,
+        };
+        self.bind_function_source(&call)
     }
 
     fn report(&mut self, diagnostic: Diagnostic) {

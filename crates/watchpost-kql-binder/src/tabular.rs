@@ -57,6 +57,11 @@ impl Binder<'_> {
                 if let Some(schema) = self.catalog.table(&ident.name) {
                     return Some(BoundTabular { kind: TabularKind::Table { name: ident.name.clone() }, schema });
                 }
+                if self.has_function(&ident.name) {
+                    // A function without arguments is used like a table: `Parser | count`.
+                    let call = Expr { kind: Ast::Call { name: ident.clone(), args: Vec::new() }, span: ident.span };
+                    return self.bind_function_source(&call);
+                }
                 let mut diagnostic = Diagnostic::semantic(
                     "KQL2001",
                     ident.span,

@@ -45,7 +45,7 @@ impl Binder<'_> {
         expr: &Expr,
         input: &TableSchema,
     ) -> Option<BoundExpr> {
-        let function = self.functions.get(name).cloned()?;
+        let function = self.lookup_function(name, expr.span)?;
         let FunctionBody::Scalar(body) = &function.body else {
             let message =
                 format!("function '{name}' returns a table; use it as a query source, as in `{name}(...) | count`");
@@ -54,10 +54,17 @@ impl Binder<'_> {
         };
         let args = self.arrange_args(&function, name, args, expr)?;
         let bound_args = self.bind_params(&function, name, &args, input)?;
-        let saved = self.enter_function(&function, name, bound_args);
-        let bound = self.bind_expr(body, input);
-        self.exit_function(saved);
-        bound
+        let stored = self.is_stored(name);
+        let bind_body = |binder: &mut Self| {
+            let saved = binder.enter_function(&function, name, bound_args, stored);
+            let bound = binder.bind_expr(body, input);
+            binder.exit_function(saved);
+            bound
+        };
+        if stored {
+            return self.attributed_to_call(name, expr.span, bind_body);
+        }
+        bind_body(self)
     }
 
     /// Binds `f(args)` used as a query source: a call of a tabular function.
@@ -82,7 +89,12 @@ impl Binder<'_> {
             self.report(Diagnostic::semantic("KQL2011", call.span, not_a_call));
             return None;
         };
-        let Some(function) = self.functions.get(&name.name).cloned() else {
+        if !self.has_function(&name.name) {
+            let message = format!("{unresolved} '{}'", name.name);
+            self.report(Diagnostic::semantic("KQL2001", name.span, message));
+            return None;
+        }
+        let Some(function) = self.lookup_function(&name.name, name.span) else {
             let message = format!("{unresolved} '{}'", name.name);
             self.report(Diagnostic::semantic("KQL2001", name.span, message));
             return None;
@@ -98,13 +110,20 @@ impl Binder<'_> {
         call: &Expr,
         bound_args: BoundArgs,
     ) -> Option<BoundTabular> {
-        let saved = self.enter_function(function, name, bound_args);
-        let bound = match self.tabular_body(function, name, call) {
-            Some(body) => self.bind_tabular(&body),
-            None => None,
+        let stored = self.is_stored(name);
+        let bind_body = |binder: &mut Self| {
+            let saved = binder.enter_function(function, name, bound_args, stored);
+            let bound = match binder.tabular_body(function, name, call) {
+                Some(body) => binder.bind_tabular(&body),
+                None => None,
+            };
+            binder.exit_function(saved);
+            bound
         };
-        self.exit_function(saved);
-        bound
+        if stored {
+            return self.attributed_to_call(name, call.span, bind_body);
+        }
+        bind_body(self)
     }
 
     /// Binds `input | invoke f(args)`: `f` is called with `input` as its
@@ -137,7 +156,9 @@ impl Binder<'_> {
             FunctionBody::Tabular(body) => Some(body.clone()),
             // `{ T }` parses as a name; it is a table when `T` is one.
             FunctionBody::Scalar(Expr { kind: Ast::Name(table), span })
-                if self.tabulars.contains_key(&table.name) || self.catalog.table(&table.name).is_some() =>
+                if self.tabulars.contains_key(&table.name)
+                    || self.catalog.table(&table.name).is_some()
+                    || self.has_function(&table.name) =>
             {
                 Some(TabularExpr { source: TabularSource::Table(table.clone()), operators: Vec::new(), span: *span })
             }
@@ -149,13 +170,19 @@ impl Binder<'_> {
         }
     }
 
-    /// Puts the parameters and the body's `let` statements in scope.
-    fn enter_function(&mut self, function: &FunctionDef, name: &str, args: BoundArgs) -> SavedScope {
+    /// Puts the parameters and the body's `let` statements in scope. The
+    /// body of a `stored` function sees none of the caller's `let`s.
+    fn enter_function(&mut self, function: &FunctionDef, name: &str, args: BoundArgs, stored: bool) -> SavedScope {
         let saved = SavedScope {
             scalars: self.scalars.clone(),
             tabulars: self.tabulars.clone(),
             functions: self.functions.clone(),
         };
+        if stored {
+            self.scalars.clear();
+            self.tabulars.clear();
+            self.functions.clear();
+        }
         self.tabulars.extend(args.tables);
         self.param_scopes.push(args.scalars);
         self.calling.push(name.to_string());

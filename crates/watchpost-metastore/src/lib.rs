@@ -1,4 +1,4 @@
-//! Control-plane state: workspaces and their keys.
+//! Control-plane state: workspaces, their keys and their saved functions.
 //!
 //! A [`Metastore`] is a small JSON document (`metastore.json` in the data
 //! directory) rewritten atomically (temporary file, fsync, rename, fsync of the
@@ -34,6 +34,10 @@ pub enum MetastoreError {
     InvalidKey(String),
     #[error("no workspace {0}")]
     UnknownWorkspace(String),
+    #[error("function `{0}` already exists")]
+    FunctionExists(String),
+    #[error("function `{0}` does not exist")]
+    UnknownFunction(String),
 }
 
 pub type MetastoreResult<T> = Result<T, MetastoreError>;
@@ -71,9 +75,46 @@ impl Workspace {
     }
 }
 
+/// A function saved in a workspace (a parser, in Sentinel's words): used in
+/// queries wherever a table is. Its text is checked by the caller before it
+/// is saved; the metastore only keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SavedFunction {
+    pub workspace: String,
+    /// The name queries call it by (case-sensitive).
+    pub name: String,
+    /// The parameter list without parentheses, in KQL:
+    /// `starttime:datetime=datetime(null), T:(*)`.
+    #[serde(default)]
+    pub parameters: String,
+    /// The body without braces.
+    pub body: String,
+    #[serde(default)]
+    pub category: String,
+    #[serde(default)]
+    pub display_name: String,
+    /// Kusto's `docstring`.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// How [`Metastore::save_function`] treats an existing function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveMode {
+    /// Fails when the function exists (`.create function`).
+    Create,
+    /// Replaces it or creates it (`.create-or-alter function`, `PUT`).
+    CreateOrReplace,
+    /// Fails when the function does not exist (`.alter function`).
+    Replace,
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Document {
     workspaces: Vec<Workspace>,
+    #[serde(default)]
+    functions: Vec<SavedFunction>,
 }
 
 /// The workspace registry of one data directory.
@@ -153,6 +194,57 @@ impl Metastore {
         Ok(key)
     }
 
+    /// The saved functions of a workspace, in name order.
+    pub fn functions(&self, workspace: &str) -> Vec<SavedFunction> {
+        let mut functions: Vec<SavedFunction> =
+            self.read().functions.iter().filter(|function| function.workspace == workspace).cloned().collect();
+        functions.sort_by(|a, b| a.name.cmp(&b.name));
+        functions
+    }
+
+    /// The saved function `name` of a workspace.
+    pub fn function(&self, workspace: &str, name: &str) -> Option<SavedFunction> {
+        self.read().functions.iter().find(|function| function.workspace == workspace && function.name == name).cloned()
+    }
+
+    /// Saves a function. Returns whether it replaced an existing one.
+    pub fn save_function(&self, function: SavedFunction, mode: SaveMode) -> MetastoreResult<bool> {
+        let workspace = normalize_workspace_id(&function.workspace)?;
+        self.update(|document| {
+            if !document.workspaces.iter().any(|ws| ws.id == workspace) {
+                return Err(MetastoreError::UnknownWorkspace(workspace.clone()));
+            }
+            let existing =
+                document.functions.iter().position(|saved| saved.workspace == workspace && saved.name == function.name);
+            let function = SavedFunction { workspace: workspace.clone(), ..function };
+            match (existing, mode) {
+                (Some(_), SaveMode::Create) => Err(MetastoreError::FunctionExists(function.name)),
+                (None, SaveMode::Replace) => Err(MetastoreError::UnknownFunction(function.name)),
+                (Some(idx), _) => {
+                    document.functions[idx] = function;
+                    Ok(true)
+                }
+                (None, _) => {
+                    document.functions.push(function);
+                    Ok(false)
+                }
+            }
+        })
+    }
+
+    /// Deletes a saved function. Returns whether it existed.
+    pub fn drop_function(&self, workspace: &str, name: &str) -> MetastoreResult<bool> {
+        let workspace = normalize_workspace_id(workspace)?;
+        if self.function(&workspace, name).is_none() {
+            return Ok(false);
+        }
+        self.update(|document| {
+            let before = document.functions.len();
+            document.functions.retain(|saved| !(saved.workspace == workspace && saved.name == name));
+            Ok(document.functions.len() != before)
+        })
+    }
+
     fn update_workspace(&self, id: &str, change: impl FnOnce(&mut Workspace)) -> MetastoreResult<Workspace> {
         let id = normalize_workspace_id(id)?;
         self.update(|document| {
@@ -226,6 +318,40 @@ mod tests {
         let loaded = reopened.workspace(&created.id).unwrap();
         assert_eq!(loaded.secondary_key, rotated.secondary_key);
         assert_eq!(loaded.query_keys, vec![query_key]);
+    }
+
+    #[test]
+    fn functions_are_saved_replaced_dropped_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Metastore::open(dir.path()).unwrap();
+        let ws = store.ensure_workspace(None, None).unwrap().id;
+        let function = |body: &str| SavedFunction {
+            workspace: ws.to_uppercase(),
+            name: "Parser".into(),
+            parameters: "n:long=1".into(),
+            body: body.into(),
+            category: "Parsers".into(),
+            display_name: "My parser".into(),
+            description: String::new(),
+        };
+        assert!(matches!(
+            store.save_function(function("T"), SaveMode::Replace),
+            Err(MetastoreError::UnknownFunction(_))
+        ));
+        assert!(!store.save_function(function("T | take n"), SaveMode::Create).unwrap());
+        assert!(matches!(store.save_function(function("T"), SaveMode::Create), Err(MetastoreError::FunctionExists(_))));
+        assert!(store.save_function(function("T | take 2 * n"), SaveMode::CreateOrReplace).unwrap());
+        let unknown = SavedFunction { workspace: Uuid::new_v4().to_string(), ..function("T") };
+        assert!(matches!(store.save_function(unknown, SaveMode::Create), Err(MetastoreError::UnknownWorkspace(_))));
+
+        let reopened = Metastore::open(dir.path()).unwrap();
+        let saved = reopened.function(&ws, "Parser").expect("the function survives a reopen");
+        assert_eq!(saved.body, "T | take 2 * n");
+        assert_eq!(saved.workspace, ws, "the workspace id is normalized");
+        assert_eq!(reopened.functions(&ws).len(), 1);
+        assert!(reopened.drop_function(&ws, "Parser").unwrap());
+        assert!(!reopened.drop_function(&ws, "Parser").unwrap());
+        assert!(Metastore::open(dir.path()).unwrap().functions(&ws).is_empty());
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! (`guid`, `dynamic`) is stored as UTF-8 text and keeps its KQL type in the
 //! field metadata under [`KQL_TYPE_METADATA_KEY`].
 
+pub mod standard;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;

@@ -200,6 +200,11 @@ fn storage_error(err: &StorageError) -> Response {
             response.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
             response
         }
+        // The rows do not fit a table with a declared schema: nothing was
+        // stored, and the sender is told which fields to declare or drop.
+        StorageErrorKind::InvalidInput => {
+            error_response(&DataCollectorError::new(400, Some("InvalidDataFormat"), err.to_string()))
+        }
         _ => {
             tracing::error!(error = %err, "StorageAppendError");
             error_response(&DataCollectorError::internal("The events could not be stored"))

@@ -2,7 +2,10 @@
 //! mapping of errors to status codes and Azure-shaped bodies.
 //!
 //! Routes: `POST /api/logs` (HTTP Data Collector API, [`data_collector`]),
-//! `POST|GET /v1/workspaces/{id}/query` (Log Analytics query API, [`query`]),
+//! `POST|GET /v1/workspaces/{id}/query` (Log Analytics query API, [`query`],
+//! which also takes Kusto control commands), the management API for saved
+//! functions and tables (`/v1/workspaces/{id}/functions|tables/{name}`,
+//! `management`),
 //! `GET /healthz`. Business rules live in `watchpost-ingest`,
 //! `watchpost-storage` and `watchpost-engine`; this crate only translates
 //! between HTTP and them.
@@ -14,6 +17,7 @@
 //! Start reading at [`router`] and [`AppState`].
 
 mod data_collector;
+mod management;
 mod query;
 mod timespan;
 
@@ -26,6 +30,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use watchpost_control::{Control, MetastoreFunctions};
 use watchpost_engine::QueryEngine;
 use watchpost_metastore::Metastore;
 use watchpost_storage::Store;
@@ -52,13 +57,19 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub engine: QueryEngine,
     pub options: ServerOptions,
+    /// Saved functions and table declarations.
+    pub control: Control,
     /// Request-body buffers kept for reuse by ingest.
     pub(crate) bodies: Arc<data_collector::BodyPool>,
 }
 
 impl AppState {
+    /// The engine is given the metastore's saved functions, so queries can
+    /// call them.
     pub fn new(metastore: Arc<Metastore>, store: Arc<Store>, engine: QueryEngine, options: ServerOptions) -> AppState {
-        AppState { metastore, store, engine, options, bodies: Arc::default() }
+        let engine = engine.with_functions(Arc::new(MetastoreFunctions(metastore.clone())));
+        let control = Control::new(metastore.clone(), store.clone());
+        AppState { metastore, store, engine, options, control, bodies: Arc::default() }
     }
 }
 
@@ -69,6 +80,16 @@ pub fn router(state: AppState) -> Router {
         .route("//api/logs", post(data_collector::post_logs))
         .route("/v1/workspaces/{workspace}/query", post(query::post_query).get(query::get_query))
         .route("/v1/$batch", post(query::post_batch))
+        .route("/v1/workspaces/{workspace}/functions", get(management::list_functions))
+        .route(
+            "/v1/workspaces/{workspace}/functions/{name}",
+            get(management::get_function).put(management::put_function).delete(management::delete_function),
+        )
+        .route("/v1/workspaces/{workspace}/tables", get(management::list_tables))
+        .route(
+            "/v1/workspaces/{workspace}/tables/{name}",
+            get(management::get_table).put(management::put_table).patch(management::put_table),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .fallback(not_found)
         .layer(DefaultBodyLimit::disable())

@@ -65,7 +65,11 @@ pub(crate) async fn get_query(
 
 /// Checks `Authorization: Bearer <token>`: a shared key or a query key of
 /// the workspace.
-fn authorize(state: &AppState, workspace_id: &str, headers: &HeaderMap) -> Result<Workspace, (StatusCode, Json)> {
+pub(crate) fn authorize(
+    state: &AppState,
+    workspace_id: &str,
+    headers: &HeaderMap,
+) -> Result<Workspace, (StatusCode, Json)> {
     let Some(header) = headers.get("authorization").and_then(|value| value.to_str().ok()) else {
         let message = "Authentication failed: the Authorization header is missing";
         return Err((StatusCode::UNAUTHORIZED, error_body("AuthenticationFailed", message, None)));
@@ -141,6 +145,21 @@ async fn run_query(
         Some(Ok(window)) => Some(window),
         Some(Err(message)) => return bad_argument_body("InvalidTimespan", &message),
     };
+    if watchpost_control::is_command(&text) {
+        let access = crate::management::access_of(workspace, headers);
+        let control = state.control.clone();
+        let workspace_id = workspace.id.clone();
+        // Commands may rewrite the metastore or catalogue files (fsync).
+        let result = tokio::task::spawn_blocking(move || control.run_command(&workspace_id, &text, access)).await;
+        return match result {
+            Ok(Ok(result)) => (StatusCode::OK, crate::management::command_body(&result)),
+            Ok(Err(err)) => crate::management::control_error_body(&err),
+            Err(join_error) => {
+                tracing::error!(error = %join_error, "ControlCommandFailed");
+                (StatusCode::INTERNAL_SERVER_ERROR, error_body("InternalServerError", "internal error", None))
+            }
+        };
+    }
     let prefs = preferences(headers);
     let timeout = prefs.wait.map(|wait| wait.min(MAX_WAIT)).unwrap_or(state.options.query_timeout);
     let request = QueryRequest { workspace: workspace.id.clone(), text: text.clone(), window, now_ns, timeout };

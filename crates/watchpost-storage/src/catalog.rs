@@ -39,6 +39,10 @@ pub(crate) struct TableEntry {
     pub schema: TableSchema,
     pub retention_days: u32,
     pub segments: Vec<SegmentMeta>,
+    /// The schema is declared (a standard table, or one created through the
+    /// tables API): appends must fit it. Otherwise appends add columns.
+    #[serde(default)]
+    pub declared: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -25,10 +25,11 @@ pub mod terms;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use watchpost_schema::KqlType;
 
 pub use catalog::DEFAULT_RETENTION_DAYS;
 pub use segment::SegmentMeta;
-pub use store::{align_batch, AppendOutcome, AppendRequest, FlushStats, Store, StoreOptions, TableSnapshot};
+pub use store::{align_batch, AppendOutcome, AppendRequest, FlushStats, Store, StoreOptions, TableInfo, TableSnapshot};
 
 /// What an append stored: how many rows, and which columns they used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +57,14 @@ pub enum StorageError {
     DuplicateInFlight,
     #[error("the store is shut down")]
     ShutDown,
+    /// A batch for a table with a declared schema has fields the table does
+    /// not declare; nothing of the batch is stored.
+    #[error("table `{table}` has no column{} {}; add the column to the table first", if columns.len() == 1 { "" } else { "s" }, columns.iter().map(|column| format!("`{column}`")).collect::<Vec<_>>().join(", "))]
+    UndeclaredColumns { table: String, columns: Vec<String> },
+    /// A column of a batch (or of a table change) has another type than the
+    /// table declares.
+    #[error("column `{column}` of table `{table}` is {declared}, not {found}")]
+    ColumnTypeMismatch { table: String, column: String, declared: KqlType, found: KqlType },
 }
 
 /// Coarse classes of [`StorageError`], for status codes and metrics.
@@ -65,6 +74,8 @@ pub enum StorageErrorKind {
     Corruption,
     Conflict,
     Unavailable,
+    /// The caller's data does not fit the table; retrying will not help.
+    InvalidInput,
 }
 
 impl StorageError {
@@ -76,6 +87,9 @@ impl StorageError {
             StorageError::CorruptCatalog(_) | StorageError::CorruptRecord(_) => StorageErrorKind::Corruption,
             StorageError::DuplicateInFlight => StorageErrorKind::Conflict,
             StorageError::ShutDown => StorageErrorKind::Unavailable,
+            StorageError::UndeclaredColumns { .. } | StorageError::ColumnTypeMismatch { .. } => {
+                StorageErrorKind::InvalidInput
+            }
         }
     }
 

@@ -12,7 +12,8 @@ use arrow::array::{new_null_array, ArrayRef};
 use arrow::compute::cast;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
-use watchpost_schema::TableSchema;
+use watchpost_schema::standard::{standard_table, standard_tables};
+use watchpost_schema::{KqlType, TableSchema};
 use watchpost_wal::{Lsn, Wal, WalOptions};
 
 use crate::catalog::{CatalogDocument, IdempotencyEntry, TableEntry, DEFAULT_RETENTION_DAYS};
@@ -100,9 +101,24 @@ pub struct TableSnapshot {
     pub batches: Vec<RecordBatch>,
 }
 
+/// What the catalogue knows of one table, for the tables API and
+/// `.show tables`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableInfo {
+    pub name: String,
+    pub schema: TableSchema,
+    pub retention_days: u32,
+    /// Appends must fit the schema (standard tables and tables created
+    /// through the tables API); otherwise appends add columns.
+    pub declared: bool,
+    /// One of the standard tables of `watchpost_schema::standard`.
+    pub standard: bool,
+}
+
 #[derive(Debug)]
 struct TableState {
     schema: TableSchema,
+    declared: bool,
     retention_days: u32,
     segments: Vec<SegmentMeta>,
     /// Batches being written to a segment by a running flush.
@@ -114,6 +130,7 @@ impl TableState {
     fn new(schema: TableSchema) -> TableState {
         TableState {
             schema,
+            declared: false,
             retention_days: DEFAULT_RETENTION_DAYS,
             segments: Vec::new(),
             frozen: Vec::new(),
@@ -169,6 +186,7 @@ impl Store {
         let mut state = State { flushed_lsn: document.flushed_lsn, ..State::default() };
         for entry in document.tables {
             let mut table = TableState::new(entry.schema);
+            table.declared = entry.declared;
             table.retention_days = entry.retention_days;
             table.segments = entry.segments;
             state.tables.insert((entry.workspace, entry.name), table);
@@ -253,6 +271,7 @@ impl Store {
             receipt: receipt.clone(),
             received_ns,
         };
+        self.check_declared_schema(workspace, table, &batch)?;
         let bytes = record::encode(&header, &batch)?;
         let _gate = self.gate.read().expect("gate lock poisoned");
         self.wal.append_buf(bytes)?;
@@ -296,22 +315,132 @@ impl Store {
         }
     }
 
-    /// The current schema of a table, if it exists.
+    /// The current schema of a table, if it exists. Every workspace has the
+    /// standard tables, with their declared schemas, before any row arrives.
     pub fn table_schema(&self, workspace: &str, table: &str) -> Option<TableSchema> {
         let key = (workspace.to_string(), table.to_string());
-        self.read_state().tables.get(&key).map(|table| table.schema.clone())
+        if let Some(state) = self.read_state().tables.get(&key) {
+            return Some(state.schema.clone());
+        }
+        standard_table(table).map(|standard| standard.schema.clone())
     }
 
-    /// The names of a workspace's tables, sorted.
+    /// The names of a workspace's tables (the standard tables included), sorted.
     pub fn tables(&self, workspace: &str) -> Vec<String> {
         let state = self.read_state();
-        state.tables.keys().filter(|(ws, _)| ws == workspace).map(|(_, name)| name.clone()).collect()
+        let mut names: Vec<String> =
+            state.tables.keys().filter(|(ws, _)| ws == workspace).map(|(_, name)| name.clone()).collect();
+        names.extend(standard_tables().iter().map(|table| table.name.clone()));
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// What the catalogue knows of a table, if it exists.
+    pub fn table_info(&self, workspace: &str, table: &str) -> Option<TableInfo> {
+        let key = (workspace.to_string(), table.to_string());
+        let standard = standard_table(table).is_some();
+        if let Some(state) = self.read_state().tables.get(&key) {
+            return Some(TableInfo {
+                name: table.to_string(),
+                schema: state.schema.clone(),
+                retention_days: state.retention_days,
+                declared: state.declared,
+                standard,
+            });
+        }
+        let standard_table = standard_table(table)?;
+        Some(TableInfo {
+            name: table.to_string(),
+            schema: standard_table.schema.clone(),
+            retention_days: DEFAULT_RETENTION_DAYS,
+            declared: true,
+            standard: true,
+        })
+    }
+
+    /// Creates a table with a declared schema, or adds the columns of
+    /// `schema` it lacks to an existing table (a column is never removed or
+    /// retyped), and sets its retention when given. A table created here is
+    /// declared: appends must fit its columns. Returns the table afterwards.
+    pub fn declare_table(
+        &self,
+        workspace: &str,
+        table: &str,
+        schema: &TableSchema,
+        retention_days: Option<u32>,
+    ) -> StorageResult<TableInfo> {
+        let _flush = self.flush_lock.lock().expect("flush lock poisoned");
+        {
+            let mut state = self.write_state();
+            let key = (workspace.to_string(), table.to_string());
+            let existed = state.tables.contains_key(&key) || standard_table(table).is_some();
+            let table_state = state.tables.entry(key).or_insert_with(|| new_table_state(table));
+            if !existed {
+                table_state.declared = true;
+            }
+            for column in &schema.columns {
+                if let Some(existing) = table_state.schema.column(&column.name) {
+                    if existing.kql_type != column.kql_type {
+                        return Err(StorageError::ColumnTypeMismatch {
+                            table: table.to_string(),
+                            column: column.name.clone(),
+                            declared: existing.kql_type,
+                            found: column.kql_type,
+                        });
+                    }
+                }
+            }
+            table_state.schema.merge(schema);
+            if let Some(days) = retention_days {
+                table_state.retention_days = days;
+            }
+            self.catalog_document(&state).store(&self.data_dir)?;
+        }
+        Ok(self.table_info(workspace, table).expect("the table was just declared"))
+    }
+
+    /// Refuses a batch for a declared table that has a field the table
+    /// does not declare, or a field of another type.
+    fn check_declared_schema(&self, workspace: &str, table: &str, batch: &RecordBatch) -> StorageResult<()> {
+        let state = self.read_state();
+        let schema = match state.tables.get(&(workspace.to_string(), table.to_string())) {
+            Some(table_state) if table_state.declared => &table_state.schema,
+            Some(_) => return Ok(()),
+            None => match standard_table(table) {
+                Some(standard) => &standard.schema,
+                None => return Ok(()),
+            },
+        };
+        let mut undeclared = Vec::new();
+        for field in batch.schema().fields() {
+            let Some(column) = schema.column(field.name()) else {
+                undeclared.push(field.name().clone());
+                continue;
+            };
+            let found = KqlType::of_field(field).unwrap_or(KqlType::String);
+            if found != column.kql_type {
+                return Err(StorageError::ColumnTypeMismatch {
+                    table: table.to_string(),
+                    column: column.name.clone(),
+                    declared: column.kql_type,
+                    found,
+                });
+            }
+        }
+        if !undeclared.is_empty() {
+            return Err(StorageError::UndeclaredColumns { table: table.to_string(), columns: undeclared });
+        }
+        Ok(())
     }
 
     /// A consistent snapshot of a table for reading.
     pub fn snapshot(&self, workspace: &str, table: &str) -> Option<TableSnapshot> {
         let state = self.read_state();
-        let table_state = state.tables.get(&(workspace.to_string(), table.to_string()))?;
+        let Some(table_state) = state.tables.get(&(workspace.to_string(), table.to_string())) else {
+            let standard = standard_table(table)?;
+            return Some(TableSnapshot { schema: standard.schema.clone(), segments: Vec::new(), batches: Vec::new() });
+        };
         let arrow_schema = table_state.schema.arrow_schema();
         let batches = table_state
             .frozen
@@ -334,7 +463,11 @@ impl Store {
     pub fn set_retention(&self, workspace: &str, table: &str, days: u32) -> StorageResult<bool> {
         let _flush = self.flush_lock.lock().expect("flush lock poisoned");
         let mut state = self.write_state();
-        let Some(table_state) = state.tables.get_mut(&(workspace.to_string(), table.to_string())) else {
+        let key = (workspace.to_string(), table.to_string());
+        if !state.tables.contains_key(&key) && standard_table(table).is_some() {
+            state.tables.insert(key.clone(), new_table_state(table));
+        }
+        let Some(table_state) = state.tables.get_mut(&key) else {
             return Ok(false);
         };
         table_state.retention_days = days;
@@ -463,6 +596,7 @@ impl Store {
                 schema: table.schema.clone(),
                 retention_days: table.retention_days,
                 segments: table.segments.clone(),
+                declared: table.declared,
             })
             .collect();
         let idempotency = state
@@ -492,12 +626,23 @@ impl Store {
 
 fn insert_batch(state: &mut State, workspace: &str, table: &str, batch: RecordBatch) {
     let batch_schema = TableSchema::from_arrow(&batch.schema());
-    let table_state = state
-        .tables
-        .entry((workspace.to_string(), table.to_string()))
-        .or_insert_with(|| TableState::new(TableSchema::default()));
+    let table_state =
+        state.tables.entry((workspace.to_string(), table.to_string())).or_insert_with(|| new_table_state(table));
     table_state.schema.merge(&batch_schema);
     table_state.active.push(batch);
+}
+
+/// The state of a table that has no state yet: a standard table starts
+/// with its declared schema, any other table empty (its appends add columns).
+fn new_table_state(table: &str) -> TableState {
+    match standard_table(table) {
+        Some(standard) => {
+            let mut state = TableState::new(standard.schema.clone());
+            state.declared = true;
+            state
+        }
+        None => TableState::new(TableSchema::default()),
+    }
 }
 
 /// Presents `batch` with exactly the columns of `schema`: missing columns

@@ -6,6 +6,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use watchpost_schema::{ColumnDef, KqlType};
 
 use super::*;
+use crate::StorageErrorKind;
 
 const WS: &str = "00000000-0000-0000-0000-000000000001";
 const DAY_US: i64 = 86_400 * 1_000_000_000;
@@ -60,7 +61,9 @@ fn appended_rows_are_visible_and_survive_reopen() {
     }
     let store = Store::open(dir.path(), options()).unwrap();
     assert_eq!(row_count(&store.snapshot(WS, "Demo_CL").unwrap()), 2);
-    assert_eq!(store.tables(WS), vec!["Demo_CL".to_string()]);
+    let tables = store.tables(WS);
+    assert!(tables.contains(&"Demo_CL".to_string()));
+    assert!(tables.contains(&"Syslog".to_string()), "standard tables are listed too");
 }
 
 #[test]
@@ -202,4 +205,76 @@ fn appends_wait_for_a_flush_when_buffers_are_over_the_limit() {
     done_rx.recv_timeout(Duration::from_secs(10)).expect("the append proceeds once the flush made room");
     waiting.join().unwrap();
     assert_eq!(row_count(&store.snapshot(WS, "Demo_CL").unwrap()), 2);
+}
+
+fn append_to(store: &Store, table: &str, batch: RecordBatch) -> StorageResult<AppendOutcome> {
+    store.append(AppendRequest {
+        workspace: WS.into(),
+        table: table.into(),
+        idempotency_key: None,
+        received_ns: 10 * DAY_US,
+        batch,
+    })
+}
+
+fn syslog_batch(extra_column: Option<&str>) -> RecordBatch {
+    let mut columns =
+        vec![ColumnDef::new("TimeGenerated", KqlType::Datetime), ColumnDef::new("Computer", KqlType::String)];
+    let mut arrays: Vec<ArrayRef> = vec![
+        Arc::new(TimestampNanosecondArray::from(vec![1]).with_timezone("UTC")),
+        Arc::new(StringArray::from(vec!["host1"])),
+    ];
+    if let Some(name) = extra_column {
+        columns.push(ColumnDef::new(name, KqlType::String));
+        arrays.push(Arc::new(StringArray::from(vec!["x"])));
+    }
+    RecordBatch::try_new(TableSchema::new(columns).arrow_schema(), arrays).unwrap()
+}
+
+#[test]
+fn standard_tables_exist_empty_and_refuse_undeclared_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    let snapshot = store.snapshot(WS, "Syslog").expect("a standard table exists before any row");
+    assert_eq!(row_count(&snapshot), 0);
+    assert_eq!(snapshot.schema.column("SyslogMessage").unwrap().kql_type, KqlType::String);
+
+    let err = append_to(&store, "Syslog", syslog_batch(Some("Bogus"))).unwrap_err();
+    assert_eq!(err.kind(), StorageErrorKind::InvalidInput);
+    assert!(err.to_string().contains("`Bogus`"), "{err}");
+    assert_eq!(row_count(&store.snapshot(WS, "Syslog").unwrap()), 0, "nothing of a refused batch is stored");
+
+    append_to(&store, "Syslog", syslog_batch(None)).unwrap();
+    let snapshot = store.snapshot(WS, "Syslog").unwrap();
+    assert_eq!(row_count(&snapshot), 1);
+    let standard = standard_table("Syslog").unwrap();
+    assert_eq!(snapshot.schema, standard.schema, "the rows take the standard shape, in its column order");
+}
+
+#[test]
+fn declared_tables_persist_grow_and_refuse_retyping() {
+    let dir = tempfile::tempdir().unwrap();
+    let columns = TableSchema::new(vec![
+        ColumnDef::new("TimeGenerated", KqlType::Datetime),
+        ColumnDef::new("RawData", KqlType::String),
+    ]);
+    {
+        let store = Store::open(dir.path(), options()).unwrap();
+        let info = store.declare_table(WS, "App_CL", &columns, Some(30)).unwrap();
+        assert!(info.declared && !info.standard);
+        assert_eq!(info.retention_days, 30);
+        let more = TableSchema::new(vec![ColumnDef::new("Level", KqlType::Long)]);
+        store.declare_table(WS, "App_CL", &more, None).unwrap();
+        let retyped = TableSchema::new(vec![ColumnDef::new("RawData", KqlType::Long)]);
+        let err = store.declare_table(WS, "App_CL", &retyped, None).unwrap_err();
+        assert!(matches!(err, StorageError::ColumnTypeMismatch { .. }), "{err}");
+    }
+    let store = Store::open(dir.path(), options()).unwrap();
+    let info = store.table_info(WS, "App_CL").expect("the declared table survives a restart");
+    let names: Vec<&str> = info.schema.columns.iter().map(|column| column.name.as_str()).collect();
+    assert_eq!(names, ["TimeGenerated", "RawData", "Level"]);
+    assert_eq!(info.retention_days, 30);
+    assert!(info.declared);
+    let err = append_to(&store, "App_CL", batch(&[1], &["a"], None)).unwrap_err();
+    assert!(matches!(err, StorageError::UndeclaredColumns { .. }), "Name_s is not declared: {err}");
 }
