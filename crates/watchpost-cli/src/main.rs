@@ -3,6 +3,7 @@
 //! file are merged into [`config::ServeConfig`] before anything starts.
 
 mod config;
+mod dcr_cmd;
 mod kql_cmd;
 mod query_cmd;
 mod serve;
@@ -63,6 +64,12 @@ enum Command {
     /// Checks and formats KQL files offline.
     #[command(subcommand)]
     Kql(kql_cmd::KqlCommand),
+    /// Manages data collection rules (Logs Ingestion API) in a data directory.
+    #[command(subcommand)]
+    Dcr(dcr_cmd::DcrCommand),
+    /// Manages app registrations (OAuth2 client credentials) in a data directory.
+    #[command(subcommand)]
+    App(dcr_cmd::AppCommand),
 }
 
 /// The default data directory.
@@ -78,6 +85,8 @@ fn main() -> ExitCode {
         Command::Workspace(command) => workspace_cmd::run(command),
         Command::Query(args) => query_cmd::run(args),
         Command::Kql(command) => kql_cmd::run(command),
+        Command::Dcr(command) => dcr_cmd::run_dcr(command),
+        Command::App(command) => dcr_cmd::run_app(command),
     };
     match result {
         Ok(code) => code,

@@ -19,7 +19,7 @@ mod decode;
 mod definition;
 mod error;
 
-pub use self::decode::{decode_stream, gunzip_limited, DecodedStream, DroppedColumns};
+pub use self::decode::{decode_stream, gunzip_limited, stamp_time_generated, DecodedStream, DroppedColumns};
 pub use self::definition::{DataFlow, DcrDefinition, Destination, StreamDeclaration};
 pub use self::error::{codes, LogsIngestionError};
 

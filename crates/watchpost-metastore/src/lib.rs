@@ -294,6 +294,11 @@ impl Metastore {
         })
     }
 
+    /// Every app registration.
+    pub fn apps(&self) -> Vec<AppRegistration> {
+        self.read().apps.clone()
+    }
+
     /// Registers an app allowed on `workspaces` (and only `dcrs`, when not
     /// empty) and returns it with its secret, which is stored only hashed.
     pub fn create_app(

@@ -233,6 +233,43 @@ fn as_i64(value: &Value) -> Option<i64> {
     }
 }
 
+/// Gives a transformed (or pass-through) batch a `TimeGenerated`: rows
+/// without one get the time the request was received; a batch without the
+/// column gains it (Azure refuses such a rule at creation; Watchpost is
+/// lenient, spec 2.4).
+pub fn stamp_time_generated(batch: RecordBatch, received_ns: i64) -> RecordBatch {
+    use arrow::array::{Array, AsArray, TimestampNanosecondArray};
+    use arrow::datatypes::TimestampNanosecondType;
+    let time_field = ColumnDef::new(watchpost_schema::TIME_GENERATED, KqlType::Datetime).arrow_field();
+    let schema = batch.schema();
+    let position = schema.index_of(watchpost_schema::TIME_GENERATED).ok();
+    match position {
+        Some(idx) => {
+            let column = batch.column(idx);
+            let Some(times) = column.as_primitive_opt::<TimestampNanosecondType>() else { return batch };
+            if times.null_count() == 0 {
+                return batch;
+            }
+            let filled: TimestampNanosecondArray =
+                times.iter().map(|time| Some(time.unwrap_or(received_ns))).collect::<TimestampNanosecondArray>();
+            let filled = filled.with_timezone_opt(times.timezone().map(str::to_string));
+            let mut columns = batch.columns().to_vec();
+            columns[idx] = Arc::new(filled);
+            RecordBatch::try_new(schema, columns).expect("same schema, same lengths")
+        }
+        None => {
+            let times = TimestampNanosecondArray::from(vec![received_ns; batch.num_rows()]).with_timezone("UTC");
+            let mut fields: Vec<_> = schema.fields().iter().map(|field| field.as_ref().clone()).collect();
+            fields.insert(0, time_field);
+            let mut columns = batch.columns().to_vec();
+            columns.insert(0, Arc::new(times));
+            let options = arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+            RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options)
+                .expect("one more column of the same length")
+        }
+    }
+}
+
 /// ISO 8601 with or without an offset (none means UTC) and with `T` or a
 /// space between date and time, as the DCR docs' own examples send.
 fn parse_datetime(text: &str) -> Option<i64> {
@@ -289,6 +326,20 @@ mod tests {
             assert_eq!((err.status, err.code), (400, codes::INVALID_JSON), "{err}");
         }
         assert_eq!(decode_stream(br#"{"Computer": "x"}"#, &columns()).unwrap().batch.num_rows(), 1);
+    }
+
+    #[test]
+    fn time_generated_is_filled_or_added() {
+        let body = br#"[{"TimeGenerated": "2024-01-01T00:00:00Z", "Computer": "a"}, {"Computer": "b"}]"#;
+        let decoded = decode_stream(body, &columns()).unwrap();
+        let stamped = stamp_time_generated(decoded.batch.clone(), 42);
+        let times = stamped.column(0).as_primitive::<TimestampNanosecondType>();
+        assert_eq!((times.value(0), times.value(1)), (1_704_067_200_000_000_000, 42));
+        let without = decoded.batch.project(&[1]).unwrap();
+        let stamped = stamp_time_generated(without, 7);
+        assert_eq!(stamped.schema().field(0).name(), "TimeGenerated");
+        assert_eq!(stamped.column(0).as_primitive::<TimestampNanosecondType>().value(1), 7);
+        assert_eq!(stamped.num_columns(), 2);
     }
 
     #[test]
