@@ -3,6 +3,9 @@
 //! Suite `decode`: the Data Collector body decoder alone, in process, one
 //! core, over the kit's batches: MB/s per run and the median.
 //!
+//! Suite `logs-ingestion` (module [`logs_ingestion`]): the Logs Ingestion
+//! API with and without a transform, beside the Data Collector API.
+//!
 //! Suite `ingest`: drives a real `watchpost` binary over HTTP, measured side
 //! by side with peer engines: replays the Data Collector batches made by
 //! `shared/bench/gen_events.py` (`events-<size>.batches.jsonl`) through
@@ -11,6 +14,8 @@
 //! a 200 to the rows being returned by a query. With `--peer-script` it runs
 //! DuckDB's NDJSON load (`run_peers.py --ingest-only`) before each run, so
 //! both are measured on the same machine state, and prints the ratio.
+
+mod logs_ingestion;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -34,6 +39,8 @@ enum Suite {
     Ingest(Args),
     /// The Data Collector decoder alone.
     Decode(DecodeArgs),
+    /// Logs Ingestion API with and without a transform, beside the Data Collector API.
+    LogsIngestion(logs_ingestion::LogsIngestionArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -286,6 +293,7 @@ fn main() -> anyhow::Result<()> {
     match Suite::parse() {
         Suite::Ingest(args) => ingest(args),
         Suite::Decode(args) => decode(args),
+        Suite::LogsIngestion(args) => logs_ingestion::run(args),
     }
 }
 

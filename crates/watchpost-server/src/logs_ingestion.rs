@@ -255,11 +255,7 @@ fn authorize_admin(state: &AppState, workspace: &str, headers: &HeaderMap) -> Re
         matched |= bool::from(key.as_bytes().ct_eq(token.as_bytes()));
     }
     if !matched {
-        return Err(LogsIngestionError::new(
-            403,
-            codes::FORBIDDEN,
-            "The token is not a shared key of this workspace",
-        ));
+        return Err(LogsIngestionError::new(403, codes::FORBIDDEN, "The token is not a shared key of this workspace"));
     }
     Ok(found.id)
 }
@@ -560,7 +556,9 @@ async fn ingest(
             let request = AppendRequest {
                 workspace,
                 table: flow.table.clone(),
-                idempotency_key: client_request_id.as_ref().map(|id| format!("{id}#{}#{idx}#{destination}", rule.immutable_id)),
+                idempotency_key: client_request_id
+                    .as_ref()
+                    .map(|id| format!("{id}#{}#{idx}#{destination}", rule.immutable_id)),
                 received_ns,
                 batch: batch.clone(),
             };

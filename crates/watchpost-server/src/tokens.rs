@@ -83,7 +83,8 @@ impl TokenIssuer {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 let key = rcgen::KeyPair::generate().map_err(|err| key_err(err.to_string()))?;
                 let pem = key.serialize_pem();
-                std::fs::create_dir_all(path.parent().expect("has a parent")).map_err(|err| key_err(err.to_string()))?;
+                std::fs::create_dir_all(path.parent().expect("has a parent"))
+                    .map_err(|err| key_err(err.to_string()))?;
                 let tmp = path.with_extension("tmp");
                 write_private(&tmp, pem.as_bytes()).map_err(|err| key_err(err.to_string()))?;
                 std::fs::rename(&tmp, &path).map_err(|err| key_err(err.to_string()))?;

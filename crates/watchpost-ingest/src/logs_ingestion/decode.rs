@@ -62,15 +62,10 @@ pub fn decode_stream(body: &[u8], columns: &[ColumnDef]) -> Result<DecodedStream
     let records = match document {
         Value::Array(records) => records,
         object @ Value::Object(_) => vec![object],
-        _ => {
-            return Err(LogsIngestionError::new(
-                400,
-                codes::INVALID_JSON,
-                "the body must be a JSON array of objects",
-            ))
-        }
+        _ => return Err(LogsIngestionError::new(400, codes::INVALID_JSON, "the body must be a JSON array of objects")),
     };
-    let mut builders: Vec<Builder> = columns.iter().map(|column| Builder::new(column.kql_type, records.len())).collect();
+    let mut builders: Vec<Builder> =
+        columns.iter().map(|column| Builder::new(column.kql_type, records.len())).collect();
     let mut dropped = DroppedColumns::new();
     let mut failures = vec![0_u64; columns.len()];
     let mut row_values: Vec<Option<&Value>> = vec![None; columns.len()];

@@ -112,7 +112,9 @@ fn parse_streams(value: Option<&Value>) -> Result<Vec<StreamDeclaration>, LogsIn
                 )));
             }
             if !seen.insert(column_name.to_ascii_lowercase()) {
-                return Err(LogsIngestionError::invalid_rule(format!("{at}: column `{column_name}` is declared twice")));
+                return Err(LogsIngestionError::invalid_rule(format!(
+                    "{at}: column `{column_name}` is declared twice"
+                )));
             }
             let type_name = column.get("type").and_then(Value::as_str).unwrap_or("");
             let kql_type = stream_type(type_name).ok_or_else(|| {
@@ -186,7 +188,9 @@ fn parse_flows(
         for stream in &flow_streams {
             if !streams.iter().any(|declared| declared.name.eq_ignore_ascii_case(stream)) {
                 let message = if stream.starts_with("Microsoft-") {
-                    format!("{at}.streams: `{stream}` is a built-in stream; only declared `Custom-` streams can be sent to")
+                    format!(
+                        "{at}.streams: `{stream}` is a built-in stream; only declared `Custom-` streams can be sent to"
+                    )
                 } else {
                     format!("{at}.streams: `{stream}` is not declared in streamDeclarations")
                 };
@@ -300,9 +304,18 @@ mod tests {
     #[test]
     fn names_the_json_path_at_fault() {
         let cases = [
-            (json!([{"streams": ["Custom-Nope"], "destinations": ["la"], "outputStream": "Custom-T_CL"}]), "dataFlows[0].streams: `Custom-Nope` is not declared"),
-            (json!([{"streams": ["Custom-Raw"], "destinations": ["x"], "outputStream": "Custom-T_CL"}]), "`x` is not declared in destinations"),
-            (json!([{"streams": ["Custom-Raw"], "destinations": ["la"], "outputStream": "Custom-T"}]), "must be `Custom-<Table>_CL`"),
+            (
+                json!([{"streams": ["Custom-Nope"], "destinations": ["la"], "outputStream": "Custom-T_CL"}]),
+                "dataFlows[0].streams: `Custom-Nope` is not declared",
+            ),
+            (
+                json!([{"streams": ["Custom-Raw"], "destinations": ["x"], "outputStream": "Custom-T_CL"}]),
+                "`x` is not declared in destinations",
+            ),
+            (
+                json!([{"streams": ["Custom-Raw"], "destinations": ["la"], "outputStream": "Custom-T"}]),
+                "must be `Custom-<Table>_CL`",
+            ),
             (json!([]), "dataFlows` must be a non-empty array"),
         ];
         for (flows, expected) in cases {
