@@ -90,12 +90,26 @@ def env(tmp_path_factory):
     narrow = cli_json(
         "app", "create", "--data-dir", str(data), "--name", "narrow", "--workspace", workspace, "--dcr", other_rule
     )
+    # A second workspace the apps have no access to.
+    other_workspace = new_workspace_id()
+    made_other = run_cli("workspace", "create", "--data-dir", str(data), "--id", other_workspace)
+    assert made_other.returncode == 0, made_other.stderr
     server = WatchpostServer(data, workspace, key, log_dir=base, name="tls")
     server.extra_args = ["--tls-self-signed"]
     server.start()
     assert server.scheme == "https", server.stdout_lines
     ca = str(data / "tls" / "ca.pem")
-    yield {"server": server, "workspace": workspace, "key": key, "rule": immutable_id, "app": app, "narrow": narrow, "ca": ca}
+    yield {
+        "server": server,
+        "workspace": workspace,
+        "other_workspace": other_workspace,
+        "key": key,
+        "rule": immutable_id,
+        "app": app,
+        "narrow": narrow,
+        "ca": ca,
+        "base": base,
+    }
     server.kill()
 
 
@@ -320,3 +334,52 @@ def test_ingestion_errors_are_documented_and_limits_absorbed(env):
     bomb = gzip.compress(b"[" + b" " * (31 * 1024 * 1024) + b"]")
     too_big = post(bomb, extra={"Content-Encoding": "gzip"})
     assert too_big.status_code == 413 and too_big.headers["x-ms-error-code"] == "ContentLengthLimitExceeded"
+
+
+def test_query_api_takes_tokens_only_for_the_apps_workspaces(env):
+    server = env["server"]
+    token = credential(env).get_token(f"{server.url}/.default").token
+    headers = {"Authorization": f"Bearer {token}"}
+    ok = requests.post(
+        f"{server.url}/v1/workspaces/{env['workspace']}/query",
+        json={"query": "print x = 1"},
+        headers=headers,
+        verify=env["ca"],
+        timeout=30,
+    )
+    assert ok.status_code == 200 and ok.json()["tables"][0]["rows"] == [[1]]
+    refused = requests.post(
+        f"{server.url}/v1/workspaces/{env['other_workspace']}/query",
+        json={"query": "print x = 1"},
+        headers=headers,
+        verify=env["ca"],
+        timeout=30,
+    )
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "InsufficientAccessError"
+    # The workspace key still works as before.
+    by_key = requests.post(
+        f"{server.url}/v1/workspaces/{env['workspace']}/query",
+        json={"query": "print x = 2"},
+        headers={"Authorization": f"Bearer {env['key']}"},
+        verify=env["ca"],
+        timeout=30,
+    )
+    assert by_key.status_code == 200
+
+
+def test_tls_cert_and_key_flags_serve_a_given_certificate(env, tmp_path):
+    tls = Path(env["server"].data_dir) / "tls"
+    other = WatchpostServer(tmp_path / "data", new_workspace_id(), new_key(), log_dir=tmp_path, name="given-cert")
+    other.extra_args = ["--tls-cert", str(tls / "server.pem"), "--tls-key", str(tls / "server.key")]
+    try:
+        # The conftest health check trusts data/tls/ca.pem, which this
+        # server does not write: point it at the first server's CA.
+        (tmp_path / "data" / "tls").mkdir(parents=True)
+        (tmp_path / "data" / "tls" / "ca.pem").write_text((tls / "ca.pem").read_text())
+        other.start()
+        assert other.scheme == "https"
+        assert requests.get(f"{other.url}/healthz", verify=env["ca"], timeout=10).text == "ok"
+    finally:
+        other.kill()
+    missing_key = run_cli("serve", "--data-dir", str(tmp_path / "d2"), "--tls-cert", str(tls / "server.pem"))
+    assert missing_key.returncode != 0 and "--tls-key" in missing_key.stderr

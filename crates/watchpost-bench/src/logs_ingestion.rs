@@ -88,7 +88,8 @@ fn make_bodies(args: &LogsIngestionArgs) -> anyhow::Result<Vec<Bodies>> {
             );
             let host = format!("host-{}", i % 50);
             dcr.push(json!({"TimeGenerated": time, "Host": host, "RawData": raw}));
-            dc.push(json!({TIME_FIELD: time, "Host": host, "RawData": raw}));
+            // `RawData` is a reserved property name in the Data Collector API.
+            dc.push(json!({TIME_FIELD: time, "Host": host, "RawText": raw}));
         }
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         encoder.write_all(&serde_json::to_vec(&dcr)?)?;

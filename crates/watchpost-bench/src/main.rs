@@ -134,6 +134,16 @@ impl Server {
     }
 }
 
+/// A server left behind by an error is killed, not orphaned.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Resident memory of process `pid` (VmRSS), 0 when it cannot be read.
 fn rss_bytes(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
