@@ -91,6 +91,16 @@ struct Document {
 pub struct Metastore {
     path: PathBuf,
     document: RwLock<Document>,
+    /// Modification time and length of the file as last read or written
+    /// here; a different stamp means another process (the CLI) wrote it.
+    stamp: std::sync::Mutex<Option<FileStamp>>,
+}
+
+type FileStamp = (std::time::SystemTime, u64);
+
+fn file_stamp(path: &Path) -> Option<FileStamp> {
+    let meta = fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
 }
 
 impl Metastore {
@@ -104,7 +114,8 @@ impl Metastore {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Document::default(),
             Err(source) => return Err(MetastoreError::Io { path, source }),
         };
-        Ok(Metastore { path, document: RwLock::new(document) })
+        let stamp = std::sync::Mutex::new(file_stamp(&path));
+        Ok(Metastore { path, document: RwLock::new(document), stamp })
     }
 
     /// Returns every workspace.
@@ -176,11 +187,25 @@ impl Metastore {
         })
     }
 
+    /// Applies a change and writes the file. When another process wrote the
+    /// file since this one last read or wrote it, its content is read first,
+    /// so the change does not overwrite what the CLI added meanwhile.
     fn update<T>(&self, change: impl FnOnce(&mut Document) -> MetastoreResult<T>) -> MetastoreResult<T> {
         let mut document = self.document.write().expect("metastore lock poisoned");
+        let mut stamp = self.stamp.lock().expect("metastore stamp lock poisoned");
+        let current = file_stamp(&self.path);
+        if current.is_some() && current != *stamp {
+            *document = self.read_file()?;
+        }
         let result = change(&mut document)?;
         write_atomically(&self.path, &serde_json::to_vec_pretty(&*document).expect("document serializes"))?;
+        *stamp = file_stamp(&self.path);
         Ok(result)
+    }
+
+    fn read_file(&self) -> MetastoreResult<Document> {
+        let bytes = fs::read(&self.path).map_err(|source| MetastoreError::Io { path: self.path.clone(), source })?;
+        serde_json::from_slice(&bytes).map_err(|source| MetastoreError::Corrupt { path: self.path.clone(), source })
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Document> {
@@ -344,14 +369,14 @@ impl Metastore {
     /// Reads the file again if another process (the CLI's admin verbs)
     /// changed it since it was loaded or last written here.
     pub fn reload(&self) -> MetastoreResult<()> {
-        let bytes = match fs::read(&self.path) {
-            Ok(bytes) => bytes,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(source) => return Err(MetastoreError::Io { path: self.path.clone(), source }),
-        };
-        let document: Document = serde_json::from_slice(&bytes)
-            .map_err(|source| MetastoreError::Corrupt { path: self.path.clone(), source })?;
-        *self.document.write().expect("metastore lock poisoned") = document;
+        let mut document = self.document.write().expect("metastore lock poisoned");
+        let mut stamp = self.stamp.lock().expect("metastore stamp lock poisoned");
+        let current = file_stamp(&self.path);
+        if current.is_none() || current == *stamp {
+            return Ok(());
+        }
+        *document = self.read_file()?;
+        *stamp = current;
         Ok(())
     }
 }
@@ -427,6 +452,22 @@ mod tests {
         assert!(reopened.delete_data_collection_rule(&ws.id, "rule-1").unwrap());
         assert!(!reopened.delete_data_collection_rule(&ws.id, "rule-1").unwrap());
         assert!(reopened.data_collection_rule_by_immutable_id(&first.immutable_id).is_none());
+    }
+
+    #[test]
+    fn a_change_keeps_what_another_process_wrote_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Metastore::open(dir.path()).unwrap();
+        let ws = server.ensure_workspace(None, None).unwrap();
+        // The CLI, another process, registers an app the server has not seen.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let cli = Metastore::open(dir.path()).unwrap();
+        let (app, _) = cli.create_app("from-cli", vec![ws.id.clone()], vec![], None).unwrap();
+        assert!(server.apps().is_empty());
+        // The server then saves a rule: the app survives in the file and in memory.
+        server.put_data_collection_rule(&ws.id, "r", serde_json::json!({})).unwrap();
+        assert_eq!(server.apps()[0].client_id, app.client_id);
+        assert_eq!(Metastore::open(dir.path()).unwrap().apps().len(), 1);
     }
 
     #[test]
