@@ -145,11 +145,23 @@ const ALLOWED_FUNCTIONS: &[&str] = &[
 ];
 
 /// A compiled `transformKql`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Transform {
     text: String,
     input: TableSchema,
     bound: BoundTabular,
+    /// Made once: a session registers every built-in function, which is a
+    /// cost worth paying per rule rather than per batch.
+    session: SessionContext,
+}
+
+impl std::fmt::Debug for Transform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transform")
+            .field("text", &self.text)
+            .field("output", &self.bound.schema)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Transform {
@@ -169,7 +181,9 @@ impl Transform {
         let (bound, diagnostics) = watchpost_kql_binder::bind(&query, &catalog);
         match bound {
             Some(bound) if diagnostics.is_empty() => {
-                Ok(Transform { text: text.to_string(), input: input.clone(), bound })
+                let config = SessionConfig::new().with_target_partitions(1).with_information_schema(false);
+                let session = SessionContext::new_with_config(config);
+                Ok(Transform { text: text.to_string(), input: input.clone(), bound, session })
             }
             _ => Err(diagnostics),
         }
@@ -188,9 +202,7 @@ impl Transform {
     /// Runs the transform over one batch whose columns are the input schema.
     /// `now_ns` is what `now()` and `ago()` see.
     pub async fn apply(&self, batch: RecordBatch, now_ns: i64) -> Result<Vec<RecordBatch>, QueryError> {
-        let session = SessionContext::new_with_config(
-            SessionConfig::new().with_target_partitions(1).with_information_schema(false),
-        );
+        let session = &self.session;
         let table = MemTable::try_new(self.input.arrow_schema(), vec![vec![batch]])?;
         let source = session.read_table(Arc::new(table))?.into_unoptimized_plan();
         let scan = |name: &str| {
@@ -200,7 +212,7 @@ impl Transform {
                 Err(datafusion::error::DataFusionError::Plan(format!("a transform reads only `source`, not {name}")))
             }
         };
-        let context = crate::lower::LowerContext { session: &session, now_ns, scan: &scan };
+        let context = crate::lower::LowerContext { session, now_ns, scan: &scan };
         let plan = crate::lower::lower_query(&self.bound, &context)?;
         let frame = session.execute_logical_plan(plan).await?;
         Ok(frame.collect().await?)
