@@ -629,3 +629,37 @@ async fn read_limited(body: Body, limit: usize) -> Result<Bytes, LogsIngestionEr
     }
     Ok(Bytes::from(buffer))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(transform: &str) -> Json {
+        json!({"properties": {
+            "streamDeclarations": {"Custom-S": {"columns": [{"name": "Raw", "type": "string"}, {"name": "When", "type": "string"}]}},
+            "destinations": {"logAnalytics": [{"name": "d"}]},
+            "dataFlows": [{"streams": ["Custom-S"], "destinations": ["d"], "transformKql": transform, "outputStream": "Custom-T_CL"}],
+        }})
+    }
+
+    #[test]
+    fn compile_rule_points_at_what_the_transform_subset_forbids() {
+        let err = compile_rule(&rule("source\n| where Raw != ''\n| take 10")).unwrap_err();
+        assert_eq!((err.status, err.code), (400, codes::INVALID_TRANSFORM_QUERY));
+        assert!(
+            err.message.starts_with("properties.dataFlows[0].transformKql, line 3, position 3: the `take` operator"),
+            "{}",
+            err.message
+        );
+        assert!(err.message.contains("(at `take 10`)"), "{}", err.message);
+    }
+
+    #[test]
+    fn compile_rule_wants_time_generated_as_datetime() {
+        let err = compile_rule(&rule("source | extend TimeGenerated = When")).unwrap_err();
+        assert!(err.message.contains("TimeGenerated is string, it must be datetime"), "{}", err.message);
+        let compiled = compile_rule(&rule("source | extend TimeGenerated = todatetime(When)")).unwrap();
+        let output = compiled.transforms[0].as_ref().unwrap().output_schema();
+        assert_eq!(output.column(TIME_GENERATED).unwrap().kql_type, KqlType::Datetime);
+    }
+}
