@@ -292,6 +292,10 @@ class WatchpostServer:
         self._secondary_key: str | None = None
         self._listening = threading.Event()
         self._reader: threading.Thread | None = None
+        # Extra `serve` flags (e.g. `--tls-self-signed`) and the scheme the
+        # server announced.
+        self.extra_args: list[str] = []
+        self.scheme = "http"
         _ALL_SERVERS.append(self)
 
     # -- lifecycle ---------------------------------------------------------
@@ -299,7 +303,13 @@ class WatchpostServer:
     @property
     def url(self) -> str:
         assert self.address, "server not started"
-        return f"http://{self.address}"
+        return f"{self.scheme}://{self.address}"
+
+    @property
+    def verify(self) -> str | bool:
+        """What `requests` should trust: the self-signed CA when serving https."""
+        ca = self.data_dir / "tls" / "ca.pem"
+        return str(ca) if self.scheme == "https" and ca.exists() else True
 
     @property
     def port(self) -> int:
@@ -328,7 +338,7 @@ class WatchpostServer:
         config = self._config_path()
         if config is not None:
             args += ["--config", str(config)]
-        return args
+        return args + list(self.extra_args)
 
     def start(self, *, workspace_flag: bool = True, timeout: float = START_TIMEOUT) -> "WatchpostServer":
         assert not self.running, "already running"
@@ -362,7 +372,7 @@ class WatchpostServer:
         # The listen line comes before the accept loop runs: poll /healthz.
         while True:
             try:
-                response = requests.get(f"{self.url}/healthz", timeout=5)
+                response = requests.get(f"{self.url}/healthz", timeout=5, verify=self.verify)
                 if response.status_code == 200:
                     assert response.text.strip() == "ok", f"/healthz body {response.text!r}"
                     break
@@ -384,9 +394,10 @@ class WatchpostServer:
                 self.stdout_lines.append(line)
                 copy.write(line + "\n")
                 copy.flush()
-                marker = "Watchpost is listening on http://"
-                if marker in line and not self._listening.is_set():
-                    self.address = line.split(marker, 1)[1].strip().rstrip("/")
+                marker = "Watchpost is listening on "
+                if marker in line and "://" in line and not self._listening.is_set():
+                    scheme, address = line.split(marker, 1)[1].strip().rstrip("/").split("://", 1)
+                    self.scheme, self.address = scheme, address
                     self._listening.set()
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int:

@@ -3,6 +3,9 @@
 //! Suite `decode`: the Data Collector body decoder alone, in process, one
 //! core, over the kit's batches: MB/s per run and the median.
 //!
+//! Suite `logs-ingestion` (module [`logs_ingestion`]): the Logs Ingestion
+//! API with and without a transform, beside the Data Collector API.
+//!
 //! Suite `ingest`: drives a real `watchpost` binary over HTTP, measured side
 //! by side with peer engines: replays the Data Collector batches made by
 //! `shared/bench/gen_events.py` (`events-<size>.batches.jsonl`) through
@@ -13,6 +16,7 @@
 //! both are measured on the same machine state, and prints the ratio.
 
 mod queries;
+mod logs_ingestion;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -38,6 +42,8 @@ enum Suite {
     Decode(DecodeArgs),
     /// The kit's hunting queries over HTTP, beside DuckDB.
     Queries(queries::QueryArgs),
+    /// Logs Ingestion API with and without a transform, beside the Data Collector API.
+    LogsIngestion(logs_ingestion::LogsIngestionArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -143,6 +149,16 @@ fn cpu_seconds(pid: u32) -> f64 {
     // SAFETY: sysconf only reads a configuration value.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     (ticks(11) + ticks(12)) / per_second.max(1.0)
+}
+
+/// A server left behind by an error is killed, not orphaned.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 /// Resident memory of process `pid` (VmRSS), 0 when it cannot be read.
@@ -309,6 +325,7 @@ fn main() -> anyhow::Result<()> {
         Suite::Ingest(args) => ingest(args),
         Suite::Decode(args) => decode(args),
         Suite::Queries(args) => queries::queries(args),
+        Suite::LogsIngestion(args) => logs_ingestion::run(args),
     }
 }
 

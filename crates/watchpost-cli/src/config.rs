@@ -24,6 +24,13 @@ pub(crate) struct FileConfig {
     pub wal_fsync: Option<bool>,
     #[serde(default)]
     pub workspaces: Vec<WorkspaceEntry>,
+    /// PEM certificate chain and key to serve https with.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Serve https with a certificate made and kept in `<data-dir>/tls/`.
+    pub tls_self_signed: Option<bool>,
+    /// Largest Logs Ingestion request body in MiB (wire and decompressed).
+    pub logs_ingestion_max_body_mib: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -45,6 +52,16 @@ pub(crate) struct ServeConfig {
     pub wal_fsync: bool,
     /// `(id, base64 key)` pairs to create or update at start-up.
     pub workspaces: Vec<(String, String)>,
+    pub tls: TlsMode,
+    pub max_ingestion_body_bytes: usize,
+}
+
+/// How the server speaks TLS.
+#[derive(Debug, Clone)]
+pub(crate) enum TlsMode {
+    Off,
+    Files { cert: PathBuf, key: PathBuf },
+    SelfSigned,
 }
 
 impl FileConfig {

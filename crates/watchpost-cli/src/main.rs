@@ -4,6 +4,7 @@
 
 mod config;
 mod function_cmd;
+mod dcr_cmd;
 mod kql_cmd;
 mod query_cmd;
 mod serve;
@@ -68,6 +69,12 @@ enum Command {
     /// imports Sentinel parser files.
     #[command(subcommand)]
     Function(function_cmd::FunctionCommand),
+    /// Manages data collection rules (Logs Ingestion API) in a data directory.
+    #[command(subcommand)]
+    Dcr(dcr_cmd::DcrCommand),
+    /// Manages app registrations (OAuth2 client credentials) in a data directory.
+    #[command(subcommand)]
+    App(dcr_cmd::AppCommand),
 }
 
 /// The default data directory.
@@ -84,6 +91,8 @@ fn main() -> ExitCode {
         Command::Query(args) => query_cmd::run(args),
         Command::Kql(command) => kql_cmd::run(command),
         Command::Function(command) => function_cmd::run(command),
+        Command::Dcr(command) => dcr_cmd::run_dcr(command),
+        Command::App(command) => dcr_cmd::run_app(command),
     };
     match result {
         Ok(code) => code,

@@ -11,10 +11,11 @@ use anyhow::Context;
 use clap::Args;
 use watchpost_engine::{EngineOptions, QueryEngine};
 use watchpost_metastore::Metastore;
+use watchpost_server::tokens::TokenIssuer;
 use watchpost_server::{router, AppState, ServerOptions};
 use watchpost_storage::{Store, StoreOptions};
 
-use crate::config::{parse_listen, parse_workspace_flag, FileConfig, ServeConfig};
+use crate::config::{parse_listen, parse_workspace_flag, FileConfig, ServeConfig, TlsMode};
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
@@ -33,6 +34,18 @@ pub(crate) struct ServeArgs {
     /// Log format.
     #[arg(long, value_parser = ["text", "json"])]
     log_format: Option<String>,
+    /// Serve https with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve https with a generated certificate; clients trust <data-dir>/tls/ca.pem.
+    #[arg(long, conflicts_with = "tls_cert")]
+    tls_self_signed: bool,
+    /// Largest Logs Ingestion request body in MiB [default: 30].
+    #[arg(long, value_name = "MIB")]
+    max_body_mib: Option<u64>,
 }
 
 impl ServeArgs {
@@ -50,7 +63,19 @@ impl ServeArgs {
         if log_format != "text" && log_format != "json" {
             anyhow::bail!("log_format must be `text` or `json`, got `{log_format}`");
         }
+        let tls = match (self.tls_cert.or(file.tls_cert), self.tls_key.or(file.tls_key)) {
+            (Some(cert), Some(key)) => TlsMode::Files { cert, key },
+            (None, None) if self.tls_self_signed || file.tls_self_signed.unwrap_or(false) => TlsMode::SelfSigned,
+            (None, None) => TlsMode::Off,
+            _ => anyhow::bail!("tls_cert and tls_key must be given together"),
+        };
+        let max_body_mib = self.max_body_mib.or(file.logs_ingestion_max_body_mib).unwrap_or(30);
+        if max_body_mib == 0 {
+            anyhow::bail!("the Logs Ingestion body limit must be at least 1 MiB");
+        }
         Ok(ServeConfig {
+            tls,
+            max_ingestion_body_bytes: usize::try_from(max_body_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX),
             listen: parse_listen(&listen)?,
             data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(crate::default_data_dir),
             json_logs: log_format == "json",
@@ -107,8 +132,25 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let store = Arc::new(store);
     let engine = QueryEngine::new(store.clone(), EngineOptions::default());
     let date_window = (config.date_window_seconds > 0).then(|| Duration::from_secs(config.date_window_seconds));
-    let options = ServerOptions { date_window, ..ServerOptions::default() };
-    let state = AppState::new(metastore.clone(), store.clone(), engine, options);
+    let tls_config = match &config.tls {
+        TlsMode::Off => None,
+        TlsMode::Files { cert, key } => Some(watchpost_server::tls::server_config(cert, key)?),
+        TlsMode::SelfSigned => {
+            let extra = vec![config.listen.ip().to_string()];
+            let paths = watchpost_server::tls::ensure_self_signed(&config.data_dir, &extra)?;
+            println!("TLS CA certificate: {}", paths.ca_cert.display());
+            Some(watchpost_server::tls::server_config(&paths.server_cert, &paths.server_key)?)
+        }
+    };
+    let options = ServerOptions {
+        date_window,
+        https: tls_config.is_some(),
+        max_ingestion_body_bytes: config.max_ingestion_body_bytes,
+        ..ServerOptions::default()
+    };
+    let issuer = Arc::new(TokenIssuer::open(&config.data_dir)?);
+    let tenant = metastore.tenant_id()?;
+    let state = AppState::new(metastore.clone(), store.clone(), engine, options).with_tokens(issuer);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -116,11 +158,19 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     for workspace in metastore.workspaces() {
         tracing::info!(workspace = %workspace.id, "workspace ready");
     }
-    println!("Watchpost is listening on http://{address}");
+    let scheme = if tls_config.is_some() { "https" } else { "http" };
+    println!("Tenant id (token endpoint {scheme}://{address}/{tenant}/oauth2/v2.0/token): {tenant}");
+    println!("Watchpost is listening on {scheme}://{address}");
     tracing::info!(%address, data_dir = %config.data_dir.display(), "ServerStarted");
     let stop = Arc::new(AtomicBool::new(false));
     let maintenance = spawn_maintenance(store.clone(), config.clone(), stop.clone());
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    match tls_config {
+        None => axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?,
+        Some(tls) => {
+            let listener = watchpost_server::tls::TlsListener::new(listener, tls)?;
+            axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?
+        }
+    }
     stop.store(true, Ordering::Relaxed);
     tokio::task::spawn_blocking(move || maintenance.join()).await?.ok();
     tracing::info!("shutting down: flushing buffers");

@@ -18,6 +18,7 @@ mod lower;
 mod render;
 pub mod result;
 mod scan;
+pub mod transform;
 mod udf;
 
 use std::collections::HashMap;

@@ -17,7 +17,7 @@ mod auth;
 mod columns;
 mod decode;
 mod error;
-mod infer;
+pub(crate) mod infer;
 mod validate;
 
 use std::borrow::Cow;

@@ -16,3 +16,4 @@
 //! * signatures are compared in constant time.
 
 pub mod data_collector;
+pub mod logs_ingestion;

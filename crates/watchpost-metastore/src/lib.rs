@@ -1,4 +1,6 @@
-//! Control-plane state: workspaces, their keys and their saved functions.
+//! Control-plane state: workspaces and their keys, saved functions, data
+//! collection rules and app registrations (client id, hashed secret, allowed
+//! workspaces).
 //!
 //! A [`Metastore`] is a small JSON document (`metastore.json` in the data
 //! directory) rewritten atomically (temporary file, fsync, rename, fsync of the
@@ -38,6 +40,8 @@ pub enum MetastoreError {
     FunctionExists(String),
     #[error("function `{0}` does not exist")]
     UnknownFunction(String),
+    #[error("data collection rule name `{0}` is not valid: use 1 to 64 letters, digits, '-', '_' or '.'")]
+    InvalidRuleName(String),
 }
 
 pub type MetastoreResult<T> = Result<T, MetastoreError>;
@@ -115,6 +119,13 @@ struct Document {
     workspaces: Vec<Workspace>,
     #[serde(default)]
     functions: Vec<SavedFunction>,
+    /// The tenant id the token endpoint serves; made on first use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tenant_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    data_collection_rules: Vec<DataCollectionRule>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    apps: Vec<AppRegistration>,
 }
 
 /// The workspace registry of one data directory.
@@ -122,6 +133,16 @@ struct Document {
 pub struct Metastore {
     path: PathBuf,
     document: RwLock<Document>,
+    /// Modification time and length of the file as last read or written
+    /// here; a different stamp means another process (the CLI) wrote it.
+    stamp: std::sync::Mutex<Option<FileStamp>>,
+}
+
+type FileStamp = (std::time::SystemTime, u64);
+
+fn file_stamp(path: &Path) -> Option<FileStamp> {
+    let meta = fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
 }
 
 impl Metastore {
@@ -135,7 +156,8 @@ impl Metastore {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Document::default(),
             Err(source) => return Err(MetastoreError::Io { path, source }),
         };
-        Ok(Metastore { path, document: RwLock::new(document) })
+        let stamp = std::sync::Mutex::new(file_stamp(&path));
+        Ok(Metastore { path, document: RwLock::new(document), stamp })
     }
 
     /// Returns every workspace.
@@ -258,16 +280,203 @@ impl Metastore {
         })
     }
 
+    /// Applies a change and writes the file. When another process wrote the
+    /// file since this one last read or wrote it, its content is read first,
+    /// so the change does not overwrite what the CLI added meanwhile.
     fn update<T>(&self, change: impl FnOnce(&mut Document) -> MetastoreResult<T>) -> MetastoreResult<T> {
         let mut document = self.document.write().expect("metastore lock poisoned");
+        let mut stamp = self.stamp.lock().expect("metastore stamp lock poisoned");
+        let current = file_stamp(&self.path);
+        if current.is_some() && current != *stamp {
+            *document = self.read_file()?;
+        }
         let result = change(&mut document)?;
         write_atomically(&self.path, &serde_json::to_vec_pretty(&*document).expect("document serializes"))?;
+        *stamp = file_stamp(&self.path);
         Ok(result)
+    }
+
+    fn read_file(&self) -> MetastoreResult<Document> {
+        let bytes = fs::read(&self.path).map_err(|source| MetastoreError::Io { path: self.path.clone(), source })?;
+        serde_json::from_slice(&bytes).map_err(|source| MetastoreError::Corrupt { path: self.path.clone(), source })
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Document> {
         self.document.read().expect("metastore lock poisoned")
     }
+}
+
+/// A data collection rule of a workspace: its name, the immutable id
+/// clients address it by, and its definition in Azure's JSON shape (the
+/// ingest crate parses and checks it; the metastore only keeps it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataCollectionRule {
+    pub workspace: String,
+    pub name: String,
+    /// `dcr-` and 32 lower-case hex digits; never changes once made.
+    pub immutable_id: String,
+    pub definition: serde_json::Value,
+}
+
+/// An app registration: a client id and the hash of its secret, allowed to
+/// obtain tokens for some workspaces (and, when `dcrs` is not empty, only
+/// those data collection rules).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppRegistration {
+    pub client_id: String,
+    pub name: String,
+    /// Hex SHA-256 of the secret. The secret is 32 random bytes, so a fast
+    /// hash is enough: there is nothing to guess from a dictionary.
+    pub secret_sha256: String,
+    pub workspaces: Vec<String>,
+    #[serde(default)]
+    pub dcrs: Vec<String>,
+    /// Seconds since the epoch after which the secret no longer works.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+}
+
+impl Metastore {
+    /// The tenant id of this installation, made and stored on first use.
+    pub fn tenant_id(&self) -> MetastoreResult<String> {
+        if let Some(id) = self.read().tenant_id.clone() {
+            return Ok(id);
+        }
+        self.update(|document| Ok(document.tenant_id.get_or_insert_with(|| Uuid::new_v4().to_string()).clone()))
+    }
+
+    /// Creates or replaces the rule `name` of a workspace. A replaced rule
+    /// keeps its immutable id. Returns the rule and whether it was created.
+    pub fn put_data_collection_rule(
+        &self,
+        workspace: &str,
+        name: &str,
+        definition: serde_json::Value,
+    ) -> MetastoreResult<(DataCollectionRule, bool)> {
+        let workspace = normalize_workspace_id(workspace)?;
+        let valid_name = !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !valid_name {
+            return Err(MetastoreError::InvalidRuleName(name.to_string()));
+        }
+        self.update(|document| {
+            if !document.workspaces.iter().any(|ws| ws.id == workspace) {
+                return Err(MetastoreError::UnknownWorkspace(workspace.clone()));
+            }
+            let existing = document
+                .data_collection_rules
+                .iter_mut()
+                .find(|rule| rule.workspace == workspace && rule.name.eq_ignore_ascii_case(name));
+            if let Some(rule) = existing {
+                rule.definition = definition;
+                return Ok((rule.clone(), false));
+            }
+            let rule = DataCollectionRule {
+                workspace: workspace.clone(),
+                name: name.to_string(),
+                immutable_id: format!("dcr-{}", Uuid::new_v4().simple()),
+                definition,
+            };
+            document.data_collection_rules.push(rule.clone());
+            Ok((rule, true))
+        })
+    }
+
+    /// The rule `name` of a workspace (names compare case-insensitively, as in Azure).
+    pub fn data_collection_rule(&self, workspace: &str, name: &str) -> Option<DataCollectionRule> {
+        let workspace = normalize_workspace_id(workspace).ok()?;
+        let document = self.read();
+        document
+            .data_collection_rules
+            .iter()
+            .find(|rule| rule.workspace == workspace && rule.name.eq_ignore_ascii_case(name))
+            .cloned()
+    }
+
+    /// The rule with an immutable id (compared case-insensitively).
+    pub fn data_collection_rule_by_immutable_id(&self, immutable_id: &str) -> Option<DataCollectionRule> {
+        let document = self.read();
+        document.data_collection_rules.iter().find(|rule| rule.immutable_id.eq_ignore_ascii_case(immutable_id)).cloned()
+    }
+
+    /// Deletes a rule; returns whether it existed.
+    pub fn delete_data_collection_rule(&self, workspace: &str, name: &str) -> MetastoreResult<bool> {
+        let workspace = normalize_workspace_id(workspace)?;
+        self.update(|document| {
+            let before = document.data_collection_rules.len();
+            document
+                .data_collection_rules
+                .retain(|rule| !(rule.workspace == workspace && rule.name.eq_ignore_ascii_case(name)));
+            Ok(document.data_collection_rules.len() != before)
+        })
+    }
+
+    /// Every app registration.
+    pub fn apps(&self) -> Vec<AppRegistration> {
+        self.read().apps.clone()
+    }
+
+    /// Registers an app allowed on `workspaces` (and only `dcrs`, when not
+    /// empty) and returns it with its secret, which is stored only hashed.
+    pub fn create_app(
+        &self,
+        name: &str,
+        workspaces: Vec<String>,
+        dcrs: Vec<String>,
+        expires_at: Option<i64>,
+    ) -> MetastoreResult<(AppRegistration, String)> {
+        let workspaces = workspaces.iter().map(|id| normalize_workspace_id(id)).collect::<MetastoreResult<Vec<_>>>()?;
+        let mut bytes = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let app = AppRegistration {
+            client_id: Uuid::new_v4().to_string(),
+            name: name.to_string(),
+            secret_sha256: sha256_hex(&secret),
+            workspaces,
+            dcrs: dcrs.iter().map(|id| id.to_ascii_lowercase()).collect(),
+            expires_at,
+        };
+        self.update(|document| {
+            for workspace in &app.workspaces {
+                if !document.workspaces.iter().any(|ws| &ws.id == workspace) {
+                    return Err(MetastoreError::UnknownWorkspace(workspace.clone()));
+                }
+            }
+            document.apps.push(app.clone());
+            Ok(())
+        })?;
+        Ok((app, secret))
+    }
+
+    /// The app whose client id and secret match, if any (the hash is
+    /// compared in constant time). Expiry is the caller's check.
+    pub fn verify_app_secret(&self, client_id: &str, secret: &str) -> Option<AppRegistration> {
+        use subtle::ConstantTimeEq;
+        let app = self.read().apps.iter().find(|app| app.client_id.eq_ignore_ascii_case(client_id.trim())).cloned()?;
+        let matches: bool = sha256_hex(secret).as_bytes().ct_eq(app.secret_sha256.as_bytes()).into();
+        matches.then_some(app)
+    }
+
+    /// Reads the file again if another process (the CLI's admin verbs)
+    /// changed it since it was loaded or last written here.
+    pub fn reload(&self) -> MetastoreResult<()> {
+        let mut document = self.document.write().expect("metastore lock poisoned");
+        let mut stamp = self.stamp.lock().expect("metastore stamp lock poisoned");
+        let current = file_stamp(&self.path);
+        if current.is_none() || current == *stamp {
+            return Ok(());
+        }
+        *document = self.read_file()?;
+        *stamp = current;
+        Ok(())
+    }
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// Parses a workspace id as a GUID and returns its lower-case dashed form.
@@ -302,6 +511,57 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> MetastoreResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rules_keep_their_immutable_id_and_apps_store_only_a_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Metastore::open(dir.path()).unwrap();
+        let ws = store.ensure_workspace(None, None).unwrap();
+        let definition = serde_json::json!({"properties": {"streamDeclarations": {}}});
+        let (first, created) = store.put_data_collection_rule(&ws.id, "rule-1", definition.clone()).unwrap();
+        assert!(created);
+        assert!(first.immutable_id.starts_with("dcr-") && first.immutable_id.len() == 36);
+        let (second, created) = store.put_data_collection_rule(&ws.id, "RULE-1", definition).unwrap();
+        assert!(!created);
+        assert_eq!(second.immutable_id, first.immutable_id);
+        assert!(store.put_data_collection_rule(&ws.id, "bad name", serde_json::json!({})).is_err());
+        let other = Uuid::new_v4().to_string();
+        assert!(matches!(
+            store.put_data_collection_rule(&other, "r", serde_json::json!({})),
+            Err(MetastoreError::UnknownWorkspace(_))
+        ));
+
+        let (app, secret) =
+            store.create_app("ingestor", vec![ws.id.clone()], vec![first.immutable_id.clone()], None).unwrap();
+        let text = fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
+        assert!(!text.contains(&secret), "the secret must not be stored in clear");
+        let tenant = store.tenant_id().unwrap();
+
+        let reopened = Metastore::open(dir.path()).unwrap();
+        assert_eq!(reopened.tenant_id().unwrap(), tenant);
+        assert_eq!(reopened.data_collection_rule_by_immutable_id(&first.immutable_id).unwrap().name, "rule-1");
+        assert_eq!(reopened.verify_app_secret(&app.client_id, &secret).unwrap().name, "ingestor");
+        assert!(reopened.verify_app_secret(&app.client_id, "wrong").is_none());
+        assert!(reopened.delete_data_collection_rule(&ws.id, "rule-1").unwrap());
+        assert!(!reopened.delete_data_collection_rule(&ws.id, "rule-1").unwrap());
+        assert!(reopened.data_collection_rule_by_immutable_id(&first.immutable_id).is_none());
+    }
+
+    #[test]
+    fn a_change_keeps_what_another_process_wrote_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Metastore::open(dir.path()).unwrap();
+        let ws = server.ensure_workspace(None, None).unwrap();
+        // The CLI, another process, registers an app the server has not seen.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let cli = Metastore::open(dir.path()).unwrap();
+        let (app, _) = cli.create_app("from-cli", vec![ws.id.clone()], vec![], None).unwrap();
+        assert!(server.apps().is_empty());
+        // The server then saves a rule: the app survives in the file and in memory.
+        server.put_data_collection_rule(&ws.id, "r", serde_json::json!({})).unwrap();
+        assert_eq!(server.apps()[0].client_id, app.client_id);
+        assert_eq!(Metastore::open(dir.path()).unwrap().apps().len(), 1);
+    }
 
     #[test]
     fn workspaces_persist_and_keys_rotate() {

@@ -5,8 +5,10 @@
 //! `POST|GET /v1/workspaces/{id}/query` (Log Analytics query API, [`query`],
 //! which also takes Kusto control commands), the management API for saved
 //! functions and tables (`/v1/workspaces/{id}/functions|tables/{name}`,
-//! `management`),
-//! `GET /healthz`. Business rules live in `watchpost-ingest`,
+//! `management`), the Logs Ingestion API and its data collection rules
+//! ([`logs_ingestion`]), the OAuth2 token endpoint for app registrations
+//! ([`tokens`]), `GET /healthz`; [`tls`] serves all of it over https.
+//! Business rules live in `watchpost-ingest`,
 //! `watchpost-storage` and `watchpost-engine`; this crate only translates
 //! between HTTP and them.
 //!
@@ -18,8 +20,11 @@
 
 mod data_collector;
 mod management;
+pub mod logs_ingestion;
 mod query;
 mod timespan;
+pub mod tls;
+pub mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +33,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use watchpost_control::{Control, MetastoreFunctions};
 use watchpost_engine::QueryEngine;
@@ -42,11 +47,20 @@ pub struct ServerOptions {
     pub date_window: Option<Duration>,
     /// Default query timeout (`Prefer: wait=N` overrides it, up to 10 minutes).
     pub query_timeout: Duration,
+    /// The server is reached over https (URLs it hands out say so).
+    pub https: bool,
+    /// Largest Logs Ingestion body, on the wire and decompressed.
+    pub max_ingestion_body_bytes: usize,
 }
 
 impl Default for ServerOptions {
     fn default() -> ServerOptions {
-        ServerOptions { date_window: Some(Duration::from_secs(15 * 60)), query_timeout: Duration::from_secs(180) }
+        ServerOptions {
+            date_window: Some(Duration::from_secs(15 * 60)),
+            query_timeout: Duration::from_secs(180),
+            https: false,
+            max_ingestion_body_bytes: watchpost_ingest::logs_ingestion::DEFAULT_MAX_BODY_BYTES,
+        }
     }
 }
 
@@ -61,6 +75,10 @@ pub struct AppState {
     pub control: Control,
     /// Request-body buffers kept for reuse by ingest.
     pub(crate) bodies: Arc<data_collector::BodyPool>,
+    /// Signs and verifies app tokens; `None` serves no token endpoint.
+    pub tokens: Option<Arc<tokens::TokenIssuer>>,
+    /// Compiled data collection rules and their health records.
+    pub(crate) rules: Arc<logs_ingestion::RuleRegistry>,
 }
 
 impl AppState {
@@ -70,6 +88,13 @@ impl AppState {
         let engine = engine.with_functions(Arc::new(MetastoreFunctions(metastore.clone())));
         let control = Control::new(metastore.clone(), store.clone());
         AppState { metastore, store, engine, options, control, bodies: Arc::default() }
+        AppState { metastore, store, engine, options, bodies: Arc::default(), tokens: None, rules: Arc::default() }
+    }
+
+    /// Serves the token endpoint and accepts tokens signed by `issuer`.
+    pub fn with_tokens(mut self, issuer: Arc<tokens::TokenIssuer>) -> AppState {
+        self.tokens = Some(issuer);
+        self
     }
 }
 
@@ -91,13 +116,24 @@ pub fn router(state: AppState) -> Router {
             get(management::get_table).put(management::put_table).patch(management::put_table),
         )
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/v1/workspaces/{workspace}/dataCollectionRules/{name}",
+            put(logs_ingestion::put_rule).get(logs_ingestion::get_rule).delete(logs_ingestion::delete_rule),
+        )
+        .route("/v1/workspaces/{workspace}/dataCollectionRules/{name}/health", get(logs_ingestion::get_health))
+        .route("/dataCollectionRules/{immutable_id}/streams/{stream}", post(logs_ingestion::post_stream))
+        .route("/{tenant}/oauth2/v2.0/token", post(tokens::token))
+        .route("/{tenant}/v2.0/.well-known/openid-configuration", get(tokens::openid_configuration))
+        .route("/{tenant}/.well-known/openid-configuration", get(tokens::openid_configuration))
+        .route("/{tenant}/discovery/v2.0/keys", get(tokens::jwks))
+        .route("/common/discovery/instance", get(tokens::instance_discovery))
         .fallback(not_found)
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn(request_id))
         .with_state(state)
 }
 
-async fn not_found() -> Response {
+pub(crate) async fn not_found() -> Response {
     query::api_error(StatusCode::NOT_FOUND, "PathNotFoundError", "The requested path does not exist", None)
 }
 

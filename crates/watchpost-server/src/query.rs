@@ -79,6 +79,9 @@ pub(crate) fn authorize(
         return Err((StatusCode::NOT_FOUND, error_body("WorkspaceNotFoundError", &message, None)));
     };
     let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).map(str::trim).unwrap_or("");
+    if crate::tokens::looks_like_jwt(token) {
+        return authorize_token(state, workspace, token);
+    }
     let candidates = [&workspace.primary_key, &workspace.secondary_key].into_iter().chain(&workspace.query_keys);
     let mut matched = false;
     for candidate in candidates {
@@ -89,6 +92,22 @@ pub(crate) fn authorize(
         return Err((StatusCode::FORBIDDEN, error_body("InvalidAuthenticationToken", message, None)));
     }
     Ok(workspace)
+}
+
+/// A token from the token endpoint: valid, and its app allowed on the workspace.
+fn authorize_token(state: &AppState, workspace: Workspace, token: &str) -> Result<Workspace, (StatusCode, Json)> {
+    let Some(tokens) = &state.tokens else {
+        let message = "This server issues no tokens";
+        return Err((StatusCode::FORBIDDEN, error_body("InvalidAuthenticationToken", message, None)));
+    };
+    match tokens.verify(token, &state.metastore, chrono::Utc::now().timestamp()) {
+        Ok(app) if app.workspaces.iter().any(|id| id == &workspace.id) => Ok(workspace),
+        Ok(app) => {
+            let message = format!("The app '{}' has no access to workspace {}", app.client_id, workspace.id);
+            Err((StatusCode::FORBIDDEN, error_body("InsufficientAccessError", &message, None)))
+        }
+        Err(err) => Err((StatusCode::FORBIDDEN, error_body("InvalidAuthenticationToken", &err.to_string(), None))),
+    }
 }
 
 struct Preferences {
