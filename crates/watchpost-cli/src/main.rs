@@ -4,8 +4,10 @@
 
 mod config;
 mod kql_cmd;
+mod pipeline_cmd;
 mod query_cmd;
 mod serve;
+mod upload_cmd;
 mod workspace_cmd;
 
 use std::path::PathBuf;
@@ -63,6 +65,11 @@ enum Command {
     /// Checks and formats KQL files offline.
     #[command(subcommand)]
     Kql(kql_cmd::KqlCommand),
+    /// Runs, tests or checks a connector pipeline.
+    #[command(subcommand)]
+    Pipeline(pipeline_cmd::PipelineCommand),
+    /// Uploads CSV, JSON or NDJSON rows through the HTTP Data Collector API.
+    Upload(upload_cmd::UploadArgs),
 }
 
 /// The default data directory.
@@ -78,6 +85,8 @@ fn main() -> ExitCode {
         Command::Workspace(command) => workspace_cmd::run(command),
         Command::Query(args) => query_cmd::run(args),
         Command::Kql(command) => kql_cmd::run(command),
+        Command::Upload(args) => upload_cmd::run(args),
+        Command::Pipeline(command) => pipeline_cmd::run(command),
     };
     match result {
         Ok(code) => code,
