@@ -1,0 +1,266 @@
+"""`watchpost pipeline` end to end: a file source tailing through rename
+and copy-truncate rotation, grok, the Data Collector sink into a real
+`watchpost serve`, dead letters, a `kill -9` of the pipeline mid-stream and
+a server outage while the pipeline buffers to disk. With Watchpost as the
+receiver every line must arrive exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import WatchpostServer, new_key, new_workspace_id, run_cli, unique_log_type, wait_until, watchpost_bin
+
+
+class FixedPortServer(WatchpostServer):
+    """A server that comes back on the same port after a stop."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.fixed_port = probe.getsockname()[1]
+
+    def command(self, workspace_flag: bool = True) -> list[str]:
+        args = super().command(workspace_flag)
+        return [f"127.0.0.1:{self.fixed_port}" if a == "127.0.0.1:0" else a for a in args]
+
+
+@pytest.fixture
+def fixed_server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("wp-fixed")
+    server = FixedPortServer(base / "data", new_workspace_id(), new_key(), log_dir=base)
+    server.start()
+    yield server
+    server.kill()
+
+
+class Pipeline:
+    """One `watchpost pipeline run` child process."""
+
+    def __init__(self, config: Path, data_dir: Path, log_dir: Path):
+        self.config, self.data_dir, self.log_dir = config, data_dir, log_dir
+        self.proc: subprocess.Popen | None = None
+        self.runs = 0
+
+    def start(self) -> "Pipeline":
+        self.runs += 1
+        stderr = open(self.log_dir / f"pipeline-{self.runs}.stderr.log", "wb")
+        env = dict(os.environ, WATCHPOST_LOG="info", NO_COLOR="1")
+        command = [str(watchpost_bin()), "pipeline", "run", str(self.config), "--data-dir", str(self.data_dir)]
+        command += ["--flush-interval-ms", "200"]
+        self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+        stderr.close()
+        return self
+
+    def stop(self, sig=signal.SIGTERM) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(60)
+
+    def log(self) -> str:
+        return "".join((self.log_dir / f"pipeline-{i}.stderr.log").read_text() for i in range(1, self.runs + 1))
+
+
+def write_config(path: Path, server, log_dir: Path, log_type: str, extra_source: str = "", transforms: str | None = None):
+    if transforms is None:
+        transforms = """
+[[transform]]
+type = "grok"
+match = { message = "^%{IPORHOST:clientip} %{WORD:verb} %{INT:seq:int}$" }
+"""
+    path.write_text(
+        f"""
+name = "it"
+[[source]]
+type = "file"
+id = "web"
+paths = ["{log_dir}/*.log"]
+glob_interval_ms = 100
+rotate_wait_ms = 1000
+{extra_source}
+{transforms}
+[[sink]]
+type = "data_collector"
+endpoint = "{server.url}"
+workspace_id = "{server.workspace_id}"
+workspace_key = "{server.primary_key}"
+log_type = "{log_type}"
+batch_max_rows = 50
+"""
+    )
+
+
+def append(path: Path, start: int, end: int, pause: float = 0.0):
+    with open(path, "a") as f:
+        for i in range(start, end):
+            f.write(f"10.0.0.{i % 250} GET {i}\n")
+            if pause and i % 20 == 0:
+                f.flush()
+                time.sleep(pause)
+
+
+def wait_for_count(server, kql: str, expected: int, timeout: float = 90):
+    last = [None]
+
+    def check():
+        response = server.query_raw(f"{kql} | count")
+        if response.status_code != 200:  # the table does not exist yet
+            return False
+        last[0] = response.json()["tables"][0]["rows"][0][0]
+        return last[0] >= expected
+
+    try:
+        wait_until(check, timeout, interval=0.3, message=f"{kql} reaching {expected}")
+    except AssertionError as err:
+        raise AssertionError(f"{err}; last count {last[0]}") from None
+
+
+def assert_exactly_once(server, table: str, n: int):
+    assert server.count(table) == n, "duplicates or extra rows"
+    assert server.count(f"{table} | distinct seq_d") == n
+    assert server.count(f"{table} | where seq_d >= 0 and seq_d < {n}") == n
+
+
+def test_validate_and_test_commands(tmp_path, server):
+    config = tmp_path / "p.toml"
+    write_config(config, server, tmp_path / "logs", "Unused")
+    result = run_cli("pipeline", "validate", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "1 sources, 1 transforms, 1 sinks" in result.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text(config.read_text().replace("match = {", "break_on_mtach = false\nmatch = {"))
+    result = run_cli("pipeline", "validate", str(bad))
+    assert result.returncode == 1
+    assert "transform[0] (grok): unsupported option `break_on_mtach`" in result.stderr
+    lines = tmp_path / "in.txt"
+    lines.write_text("10.0.0.1 GET 7\nnot a match\n")
+    result = run_cli("pipeline", "test", str(config), "--input", str(lines))
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.splitlines()
+    event = json.loads(first.split(": ", 1)[1])
+    assert (event["clientip"], event["verb"], event["seq"]) == ("10.0.0.1", "GET", 7)
+    assert second.startswith("2: dead letter at transform[0] (grok): no grok pattern matched [message]")
+
+
+def test_rotation_dead_letters_and_multiline(tmp_path, server):
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    log_type = unique_log_type("Tail")
+    config = tmp_path / "p.toml"
+    write_config(config, server, log_dir, log_type)
+    access = log_dir / "access.log"
+    append(access, 0, 100)
+    pipeline = Pipeline(config, tmp_path / "pdata", tmp_path).start()
+    try:
+        append(access, 100, 300, pause=0.01)
+        wait_for_count(server, f"{log_type}_CL", 300)
+        # Rename rotation while a writer still holds the old file.
+        with open(access, "a") as old_writer:
+            os.rename(access, log_dir / "access.log.1")
+            for i in range(300, 350):
+                old_writer.write(f"10.0.0.1 GET {i}\n")
+        append(access, 350, 600, pause=0.01)
+        wait_for_count(server, f"{log_type}_CL", 600)
+        # Copy-truncate rotation.
+        shutil.copy(access, log_dir / "access.log.2")
+        with open(access, "r+") as f:
+            f.truncate(0)
+        append(access, 600, 1000, pause=0.005)
+        with open(access, "a") as f:
+            for i in range(5):
+                f.write(f"!! garbage line {i}\n")
+        wait_for_count(server, f"{log_type}_CL", 1000)
+        wait_for_count(server, "WatchpostDeadLetter_CL", 5)
+    finally:
+        assert pipeline.stop() == 0, pipeline.log()
+    assert_exactly_once(server, f"{log_type}_CL", 1000)
+    dead = server.query("WatchpostDeadLetter_CL | sort by RawEvent_s asc").dicts()
+    assert [d["RawEvent_s"] for d in dead] == [f"!! garbage line {i}" for i in range(5)]
+    assert all(d["Pipeline_s"] == "it" and d["Step_s"] == "transform[0] (grok)" for d in dead)
+    assert "no grok pattern matched" in dead[0]["Reason_s"]
+    assert "FileTruncated" in pipeline.log()
+    row = server.query(f"{log_type}_CL | where seq_d == 5").dicts()[0]
+    assert row["path_s"] == str(access) and row["host_s"] == socket.gethostname()
+    assert row["message_s"] == "10.0.0.5 GET 5"
+
+
+def test_java_stack_traces_stay_one_record(tmp_path, server):
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    log_type = unique_log_type("Java")
+    config = tmp_path / "p.toml"
+    write_config(config, server, log_dir, log_type, extra_source='record_start = "timestamp"\nmultiline_timeout_ms = 500', transforms="")
+    app = log_dir / "app.log"
+    with open(app, "w") as f:
+        for i in range(20):
+            f.write(f"2024-10-29 18:28:{i:02d} ERROR request {i} failed\n")
+            f.write("java.lang.IllegalStateException: boom\n\tat com.example.A.b(A.java:10)\n")
+            f.write("Caused by: java.io.IOException: disk\n\t... 3 more\n")
+    pipeline = Pipeline(config, tmp_path / "pdata", tmp_path).start()
+    try:
+        wait_for_count(server, f"{log_type}_CL", 20)
+    finally:
+        assert pipeline.stop() == 0, pipeline.log()
+    rows = server.query(f"{log_type}_CL | project message_s").dicts()
+    assert len(rows) == 20
+    assert all(r["message_s"].count("\n") == 4 and "\tat com.example.A.b" in r["message_s"] for r in rows)
+
+
+def test_kill_9_mid_stream_loses_and_repeats_nothing(tmp_path, server):
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    log_type = unique_log_type("Kill")
+    config = tmp_path / "p.toml"
+    write_config(config, server, log_dir, log_type)
+    access = log_dir / "access.log"
+    pipeline = Pipeline(config, tmp_path / "pdata", tmp_path).start()
+    writer = threading.Thread(target=append, args=(access, 0, 4000, 0.01))
+    writer.start()
+    for _ in range(3):
+        time.sleep(0.7)
+        pipeline.stop(signal.SIGKILL)
+        pipeline.start()
+    writer.join()
+    try:
+        wait_for_count(server, f"{log_type}_CL", 4000)
+        time.sleep(1)
+    finally:
+        assert pipeline.stop() == 0, pipeline.log()
+    assert_exactly_once(server, f"{log_type}_CL", 4000)
+
+
+def test_server_outage_is_buffered_to_disk(tmp_path, fixed_server):
+    server = fixed_server
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    log_type = unique_log_type("Outage")
+    config = tmp_path / "p.toml"
+    write_config(config, server, log_dir, log_type)
+    access = log_dir / "access.log"
+    append(access, 0, 500)
+    pipeline = Pipeline(config, tmp_path / "pdata", tmp_path).start()
+    try:
+        wait_for_count(server, f"{log_type}_CL", 500)
+        assert server.stop() == 0
+        down_at = time.monotonic()
+        append(access, 500, 1500, pause=0.01)
+        wait_until(lambda: list((tmp_path / "pdata" / "buffer").glob("*.seg")), 20, message="segments on disk")
+        time.sleep(max(0.0, 30 - (time.monotonic() - down_at)))
+        assert pipeline.proc.poll() is None, "the pipeline died while the server was down"
+        server.start()
+        wait_for_count(server, f"{log_type}_CL", 1500)
+        time.sleep(1)
+    finally:
+        assert pipeline.stop() == 0, pipeline.log()
+    assert_exactly_once(server, f"{log_type}_CL", 1500)
+    assert "BatchRetrying" in pipeline.log()
