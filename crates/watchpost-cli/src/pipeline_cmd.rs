@@ -82,7 +82,7 @@ fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
             println!(
                 "pipeline {:?} is valid: {} sources, {} transforms, {} sinks",
                 config.name,
-                plan.sources.len(),
+                plan.source_count(),
                 config.transforms.len(),
                 plan.sinks.len()
             );

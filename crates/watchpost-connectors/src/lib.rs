@@ -6,11 +6,13 @@
 pub mod data_collector;
 pub mod disk_buffer;
 pub mod file_source;
+pub mod framing;
 pub mod host;
 pub mod runner;
 pub mod shared_key;
 pub mod sinks;
 pub mod stats;
+pub mod syslog_source;
 
 pub use data_collector::{DataCollectorClient, PostOptions, PostOutcome, RetryPolicy};
 pub use shared_key::SharedKey;

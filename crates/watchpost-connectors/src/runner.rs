@@ -19,9 +19,10 @@ use crate::disk_buffer::{CheckpointFile, Checkpoints, DiskBuffer, Segment};
 use crate::file_source::{FileSource, FileSourceConfig, SourceRecord};
 use crate::sinks::{build_sink, valid_log_type, SinkSettings};
 use crate::stats::Stats;
+use crate::syslog_source::{self, NetRecord, SyslogSourceConfig};
 
 /// Source types this build knows.
-pub const SOURCE_TYPES: &[&str] = &["file"];
+pub const SOURCE_TYPES: &[&str] = &["file", "syslog"];
 
 /// Settings of a run that are not in the pipeline document.
 #[derive(Debug, Clone)]
@@ -39,31 +40,38 @@ pub struct RunOptions {
 
 /// The sources and sinks of a pipeline, built and checked.
 pub struct Plan {
-    pub sources: Vec<FileSourceConfig>,
+    pub files: Vec<FileSourceConfig>,
+    pub syslogs: Vec<SyslogSourceConfig>,
     pub sinks: Vec<(Box<dyn Sink>, SinkSettings)>,
+}
+
+impl Plan {
+    pub fn source_count(&self) -> usize {
+        self.files.len() + self.syslogs.len()
+    }
 }
 
 /// Checks and builds sources and sinks (no I/O besides reading env vars).
 pub fn plan(config: &PipelineConfig) -> ConfigResult<Plan> {
-    let mut sources = Vec::new();
+    let mut files = Vec::new();
+    let mut syslogs = Vec::new();
+    let mut ids = std::collections::HashSet::new();
     for (index, table) in config.sources.iter().enumerate() {
         let mut options = Options::new(table.clone(), format!("source[{index}]"));
         let kind = options.string("type")?.ok_or_else(|| options.error("missing `type`"))?;
         let id = options.string("id")?.unwrap_or_else(|| format!("source{index}"));
         let mut options = Options::new(options.into_table(), format!("source[{index}] ({kind})"));
         match kind.as_str() {
-            "file" => sources.push(FileSourceConfig::from_options(&mut options, id)?),
+            "file" => files.push(FileSourceConfig::from_options(&mut options, id.clone())?),
+            "syslog" => syslogs.push(SyslogSourceConfig::from_options(&mut options, id.clone())?),
             other => {
                 return Err(options
                     .error(format!("unsupported source type `{other}`; this build knows {}", SOURCE_TYPES.join(", "))))
             }
         }
         options.finish()?;
-    }
-    let mut ids = std::collections::HashSet::new();
-    for source in &sources {
-        if !ids.insert(source.id.clone()) {
-            return Err(ConfigError::new("source", format!("two sources have the id {:?}", source.id)));
+        if !ids.insert(id.clone()) {
+            return Err(ConfigError::new(format!("source[{index}]"), format!("two sources have the id {id:?}")));
         }
     }
     let mut sinks = Vec::new();
@@ -76,7 +84,7 @@ pub fn plan(config: &PipelineConfig) -> ConfigResult<Plan> {
     if sinks.is_empty() {
         return Err(ConfigError::new("pipeline", "at least one [[sink]] is required"));
     }
-    Ok(Plan { sources, sinks })
+    Ok(Plan { files, syslogs, sinks })
 }
 
 /// Runs until `stop` is set, then flushes, drains for a while and returns.
@@ -84,7 +92,7 @@ pub fn run(
     pipeline: &Pipeline,
     plan: Plan,
     options: &RunOptions,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
     stats: &Arc<Stats>,
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(&options.data_dir)?;
@@ -94,8 +102,16 @@ pub fn run(
     // so a segment is only ever deleted after its checkpoints are saved.
     buffer.write_checkpoints(&state)?;
     let committed = Arc::new(AtomicU64::new(state.generation));
+    let (net_sender, net_records) = std::sync::mpsc::sync_channel::<NetRecord>(65_536);
+    let mut zones = Vec::new();
+    for config in &plan.syslogs {
+        syslog_source::start(config, net_sender.clone(), stop.clone())?;
+        zones.push(config.timezone);
+    }
+    drop(net_sender);
+    let zone = zones.first().copied().unwrap_or_else(|| chrono::FixedOffset::east_opt(0).expect("zero offset"));
     let mut sources: Vec<FileSource> = plan
-        .sources
+        .files
         .into_iter()
         .map(|config| {
             let restored = state.sources.get(&config.id).cloned().unwrap_or_default();
@@ -147,9 +163,18 @@ pub fn run(
                 }
             }
         }
-        let received = records.len() as u64;
+        let mut received = records.len() as u64;
         for record in records.drain(..) {
-            main.handle(record);
+            main.handle_file_record(record);
+        }
+        while let Ok(record) = net_records.try_recv() {
+            let event = syslog_source::record_to_event(&record, zone, &options.computer);
+            main.handle_event(&record.text, event);
+            received += 1;
+            read += 1;
+            if received >= 50_000 {
+                break;
+            }
         }
         stats.add_received(received);
         let due = last_flush.elapsed() >= options.flush_interval;
@@ -187,10 +212,14 @@ struct MainLoop<'a> {
 }
 
 impl MainLoop<'_> {
-    fn handle(&mut self, record: SourceRecord) {
+    fn handle_file_record(&mut self, record: SourceRecord) {
         let mut event = Event::from_message(&record.text, Utc::now());
         event.fields.insert("path".to_string(), Json::String(record.path));
         event.fields.insert("host".to_string(), Json::String(self.computer.clone()));
+        self.handle_event(&record.text, event);
+    }
+
+    fn handle_event(&mut self, raw: &str, event: Event) {
         match self.pipeline.process(event) {
             Processed::Event(event) => {
                 for index in 0..self.settings.len() {
@@ -198,12 +227,7 @@ impl MainLoop<'_> {
                     let table = event.sprintf(&settings.log_type);
                     if !valid_log_type(&table) {
                         let reason = format!("log_type {:?} gives the invalid table name {table:?}", settings.log_type);
-                        let row = self.pipeline.dead_letter_row(
-                            &record.text,
-                            Some(&event),
-                            &format!("sink[{index}]"),
-                            &reason,
-                        );
+                        let row = self.pipeline.dead_letter_row(raw, Some(&event), &format!("sink[{index}]"), &reason);
                         self.add(index, DEAD_LETTER_LOG_TYPE, &row);
                         continue;
                     }
@@ -214,7 +238,7 @@ impl MainLoop<'_> {
             Processed::Dropped { step, reason } => self.stats.add_dropped(&format!("{step}: {reason}")),
             Processed::DeadLetter { event, step, reason } => {
                 self.stats.add_dead_letter();
-                let row = self.pipeline.dead_letter_row(&record.text, Some(&event), &step, &reason);
+                let row = self.pipeline.dead_letter_row(raw, Some(&event), &step, &reason);
                 for index in 0..self.settings.len() {
                     self.add(index, DEAD_LETTER_LOG_TYPE, &row);
                 }

@@ -5,6 +5,7 @@
 
 pub mod condition;
 pub mod config;
+pub mod decode;
 pub mod event;
 pub mod multiline;
 pub mod options;
