@@ -2,6 +2,7 @@
 //! client commands. Two-stage configuration: flags and an optional TOML
 //! file are merged into [`config::ServeConfig`] before anything starts.
 
+mod agent_cmd;
 mod config;
 mod kql_cmd;
 mod pipeline_cmd;
@@ -65,6 +66,8 @@ enum Command {
     /// Checks and formats KQL files offline.
     #[command(subcommand)]
     Kql(kql_cmd::KqlCommand),
+    /// Collects files, syslog and CEF like the Log Analytics agent.
+    Agent(agent_cmd::AgentArgs),
     /// Runs, tests or checks a connector pipeline.
     #[command(subcommand)]
     Pipeline(pipeline_cmd::PipelineCommand),
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
         Command::Kql(command) => kql_cmd::run(command),
         Command::Upload(args) => upload_cmd::run(args),
         Command::Pipeline(command) => pipeline_cmd::run(command),
+        Command::Agent(args) => agent_cmd::run(args),
     };
     match result {
         Ok(code) => code,

@@ -141,6 +141,7 @@ fn run_pipeline(args: RunArgs) -> anyhow::Result<ExitCode> {
         max_buffer_bytes: args.max_buffer_bytes,
         drain_timeout: Duration::from_millis(args.drain_timeout_ms),
         computer: host::computer_name(),
+        heartbeat: None,
     };
     let stop = Arc::new(AtomicBool::new(false));
     watch_signals(stop.clone())?;

@@ -42,6 +42,10 @@ pub struct FileSourceConfig {
     pub max_line_bytes: usize,
     pub rotate_wait: Duration,
     pub glob_interval: Duration,
+    /// Agent mode: rows for this table with `RawData`, `FilePath` and
+    /// `Computer` (agent spec 2.3) instead of Logstash's `message`, `path`
+    /// and `host`.
+    pub table: Option<String>,
 }
 
 impl FileSourceConfig {
@@ -77,6 +81,7 @@ impl FileSourceConfig {
             max_line_bytes: options.u64("max_line_bytes", 256 << 10)? as usize,
             rotate_wait: Duration::from_millis(options.u64("rotate_wait_ms", 5000)?),
             glob_interval: Duration::from_millis(options.u64("glob_interval_ms", 1000)?),
+            table: options.string("table")?,
         })
     }
 }
@@ -149,6 +154,10 @@ impl FileSource {
 
     pub fn id(&self) -> &str {
         &self.config.id
+    }
+
+    pub fn table(&self) -> Option<&str> {
+        self.config.table.as_deref()
     }
 
     /// Reads what is new, appending finished records to `out`; returns the

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde_json::{Map, Value as Json};
 use watchpost_pipeline::{
-    event_to_row, Batch, Batcher, ConfigError, ConfigResult, Delivery, Event, Options, Pipeline, PipelineConfig,
-    Processed, Sink, DEAD_LETTER_LOG_TYPE,
+    event_to_row, Batch, Batcher, ConfigError, ConfigResult, Delivery, Event, FieldRef, Options, Pipeline,
+    PipelineConfig, Processed, Sink, DEAD_LETTER_LOG_TYPE,
 };
 
 use crate::data_collector::RetryPolicy;
@@ -34,8 +34,10 @@ pub struct RunOptions {
     pub max_buffer_bytes: u64,
     /// How long to keep delivering buffered batches after a stop request.
     pub drain_timeout: Duration,
-    /// Stamped into `host` on every event.
+    /// Stamped into `host` (or `Computer`) on every event.
     pub computer: String,
+    /// Send a `Heartbeat` row this often (the agent preset).
+    pub heartbeat: Option<Duration>,
 }
 
 /// The sources and sinks of a pipeline, built and checked.
@@ -149,23 +151,29 @@ pub fn run(
     let mut last_buffer_check = Instant::now() - Duration::from_secs(60);
     let mut buffer_full = false;
     let mut last_stats = Instant::now();
+    let mut last_heartbeat = None;
     while !stop.load(Ordering::Relaxed) {
         if last_buffer_check.elapsed() >= Duration::from_millis(500) {
             buffer_full = main.buffer.pending_bytes() > options.max_buffer_bytes;
             last_buffer_check = Instant::now();
         }
         let mut read = 0;
+        let mut received = 0;
         if !buffer_full {
             for source in &mut sources {
                 match source.poll(&mut records, 4 << 20) {
                     Ok(bytes) => read += bytes,
                     Err(err) => tracing::warn!(source = source.id(), error = %err, "SourceReadError"),
                 }
+                received += records.len() as u64;
+                for record in records.drain(..) {
+                    main.handle_file_record(record, source.table());
+                }
             }
         }
-        let mut received = records.len() as u64;
-        for record in records.drain(..) {
-            main.handle_file_record(record);
+        if options.heartbeat.is_some_and(|every| last_heartbeat.is_none_or(|at: Instant| at.elapsed() >= every)) {
+            main.handle_event("heartbeat", heartbeat_event(&options.computer));
+            last_heartbeat = Some(Instant::now());
         }
         while let Ok(record) = net_records.try_recv() {
             let event = syslog_source::record_to_event(&record, zone, &options.computer);
@@ -212,10 +220,24 @@ struct MainLoop<'a> {
 }
 
 impl MainLoop<'_> {
-    fn handle_file_record(&mut self, record: SourceRecord) {
-        let mut event = Event::from_message(&record.text, Utc::now());
-        event.fields.insert("path".to_string(), Json::String(record.path));
-        event.fields.insert("host".to_string(), Json::String(self.computer.clone()));
+    fn handle_file_record(&mut self, record: SourceRecord, table: Option<&str>) {
+        let event = match table {
+            None => {
+                let mut event = Event::from_message(&record.text, Utc::now());
+                event.fields.insert("path".to_string(), Json::String(record.path));
+                event.fields.insert("host".to_string(), Json::String(self.computer.clone()));
+                event
+            }
+            Some(table) => {
+                let mut event = Event::default();
+                event.set_timestamp(Utc::now());
+                event.fields.insert("RawData".to_string(), Json::String(record.text.clone()));
+                event.fields.insert("FilePath".to_string(), Json::String(record.path));
+                event.fields.insert("Computer".to_string(), Json::String(self.computer.clone()));
+                event.set(&metadata_table(), Json::String(table.to_string()));
+                event
+            }
+        };
         self.handle_event(&record.text, event);
     }
 
@@ -281,6 +303,28 @@ impl MainLoop<'_> {
         self.last_checkpoints = checkpoints;
         Ok(())
     }
+}
+
+fn metadata_table() -> FieldRef {
+    FieldRef { path: vec!["@metadata".to_string(), "table".to_string()] }
+}
+
+/// One `Heartbeat` row per agent and interval.
+fn heartbeat_event(computer: &str) -> Event {
+    let mut event = Event::default();
+    event.set_timestamp(Utc::now());
+    for (name, value) in [
+        ("Computer", computer),
+        ("Category", "Direct Agent"),
+        ("OSType", "Linux"),
+        ("Version", env!("CARGO_PKG_VERSION")),
+        ("ComputerEnvironment", "Non-Azure"),
+        ("SourceSystem", "Linux"),
+    ] {
+        event.fields.insert(name.to_string(), Json::String(value.to_string()));
+    }
+    event.set(&metadata_table(), Json::String("Heartbeat".to_string()));
+    event
 }
 
 fn new_batch(table: String, body: Vec<u8>, rows: usize) -> Batch {

@@ -14,6 +14,7 @@ fn config(dir: &Path, pattern: &str, record_start: &str) -> FileSourceConfig {
         max_line_bytes: 1024,
         rotate_wait: Duration::from_millis(100),
         glob_interval: Duration::ZERO,
+        table: None,
     }
 }
 
