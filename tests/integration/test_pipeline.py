@@ -264,3 +264,37 @@ def test_server_outage_is_buffered_to_disk(tmp_path, fixed_server):
         assert pipeline.stop() == 0, pipeline.log()
     assert_exactly_once(server, f"{log_type}_CL", 1500)
     assert "BatchRetrying" in pipeline.log()
+
+
+def test_logstash_conf_runs_like_toml(tmp_path, server):
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    log_type = unique_log_type("Conf")
+    conf = tmp_path / "web.conf"
+    conf.write_text(
+        f"""
+input {{ file {{ path => "{log_dir}/*.log" glob_interval_ms => 100 }} }}
+filter {{
+  grok {{ match => {{ "message" => "^%{{IPORHOST:clientip}} %{{WORD:verb}} %{{INT:seq:int}}$" }} }}
+  if [verb] == "HEAD" {{ drop {{ }} }} else {{ mutate {{ uppercase => ["verb"] add_tag => "seen" }} }}
+}}
+output {{
+  microsoft-logstash-output-azure-loganalytics {{
+    endpoint => "{server.url}" workspace_id => "{server.workspace_id}"
+    workspace_key => "{server.primary_key}" custom_log_table_name => "{log_type}"
+  }}
+}}
+"""
+    )
+    result = run_cli("pipeline", "validate", str(conf))
+    assert result.returncode == 0, result.stderr
+    (log_dir / "a.log").write_text("10.0.0.1 get 1\n10.0.0.1 HEAD 2\n10.0.0.1 put 3\n")
+    pipeline = Pipeline(conf, tmp_path / "pdata", tmp_path).start()
+    try:
+        wait_for_count(server, f"{log_type}_CL", 2)
+        time.sleep(0.5)
+    finally:
+        assert pipeline.stop() == 0, pipeline.log()
+    rows = server.query(f"{log_type}_CL | sort by seq_d asc").dicts()
+    assert [(r["verb_s"], r["seq_d"]) for r in rows] == [("GET", 1), ("PUT", 3)]
+    assert json.loads(rows[0]["tags_s"]) == ["seen"]

@@ -68,10 +68,16 @@ pub(crate) fn run(command: PipelineCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Reads a pipeline document.
+/// Reads a pipeline document: TOML, or Logstash's language for `.conf`.
 pub(crate) fn load(path: &Path) -> anyhow::Result<PipelineConfig> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    PipelineConfig::from_toml(&text).with_context(|| format!("in {}", path.display()))
+    let parsed = if path.extension().is_some_and(|e| e == "conf") {
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("pipeline");
+        watchpost_pipeline::logstash_conf::parse(&text, name)
+    } else {
+        PipelineConfig::from_toml(&text)
+    };
+    parsed.with_context(|| format!("in {}", path.display()))
 }
 
 fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {

@@ -7,6 +7,7 @@ pub mod condition;
 pub mod config;
 pub mod decode;
 pub mod event;
+pub mod logstash_conf;
 pub mod multiline;
 pub mod options;
 pub mod sink;
