@@ -92,12 +92,14 @@ fn map_output(plugin: &str, mut table: toml::Table, line: usize) -> ConfigResult
         | "azure_loganalytics" => "data_collector",
         "stdout" => "stdout",
         "file" => "file",
-        other => return Err(error_at(
-            line,
-            format!(
+        other => {
+            return Err(error_at(
+                line,
+                format!(
                 "output plugin `{other}` is not supported (microsoft-logstash-output-azure-loganalytics, stdout, file)"
             ),
-        )),
+            ))
+        }
     };
     table.insert("type".into(), Value::from(kind));
     Ok(table)

@@ -210,3 +210,28 @@ fn config_errors_name_the_step_and_option() {
     assert!(err("[[transform]]\ntype = \"mutate\"\nif = \"[a] ==\"").contains("offset"));
     assert!(err("colour = 1").contains("unsupported key `colour`"));
 }
+
+#[test]
+fn csv_and_kv_transforms() {
+    let config = r#"
+        [[transform]]
+        type = "csv"
+        columns = ["user", "count", "note"]
+        convert = { count = "integer" }
+        [[transform]]
+        type = "kv"
+        source = "note"
+        field_split = " &"
+        prefix = "kv_"
+        default_keys = { level = "info" }
+    "#;
+    let f = fields(run(config, r#"ann,3,"a=1 b=""two words""&c=x&a=2",extra"#));
+    assert_eq!((f["user"].clone(), f["count"].clone()), (json!("ann"), json!(3)));
+    assert_eq!(f["column4"], "extra");
+    assert_eq!(f["kv_a"], json!(["1", "2"]));
+    assert_eq!(f["kv_b"], "two words");
+    assert_eq!(f["kv_c"], "x");
+    assert_eq!(f["kv_level"], "info");
+    let bad = "[[transform]]\ntype = \"kv\"\nfield_split_pattern = \",\"";
+    assert!(PipelineConfig::from_toml(bad).unwrap().compile().is_err());
+}

@@ -1,9 +1,11 @@
 //! Compiling transform configurations into a tree of steps and branches,
 //! and running events through it.
 
+mod csv;
 mod date;
 mod grok;
 mod json;
+mod kv;
 mod mutate;
 
 use serde_json::Value as Json;
@@ -79,7 +81,7 @@ pub struct Transforms {
 }
 
 /// Transform types this build knows.
-pub const TRANSFORM_TYPES: &[&str] = &["grok", "date", "mutate", "json", "drop", "if"];
+pub const TRANSFORM_TYPES: &[&str] = &["grok", "date", "mutate", "json", "csv", "kv", "drop", "if"];
 
 impl Transforms {
     /// Compiles `[[transform]]` tables. `location` prefixes error locations
@@ -226,6 +228,8 @@ fn compile_node(mut table: toml::Table, location: &str, default_on_failure: OnFa
         "date" => Box::new(date::DateTransform::compile(&mut options)?),
         "mutate" => Box::new(mutate::MutateTransform::compile(&mut options)?),
         "json" => Box::new(json::JsonTransform::compile(&mut options)?),
+        "csv" => Box::new(csv::CsvTransform::compile(&mut options)?),
+        "kv" => Box::new(kv::KvTransform::compile(&mut options)?),
         "drop" => {
             if options.take("percentage").is_some() {
                 return Err(options.error("option `percentage` is not supported"));
