@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from conftest import wait_until, watchpost_bin
 
@@ -30,7 +31,7 @@ def free_port() -> int:
 
 @pytest.fixture
 def agent(server, tmp_path):
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     logs = tmp_path / "logs"
     logs.mkdir()
     stderr_path = tmp_path / "agent.stderr.log"
@@ -53,11 +54,13 @@ def agent(server, tmp_path):
         "1",
         "--flush-interval-ms",
         "200",
+        "--metrics-listen",
+        f"127.0.0.1:{metrics_port}",
     ]
     with open(stderr_path, "wb") as stderr:
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
     wait_until(lambda: "SyslogListening" in stderr_path.read_text(), 30, message="the agent listening")
-    yield {"port": port, "logs": logs, "proc": proc, "stderr": stderr_path}
+    yield {"port": port, "metrics": f"http://127.0.0.1:{metrics_port}/metrics", "logs": logs, "proc": proc, "stderr": stderr_path}
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
@@ -138,6 +141,10 @@ def test_files_and_heartbeat(server, agent):
     wait_until(lambda: count(server, f"Heartbeat_CL | where Computer_s == '{socket.gethostname()}'") >= 2, 30, message="heartbeats")
     row = server.query("Heartbeat_CL | take 1").dicts()[0]
     assert (row["Category_s"], row["OSType_s"]) == ("Direct Agent", "Linux")
+    metrics = requests.get(agent["metrics"], timeout=10).text
+    assert 'watchpost_pipeline_source_events_received_total{pipeline="agent",source="file0"} 25' in metrics
+    sent = [line for line in metrics.splitlines() if line.startswith("watchpost_pipeline_sink_rows_sent_total")]
+    assert sent and int(sent[0].rsplit(" ", 1)[1]) >= 27
 
 
 @pytest.mark.skipif(shutil.which("rsyslogd") is None, reason="rsyslog is not installed (.ci/run installs it)")

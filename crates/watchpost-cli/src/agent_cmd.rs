@@ -50,6 +50,9 @@ pub(crate) struct AgentArgs {
     /// Longest time a record waits in memory before it is buffered (ms).
     #[arg(long, default_value_t = 1000)]
     flush_interval_ms: u64,
+    /// Serve Prometheus counters on http://ADDR/metrics.
+    #[arg(long)]
+    metrics_listen: Option<String>,
 }
 
 pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
@@ -71,6 +74,9 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     watch_signals(stop.clone())?;
     let stats = Arc::new(Stats::default());
+    if let Some(listen) = &args.metrics_listen {
+        crate::metrics_endpoint::serve(listen, pipeline.name.clone(), stats.clone())?;
+    }
     tracing::info!(data_dir = %options.data_dir.display(), "AgentStarted");
     runner::run(&pipeline, plan, &options, &stop, &stats).context("running the agent")?;
     tracing::info!("AgentStopped");

@@ -5,6 +5,7 @@
 mod agent_cmd;
 mod config;
 mod kql_cmd;
+mod metrics_endpoint;
 mod pipeline_cmd;
 mod query_cmd;
 mod serve;

@@ -45,6 +45,9 @@ pub(crate) struct RunArgs {
     /// How long to keep delivering after a stop request (ms).
     #[arg(long, default_value_t = 5000)]
     drain_timeout_ms: u64,
+    /// Serve Prometheus counters on http://ADDR/metrics.
+    #[arg(long)]
+    metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -152,6 +155,9 @@ fn run_pipeline(args: RunArgs) -> anyhow::Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     watch_signals(stop.clone())?;
     let stats = Arc::new(Stats::default());
+    if let Some(listen) = &args.metrics_listen {
+        crate::metrics_endpoint::serve(listen, pipeline.name.clone(), stats.clone())?;
+    }
     tracing::info!(pipeline = %pipeline.name, data_dir = %options.data_dir.display(), "PipelineStarted");
     runner::run(&pipeline, plan, &options, &stop, &stats).context("running the pipeline")?;
     tracing::info!(pipeline = %pipeline.name, "PipelineStopped");

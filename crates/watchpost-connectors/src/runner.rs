@@ -158,14 +158,13 @@ pub fn run(
             last_buffer_check = Instant::now();
         }
         let mut read = 0;
-        let mut received = 0;
         if !buffer_full {
             for source in &mut sources {
                 match source.poll(&mut records, 4 << 20) {
                     Ok(bytes) => read += bytes,
                     Err(err) => tracing::warn!(source = source.id(), error = %err, "SourceReadError"),
                 }
-                received += records.len() as u64;
+                stats.add_received(source.id(), records.len() as u64);
                 for record in records.drain(..) {
                     main.handle_file_record(record, source.table());
                 }
@@ -175,6 +174,7 @@ pub fn run(
             main.handle_event("heartbeat", heartbeat_event(&options.computer));
             last_heartbeat = Some(Instant::now());
         }
+        let mut received = 0;
         while let Ok(record) = net_records.try_recv() {
             let event = syslog_source::record_to_event(&record, zone, &options.computer);
             main.handle_event(&record.text, event);
@@ -184,7 +184,7 @@ pub fn run(
                 break;
             }
         }
-        stats.add_received(received);
+        stats.add_received("syslog", received);
         let due = last_flush.elapsed() >= options.flush_interval;
         if !main.closed.is_empty() || due {
             main.flush(&sources)?;
@@ -402,7 +402,7 @@ impl Sender {
             attempt += 1;
             match self.sinks[sink].deliver(batch) {
                 Delivery::Delivered => {
-                    self.stats.add_sent(batch.rows as u64);
+                    self.stats.add_sent(self.sinks[sink].name(), batch.rows as u64);
                     return Ok(None);
                 }
                 Delivery::Refused { reason } => {

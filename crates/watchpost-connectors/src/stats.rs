@@ -15,14 +15,21 @@ pub struct Stats {
     pub refused: AtomicU64,
     pub dead_letters: AtomicU64,
     dropped: Mutex<BTreeMap<String, u64>>,
+    received_by_source: Mutex<BTreeMap<String, u64>>,
+    sent_by_sink: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Stats {
-    pub fn add_received(&self, n: u64) {
+    pub fn add_received(&self, source: &str, n: u64) {
+        if n == 0 {
+            return;
+        }
         self.received.fetch_add(n, Ordering::Relaxed);
+        *self.received_by_source.lock().expect("stats lock").entry(source.to_string()).or_default() += n;
     }
-    pub fn add_sent(&self, rows: u64) {
+    pub fn add_sent(&self, sink: &str, rows: u64) {
         self.sent.fetch_add(rows, Ordering::Relaxed);
+        *self.sent_by_sink.lock().expect("stats lock").entry(sink.to_string()).or_default() += rows;
     }
     pub fn add_retry(&self) {
         self.retries.fetch_add(1, Ordering::Relaxed);
@@ -74,9 +81,22 @@ impl Stats {
         ] {
             out.push_str(&format!("# TYPE {name} counter\n{name}{{{label}}} {}\n", value.load(Ordering::Relaxed)));
         }
+        let escape = |text: &str| text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', " ");
+        out.push_str("# TYPE watchpost_pipeline_source_events_received_total counter\n");
+        for (source, count) in self.received_by_source.lock().expect("stats lock").iter() {
+            let source = escape(source);
+            out.push_str(&format!(
+                "watchpost_pipeline_source_events_received_total{{{label},source=\"{source}\"}} {count}\n"
+            ));
+        }
+        out.push_str("# TYPE watchpost_pipeline_sink_rows_sent_total counter\n");
+        for (sink, count) in self.sent_by_sink.lock().expect("stats lock").iter() {
+            let sink = escape(sink);
+            out.push_str(&format!("watchpost_pipeline_sink_rows_sent_total{{{label},sink=\"{sink}\"}} {count}\n"));
+        }
         out.push_str("# TYPE watchpost_pipeline_events_dropped_total counter\n");
         for (reason, count) in self.dropped() {
-            let reason = reason.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', " ");
+            let reason = escape(&reason);
             out.push_str(&format!("watchpost_pipeline_events_dropped_total{{{label},reason=\"{reason}\"}} {count}\n"));
         }
         out
