@@ -298,3 +298,88 @@ output {{
     rows = server.query(f"{log_type}_CL | sort by seq_d asc").dicts()
     assert [(r["verb_s"], r["seq_d"]) for r in rows] == [("GET", 1), ("PUT", 3)]
     assert json.loads(rows[0]["tags_s"]) == ["seen"]
+
+
+def stdin_config(path: Path, server, log_type: str, pattern: str) -> None:
+    path.write_text(
+        f"""
+name = "replayed"
+[[source]]
+type = "stdin"
+[[transform]]
+type = "grok"
+match = {{ message = {json.dumps(pattern)} }}
+[[sink]]
+type = "data_collector"
+endpoint = "{server.url}"
+workspace_id = "{server.workspace_id}"
+workspace_key = "{server.primary_key}"
+log_type = "{log_type}"
+"""
+    )
+
+
+def test_stdin_source_ends_with_its_input_and_replay_fixes_dead_letters(tmp_path, server):
+    log_type = unique_log_type("Replay")
+    broken, fixed = tmp_path / "broken.toml", tmp_path / "fixed.toml"
+    stdin_config(broken, server, log_type, "^%{WORD:verb} %{INT:seq:int}$")
+    stdin_config(fixed, server, log_type, "^(?:%{WORD:verb}|%{WORD:verb}-%{WORD:extra}) %{INT:seq:int}$")
+    lines = "".join(f"get {i}\n" for i in range(10)) + "get-more 10\nget-more 11\n"
+    run = subprocess.run(
+        [str(watchpost_bin()), "pipeline", "run", str(broken), "--data-dir", str(tmp_path / "d1"), "--flush-interval-ms", "100"],
+        input=lines,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert server.count(f"{log_type}_CL") == 10
+    dead = f"WatchpostDeadLetter_CL | where Pipeline_s == 'replayed'"
+    assert server.count(dead) == 2
+    replay = run_cli(
+        "pipeline", "replay", str(fixed), "--url", server.url, "--workspace", server.workspace_id,
+        "--key", server.primary_key, "--data-dir", str(tmp_path / "d2"), timeout=120,
+    )
+    assert replay.returncode == 0, replay.stderr
+    assert "replaying 2 dead letters" in replay.stderr
+    rows = server.query(f"{log_type}_CL | where seq_d >= 10 | sort by seq_d asc").dicts()
+    assert [(r["verb_s"], r["extra_s"], r["seq_d"]) for r in rows] == [("get", "more", 10), ("get", "more", 11)]
+
+
+def test_exec_source_takes_ndjson_on_a_schedule(tmp_path, server):
+    log_type = unique_log_type("Exec")
+    script = tmp_path / "connector.py"
+    script.write_text(
+        "import json, time\n"
+        "print(json.dumps({'Kind': 'poll', 'At': time.time()}))\n"
+        "print(json.dumps({'Kind': 'poll2', 'Nested': {'a': 1}}))\n"
+        "print('not json')\n"
+    )
+    import sys
+
+    config = tmp_path / "exec.toml"
+    config.write_text(
+        f"""
+name = "exec"
+[[source]]
+type = "exec"
+command = [{json.dumps(sys.executable)}, {json.dumps(str(script))}]
+interval_secs = 1
+[[sink]]
+type = "data_collector"
+endpoint = "{server.url}"
+workspace_id = "{server.workspace_id}"
+workspace_key = "{server.primary_key}"
+log_type = "{log_type}"
+"""
+    )
+    pipeline = Pipeline(config, tmp_path / "pdata", tmp_path).start()
+    try:
+        wait_for_count(server, f"{log_type}_CL | where Kind_s == 'poll'", 2)
+        wait_for_count(server, "WatchpostDeadLetter_CL | where Pipeline_s == 'exec'", 1)
+    finally:
+        assert pipeline.stop() == 0, pipeline.log()
+    row = server.query(f"{log_type}_CL | where Kind_s == 'poll2' | take 1").dicts()[0]
+    assert row["Nested_a_d"] == 1
+    dead = server.query("WatchpostDeadLetter_CL | where Pipeline_s == 'exec' | take 1").dicts()[0]
+    assert dead["RawEvent_s"] == "not json" and "not JSON" in dead["Reason_s"]

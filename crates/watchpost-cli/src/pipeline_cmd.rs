@@ -27,6 +27,32 @@ pub(crate) enum PipelineCommand {
     Test(TestArgs),
     /// Checks a pipeline (transforms, sources, sinks) without running it.
     Validate(ValidateArgs),
+    /// Sends this pipeline's dead letters (their RawEvent, as a line)
+    /// through the pipeline again, to its sinks.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReplayArgs {
+    config: PathBuf,
+    /// Query API base URL of the workspace holding WatchpostDeadLetter_CL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Workspace id.
+    #[arg(long)]
+    workspace: String,
+    /// A key of the workspace (sent as a bearer token).
+    #[arg(long, env = "WATCHPOST_KEY", hide_env_values = true)]
+    key: String,
+    /// ISO 8601 duration limiting which dead letters are replayed, e.g. PT1H.
+    #[arg(long, default_value = "P1D")]
+    timespan: String,
+    /// Only dead letters of this step (e.g. `transform[0] (grok)`).
+    #[arg(long)]
+    step: Option<String>,
+    /// Disk buffer for the replay [default: ./watchpost-pipeline-data/<name>-replay].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +94,7 @@ pub(crate) fn run(command: PipelineCommand) -> anyhow::Result<ExitCode> {
         PipelineCommand::Run(args) => run_pipeline(args),
         PipelineCommand::Test(args) => test(args),
         PipelineCommand::Validate(args) => validate(args),
+        PipelineCommand::Replay(args) => replay(args),
     }
 }
 
@@ -185,4 +212,57 @@ pub(crate) fn watch_signals(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         stop.store(true, Ordering::Relaxed);
     })?;
     Ok(())
+}
+
+fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let config = load(&args.config)?;
+    let pipeline = config.compile().with_context(|| format!("in {}", args.config.display()))?;
+    let mut plan = runner::plan(&config).with_context(|| format!("in {}", args.config.display()))?;
+    let quote = |text: &str| format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"));
+    let mut query = format!("WatchpostDeadLetter_CL | where Pipeline_s == {}", quote(&config.name));
+    if let Some(step) = &args.step {
+        query.push_str(&format!(" | where Step_s == {}", quote(step)));
+    }
+    query.push_str(" | sort by TimeGenerated asc | project RawEvent_s");
+    let url = format!("{}/v1/workspaces/{}/query", args.url.trim_end_matches('/'), args.workspace);
+    let body = serde_json::json!({"query": query, "timespan": args.timespan});
+    let response = ureq::post(&url)
+        .set("Authorization", &format!("Bearer {}", args.key))
+        .send_json(body)
+        .map_err(|err| anyhow::anyhow!("querying dead letters at {url}: {err}"))?;
+    let payload: Json = response.into_json().context("reading the query response")?;
+    let lines: Vec<String> = payload["tables"][0]["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|row| row[0].as_str().map(str::to_string))
+        .collect();
+    eprintln!("replaying {} dead letters of pipeline {:?}", lines.len(), config.name);
+    if lines.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    plan.files.clear();
+    plan.syslogs.clear();
+    plan.stdins.clear();
+    plan.execs.clear();
+    plan.replay = Some(lines);
+    let options = RunOptions {
+        data_dir: args
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("./watchpost-pipeline-data").join(format!("{}-replay", config.name))),
+        flush_interval: Duration::from_millis(200),
+        max_buffer_bytes: 1 << 30,
+        drain_timeout: Duration::from_secs(60),
+        computer: host::computer_name(),
+        heartbeat: None,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    watch_signals(stop.clone())?;
+    let stats = Arc::new(Stats::default());
+    runner::run(&pipeline, plan, &options, &stop, &stats).context("replaying")?;
+    let sent = stats.sent.load(Ordering::Relaxed);
+    let dead = stats.dead_letters.load(Ordering::Relaxed);
+    eprintln!("replay done: {sent} rows sent, {dead} failed again (back in WatchpostDeadLetter_CL)");
+    Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,7 @@ pub mod disk_buffer;
 pub mod file_source;
 pub mod framing;
 pub mod host;
+pub mod process_sources;
 pub mod runner;
 pub mod shared_key;
 pub mod sinks;

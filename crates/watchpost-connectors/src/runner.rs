@@ -17,12 +17,13 @@ use watchpost_pipeline::{
 use crate::data_collector::RetryPolicy;
 use crate::disk_buffer::{CheckpointFile, Checkpoints, DiskBuffer, Segment};
 use crate::file_source::{FileSource, FileSourceConfig, SourceRecord};
+use crate::process_sources::{self, ExecSourceConfig, Incoming};
 use crate::sinks::{build_sink, valid_log_type, SinkSettings};
 use crate::stats::Stats;
-use crate::syslog_source::{self, NetRecord, SyslogSourceConfig};
+use crate::syslog_source::{self, SyslogSourceConfig};
 
 /// Source types this build knows.
-pub const SOURCE_TYPES: &[&str] = &["file", "syslog"];
+pub const SOURCE_TYPES: &[&str] = &["file", "syslog", "stdin", "exec"];
 
 /// Settings of a run that are not in the pipeline document.
 #[derive(Debug, Clone)]
@@ -44,12 +45,21 @@ pub struct RunOptions {
 pub struct Plan {
     pub files: Vec<FileSourceConfig>,
     pub syslogs: Vec<SyslogSourceConfig>,
+    pub stdins: Vec<String>,
+    pub execs: Vec<ExecSourceConfig>,
+    /// Raw records to send through once (`pipeline replay`), in place of
+    /// the document's sources.
+    pub replay: Option<Vec<String>>,
     pub sinks: Vec<(Box<dyn Sink>, SinkSettings)>,
 }
 
 impl Plan {
     pub fn source_count(&self) -> usize {
-        self.files.len() + self.syslogs.len()
+        self.files.len()
+            + self.syslogs.len()
+            + self.stdins.len()
+            + self.execs.len()
+            + usize::from(self.replay.is_some())
     }
 }
 
@@ -57,6 +67,8 @@ impl Plan {
 pub fn plan(config: &PipelineConfig) -> ConfigResult<Plan> {
     let mut files = Vec::new();
     let mut syslogs = Vec::new();
+    let mut stdins = Vec::new();
+    let mut execs = Vec::new();
     let mut ids = std::collections::HashSet::new();
     for (index, table) in config.sources.iter().enumerate() {
         let mut options = Options::new(table.clone(), format!("source[{index}]"));
@@ -66,6 +78,8 @@ pub fn plan(config: &PipelineConfig) -> ConfigResult<Plan> {
         match kind.as_str() {
             "file" => files.push(FileSourceConfig::from_options(&mut options, id.clone())?),
             "syslog" => syslogs.push(SyslogSourceConfig::from_options(&mut options, id.clone())?),
+            "stdin" => stdins.push(id.clone()),
+            "exec" => execs.push(ExecSourceConfig::from_options(&mut options, id.clone())?),
             other => {
                 return Err(options
                     .error(format!("unsupported source type `{other}`; this build knows {}", SOURCE_TYPES.join(", "))))
@@ -86,7 +100,10 @@ pub fn plan(config: &PipelineConfig) -> ConfigResult<Plan> {
     if sinks.is_empty() {
         return Err(ConfigError::new("pipeline", "at least one [[sink]] is required"));
     }
-    Ok(Plan { files, syslogs, sinks })
+    if stdins.len() > 1 {
+        return Err(ConfigError::new("source", "only one stdin source is possible"));
+    }
+    Ok(Plan { files, syslogs, stdins, execs, replay: None, sinks })
 }
 
 /// Runs until `stop` is set, then flushes, drains for a while and returns.
@@ -104,13 +121,36 @@ pub fn run(
     // so a segment is only ever deleted after its checkpoints are saved.
     buffer.write_checkpoints(&state)?;
     let committed = Arc::new(AtomicU64::new(state.generation));
-    let (net_sender, net_records) = std::sync::mpsc::sync_channel::<NetRecord>(65_536);
+    let (net_sender, net_records) = std::sync::mpsc::sync_channel::<Incoming>(65_536);
     let mut zones = Vec::new();
     for config in &plan.syslogs {
         syslog_source::start(config, net_sender.clone(), stop.clone())?;
         zones.push(config.timezone);
     }
+    for id in &plan.stdins {
+        process_sources::start_stdin(id.clone(), net_sender.clone())?;
+    }
+    for config in &plan.execs {
+        process_sources::start_exec(config.clone(), net_sender.clone(), stop.clone())?;
+    }
+    if let Some(lines) = plan.replay.clone() {
+        let sender = net_sender.clone();
+        std::thread::Builder::new().name("replay-source".into()).spawn(move || {
+            for text in lines {
+                if sender.send(Incoming::Line { source: "replay".into(), text }).is_err() {
+                    return;
+                }
+            }
+            let _ = sender.send(Incoming::End { source: "replay".into() });
+        })?;
+    }
     drop(net_sender);
+    // A pipeline fed only by stdin (or a replay) ends with its input.
+    let finite_only = (!plan.stdins.is_empty() || plan.replay.is_some())
+        && plan.files.is_empty()
+        && plan.syslogs.is_empty()
+        && plan.execs.is_empty();
+    let mut ended = false;
     let zone = zones.first().copied().unwrap_or_else(|| chrono::FixedOffset::east_opt(0).expect("zero offset"));
     let mut sources: Vec<FileSource> = plan
         .files
@@ -175,16 +215,46 @@ pub fn run(
             last_heartbeat = Some(Instant::now());
         }
         let mut received = 0;
-        while let Ok(record) = net_records.try_recv() {
-            let event = syslog_source::record_to_event(&record, zone, &options.computer);
-            main.handle_event(&record.text, event);
+        while let Ok(incoming) = net_records.try_recv() {
+            match incoming {
+                Incoming::Net(record) => {
+                    let event = syslog_source::record_to_event(&record, zone, &options.computer);
+                    main.handle_event(&record.text, event);
+                    stats.add_received("syslog", 1);
+                }
+                Incoming::Line { source, text } => {
+                    let mut event = Event::from_message(&text, Utc::now());
+                    event.fields.insert("host".to_string(), Json::String(options.computer.clone()));
+                    main.handle_event(&text, event);
+                    stats.add_received(&source, 1);
+                }
+                Incoming::Object { source, object, raw } => {
+                    let mut event = Event { fields: object };
+                    if !event.fields.contains_key("@timestamp") {
+                        event.set_timestamp(Utc::now());
+                    }
+                    main.handle_event(&raw, event);
+                    stats.add_received(&source, 1);
+                }
+                Incoming::Invalid { source, raw, reason } => {
+                    stats.add_received(&source, 1);
+                    stats.add_dead_letter();
+                    let row = main.pipeline.dead_letter_row(&raw, None, &format!("source {source}"), &reason);
+                    for index in 0..main.settings.len() {
+                        main.add(index, DEAD_LETTER_LOG_TYPE, &row);
+                    }
+                }
+                Incoming::End { .. } => ended = true,
+            }
             received += 1;
             read += 1;
             if received >= 50_000 {
                 break;
             }
         }
-        stats.add_received("syslog", received);
+        if finite_only && ended && received == 0 {
+            break;
+        }
         let due = last_flush.elapsed() >= options.flush_interval;
         if !main.closed.is_empty() || due {
             main.flush(&sources)?;

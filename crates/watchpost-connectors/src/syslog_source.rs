@@ -17,6 +17,7 @@ use watchpost_pipeline::decode::{cef, syslog};
 use watchpost_pipeline::{ConfigResult, Event, FieldRef, Options};
 
 use crate::framing::Framer;
+use crate::process_sources::Incoming;
 
 #[derive(Debug, Clone)]
 pub struct SyslogSourceConfig {
@@ -73,7 +74,7 @@ pub struct SyslogListener {
 /// Binds TCP and UDP on the same port and starts the receiving threads.
 pub fn start(
     config: &SyslogSourceConfig,
-    out: SyncSender<NetRecord>,
+    out: SyncSender<Incoming>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<SyslogListener> {
     let tcp = TcpListener::bind(config.listen)?;
@@ -91,18 +92,18 @@ pub fn start(
     Ok(SyslogListener { local_addr })
 }
 
-fn udp_loop(socket: UdpSocket, out: SyncSender<NetRecord>, stop: Arc<AtomicBool>) {
+fn udp_loop(socket: UdpSocket, out: SyncSender<Incoming>, stop: Arc<AtomicBool>) {
     let mut buffer = vec![0u8; 65_536];
     while !stop.load(Ordering::Relaxed) {
         let Ok((n, peer)) = socket.recv_from(&mut buffer) else { continue };
         let text = decode_text(&buffer[..n]);
-        if out.send(NetRecord { text, peer, received: Utc::now() }).is_err() {
+        if out.send(Incoming::Net(NetRecord { text, peer, received: Utc::now() })).is_err() {
             return;
         }
     }
 }
 
-fn accept_loop(listener: TcpListener, out: SyncSender<NetRecord>, stop: Arc<AtomicBool>, max: usize) {
+fn accept_loop(listener: TcpListener, out: SyncSender<Incoming>, stop: Arc<AtomicBool>, max: usize) {
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, peer)) => {
@@ -123,7 +124,7 @@ fn accept_loop(listener: TcpListener, out: SyncSender<NetRecord>, stop: Arc<Atom
 fn connection_loop(
     mut stream: TcpStream,
     peer: SocketAddr,
-    out: SyncSender<NetRecord>,
+    out: SyncSender<Incoming>,
     stop: Arc<AtomicBool>,
     max: usize,
 ) {
@@ -145,13 +146,13 @@ fn connection_loop(
         };
         for message in framer.push(&buffer[..read]) {
             let record = NetRecord { text: decode_text(&message), peer, received: Utc::now() };
-            if out.send(record).is_err() {
+            if out.send(Incoming::Net(record)).is_err() {
                 return;
             }
         }
     }
     if let Some(message) = framer.finish() {
-        let _ = out.send(NetRecord { text: decode_text(&message), peer, received: Utc::now() });
+        let _ = out.send(Incoming::Net(NetRecord { text: decode_text(&message), peer, received: Utc::now() }));
     }
 }
 
