@@ -383,3 +383,66 @@ log_type = "{log_type}"
     assert row["Nested_a_d"] == 1
     dead = server.query("WatchpostDeadLetter_CL | where Pipeline_s == 'exec' | take 1").dicts()[0]
     assert dead["RawEvent_s"] == "not json" and "not JSON" in dead["Reason_s"]
+
+
+def test_logs_ingestion_sink_gzips_retries_with_the_same_key(tmp_path):
+    """Against a stub of the Logs Ingestion API (a real one lives on the
+    server's logs-ingestion work): bearer token, gzip, 204, and a retried
+    batch keeps its idempotency key."""
+    import gzip
+    import http.server
+
+    calls: list[tuple[str, dict, list]] = []
+
+    class Stub(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            rows = json.loads(gzip.decompress(body)) if self.headers.get("Content-Encoding") == "gzip" else None
+            calls.append((self.path, dict(self.headers), rows))
+            status = 503 if len(calls) == 1 else 204
+            self.send_response(status)
+            if status == 503:
+                self.send_header("Retry-After", "1")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    stub = http.server.HTTPServer(("127.0.0.1", 0), Stub)
+    threading.Thread(target=stub.serve_forever, daemon=True).start()
+    config = tmp_path / "li.toml"
+    config.write_text(
+        f"""
+[[source]]
+type = "stdin"
+[[transform]]
+type = "json"
+source = "message"
+remove_field = ["message"]
+[[sink]]
+type = "logs_ingestion"
+endpoint = "http://127.0.0.1:{stub.server_port}"
+dcr_id = "dcr-00000000000000000000000000000001"
+stream = "Custom-%{{kind}}"
+token = "secret-token"
+"""
+    )
+    try:
+        run = subprocess.run(
+            [str(watchpost_bin()), "pipeline", "run", str(config), "--data-dir", str(tmp_path / "d")],
+            input='{"kind":"Web","n":1}\n',
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        stub.shutdown()
+    assert run.returncode == 0, run.stderr
+    assert len(calls) == 2
+    (path1, headers1, rows1), (path2, headers2, rows2) = calls
+    assert path1 == path2 == "/dataCollectionRules/dcr-00000000000000000000000000000001/streams/Custom-Web?api-version=2023-01-01"
+    assert headers1["Authorization"] == "Bearer secret-token"
+    assert headers1["x-ms-client-request-id"] == headers2["x-ms-client-request-id"]
+    assert rows1 == rows2 and len(rows2) == 1
+    assert (rows2[0]["kind"], rows2[0]["n"]) == ("Web", 1) and "TimeGenerated" in rows2[0]

@@ -18,7 +18,7 @@ use crate::data_collector::RetryPolicy;
 use crate::disk_buffer::{CheckpointFile, Checkpoints, DiskBuffer, Segment};
 use crate::file_source::{FileSource, FileSourceConfig, SourceRecord};
 use crate::process_sources::{self, ExecSourceConfig, Incoming};
-use crate::sinks::{build_sink, valid_log_type, SinkSettings};
+use crate::sinks::{build_sink, SinkSettings};
 use crate::stats::Stats;
 use crate::syslog_source::{self, SyslogSourceConfig};
 
@@ -317,7 +317,7 @@ impl MainLoop<'_> {
                 for index in 0..self.settings.len() {
                     let settings = &self.settings[index];
                     let table = event.sprintf(&settings.log_type);
-                    if !valid_log_type(&table) {
+                    if !settings.valid_table(&table) {
                         let reason = format!("log_type {:?} gives the invalid table name {table:?}", settings.log_type);
                         let row = self.pipeline.dead_letter_row(raw, Some(&event), &format!("sink[{index}]"), &reason);
                         self.add(index, DEAD_LETTER_LOG_TYPE, &row);

@@ -13,7 +13,10 @@ use crate::shared_key::SharedKey;
 
 /// Sink types this build knows; the Logstash output plugin names are
 /// aliases of `data_collector` (grok spec 5).
-pub const SINK_TYPES: &[&str] = &["data_collector", "stdout", "file"];
+pub const SINK_TYPES: &[&str] = &["data_collector", "logs_ingestion", "stdout", "file"];
+
+/// The Logs Ingestion API's limit per call, compressed or not (spec 2.3).
+pub const LOGS_INGESTION_MAX_BYTES: usize = 1_000_000;
 
 /// How a sink wants its rows batched and named.
 #[derive(Debug, Clone)]
@@ -24,19 +27,42 @@ pub struct SinkSettings {
     pub time_field: String,
     pub batch_max_bytes: usize,
     pub batch_max_rows: usize,
+    /// Table names are stream names (`Custom-X`), which may hold `-`.
+    pub stream_names: bool,
+}
+
+impl SinkSettings {
+    pub fn valid_table(&self, name: &str) -> bool {
+        if self.stream_names {
+            return !name.is_empty()
+                && name.len() <= 200
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        }
+        valid_log_type(name)
+    }
 }
 
 /// Builds a sink from its table: the sink and its batching settings.
 pub fn build_sink(options: &mut Options) -> ConfigResult<(Box<dyn Sink>, SinkSettings)> {
     let kind = options.string("type")?.ok_or_else(|| options.error("missing `type`"))?;
-    let log_type = options.string("log_type")?.or(options.string("custom_log_table_name")?);
-    let time_field = options.string("time_field")?.unwrap_or_else(|| "EventTime".to_string());
+    let stream_names = kind == "logs_ingestion";
+    let log_type = match stream_names {
+        true => options.string("stream")?,
+        false => options.string("log_type")?.or(options.string("custom_log_table_name")?),
+    };
+    let default_time_field = if stream_names { "TimeGenerated" } else { "EventTime" };
+    let time_field = options.string("time_field")?.unwrap_or_else(|| default_time_field.to_string());
     if time_field.is_empty() || !time_field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(options.error("`time_field` must be letters, digits and underscores"));
     }
-    let batch_max_bytes = options.u64("batch_max_bytes", TARGET_POST_BYTES as u64)? as usize;
-    if !(1024..=MAX_POST_BYTES).contains(&batch_max_bytes) {
-        return Err(options.error(format!("`batch_max_bytes` must be between 1024 and {MAX_POST_BYTES}")));
+    let (default_bytes, max_bytes) = if stream_names {
+        (LOGS_INGESTION_MAX_BYTES, LOGS_INGESTION_MAX_BYTES)
+    } else {
+        (TARGET_POST_BYTES, MAX_POST_BYTES)
+    };
+    let batch_max_bytes = options.u64("batch_max_bytes", default_bytes as u64)? as usize;
+    if !(1024..=max_bytes).contains(&batch_max_bytes) {
+        return Err(options.error(format!("`batch_max_bytes` must be between 1024 and {max_bytes}")));
     }
     let batch_max_rows = options.u64("batch_max_rows", 10_000)?.max(1) as usize;
     let sink: Box<dyn Sink> = match kind.as_str() {
@@ -46,6 +72,7 @@ pub fn build_sink(options: &mut Options) -> ConfigResult<(Box<dyn Sink>, SinkSet
         | "microsoft-sentinel-log-analytics-logstash-output-plugin" => {
             Box::new(DataCollectorSink::build(options, &time_field)?)
         }
+        "logs_ingestion" => Box::new(LogsIngestionSink::build(options)?),
         "stdout" => Box::new(StdoutSink),
         "file" => {
             let path = options.string("path")?.ok_or_else(|| options.error("option `path` is required"))?;
@@ -60,12 +87,14 @@ pub fn build_sink(options: &mut Options) -> ConfigResult<(Box<dyn Sink>, SinkSet
     let log_type = match (log_type, kind.as_str()) {
         (Some(log_type), _) => log_type,
         (None, "stdout" | "file") => "Events".to_string(),
+        (None, "logs_ingestion") => return Err(options.error("option `stream` is required (e.g. Custom-MyTable)")),
         (None, _) => return Err(options.error("option `log_type` is required (the table without _CL)")),
     };
-    if !log_type.contains("%{") && !valid_log_type(&log_type) {
-        return Err(options.error(format!("log_type {log_type:?} must be 1 to 100 letters, digits or underscores")));
+    let settings = SinkSettings { log_type, time_field, batch_max_bytes, batch_max_rows, stream_names };
+    if !settings.log_type.contains("%{") && !settings.valid_table(&settings.log_type) {
+        return Err(options.error(format!("table or stream name {:?} is not valid", settings.log_type)));
     }
-    Ok((sink, SinkSettings { log_type, time_field, batch_max_bytes, batch_max_rows }))
+    Ok((sink, settings))
 }
 
 pub fn valid_log_type(text: &str) -> bool {
@@ -126,6 +155,85 @@ impl Sink for DataCollectorSink {
                 Delivery::Retry { after: retry_after, reason: message }
             }
             PostOutcome::Rejected { message, .. } => Delivery::Refused { reason: message },
+        }
+    }
+}
+
+/// The Logs Ingestion API (DCR based): bearer token, gzip, 204 on success.
+/// The batch's table is the stream name.
+pub struct LogsIngestionSink {
+    name: String,
+    base: String,
+    dcr_id: String,
+    token: String,
+    gzip: bool,
+    agent: ureq::Agent,
+}
+
+impl LogsIngestionSink {
+    fn build(options: &mut Options) -> ConfigResult<LogsIngestionSink> {
+        let endpoint = options.string("endpoint")?.ok_or_else(|| options.error("option `endpoint` is required"))?;
+        let dcr_id = options.string("dcr_id")?.ok_or_else(|| options.error("option `dcr_id` is required"))?;
+        let token = match (options.string("token")?, options.string("token_env")?) {
+            (Some(token), _) => token,
+            (None, Some(var)) => std::env::var(&var)
+                .map_err(|_| options.error(format!("environment variable {var} (token_env) is not set")))?,
+            (None, None) => return Err(options.error("option `token` or `token_env` is required")),
+        };
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(120))
+            .build();
+        Ok(LogsIngestionSink {
+            name: format!("logs_ingestion {endpoint}"),
+            base: endpoint.trim_end_matches('/').to_string(),
+            dcr_id,
+            token,
+            gzip: options.bool("gzip", true)?,
+            agent,
+        })
+    }
+}
+
+impl Sink for LogsIngestionSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn deliver(&mut self, batch: &Batch) -> Delivery {
+        let url =
+            format!("{}/dataCollectionRules/{}/streams/{}?api-version=2023-01-01", self.base, self.dcr_id, batch.table);
+        let mut request = self
+            .agent
+            .post(&url)
+            .set("Authorization", &format!("Bearer {}", self.token))
+            .set("Content-Type", "application/json")
+            .set("x-ms-client-request-id", &batch.idempotency_key)
+            .set(crate::data_collector::IDEMPOTENCY_HEADER, &batch.idempotency_key);
+        let compressed;
+        let body: &[u8] = if self.gzip {
+            compressed = crate::data_collector::gzip(&batch.body);
+            request = request.set("Content-Encoding", "gzip");
+            &compressed
+        } else {
+            &batch.body
+        };
+        let (status, response) = match request.send_bytes(body) {
+            Ok(response) => (response.status(), response),
+            Err(ureq::Error::Status(status, response)) => (status, response),
+            Err(err) => return Delivery::Retry { after: None, reason: err.to_string() },
+        };
+        if (200..300).contains(&status) {
+            return Delivery::Delivered;
+        }
+        let after = response.header("retry-after").and_then(crate::data_collector::parse_retry_after);
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut std::io::Read::take(response.into_reader(), 4096), &mut text);
+        let reason = format!("HTTP {status}: {}", text.trim());
+        if status == 408 || status == 429 || status >= 500 {
+            Delivery::Retry { after, reason }
+        } else {
+            Delivery::Refused { reason }
         }
     }
 }
