@@ -179,3 +179,47 @@ input(type="imudp" address="127.0.0.1" port="{rsyslog_port}")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+
+
+def test_agent_kill_9_mid_stream_loses_and_repeats_nothing(server, tmp_path):
+    """The agent `kill -9`'d three times while a file grows: every line lands once."""
+    import threading
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    table = f"AgentKill{time.time_ns() % 10**9}"
+    command = [
+        str(watchpost_bin()), "agent", "--endpoint", server.url, "--workspace-id", server.workspace_id,
+        "--workspace-key", server.primary_key, "--file", f"{logs}/*.log={table}_CL",
+        "--data-dir", str(tmp_path / "agent-data"), "--heartbeat-interval-secs", "0", "--flush-interval-ms", "200",
+    ]
+
+    def start():
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=open(tmp_path / "agent.log", "ab"))
+
+    def write():
+        with open(logs / "app.log", "a") as f:
+            for i in range(3000):
+                f.write(f"line {i}\n")
+                if i % 20 == 0:
+                    f.flush()
+                    time.sleep(0.01)
+
+    proc = start()
+    writer = threading.Thread(target=write)
+    writer.start()
+    for _ in range(3):
+        time.sleep(0.6)
+        proc.kill()
+        proc.wait(30)
+        proc = start()
+    writer.join()
+    try:
+        wait_until(lambda: count(server, f"{table}_CL") >= 3000, 90, message="3000 rows")
+        time.sleep(1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert count(server, f"{table}_CL") == 3000
+    assert count(server, f"{table}_CL | distinct RawData__s") == 3000
