@@ -122,10 +122,8 @@ pub fn run(
     buffer.write_checkpoints(&state)?;
     let committed = Arc::new(AtomicU64::new(state.generation));
     let (net_sender, net_records) = std::sync::mpsc::sync_channel::<Incoming>(65_536);
-    let mut zones = Vec::new();
-    for config in &plan.syslogs {
-        syslog_source::start(config, net_sender.clone(), stop.clone())?;
-        zones.push(config.timezone);
+    for (index, config) in plan.syslogs.iter().enumerate() {
+        syslog_source::start(config, index, net_sender.clone(), stop.clone())?;
     }
     for id in &plan.stdins {
         process_sources::start_stdin(id.clone(), net_sender.clone())?;
@@ -151,7 +149,6 @@ pub fn run(
         && plan.syslogs.is_empty()
         && plan.execs.is_empty();
     let mut ended = false;
-    let zone = zones.first().copied().unwrap_or_else(|| chrono::FixedOffset::east_opt(0).expect("zero offset"));
     let mut sources: Vec<FileSource> = plan
         .files
         .into_iter()
@@ -218,9 +215,12 @@ pub fn run(
         while let Ok(incoming) = net_records.try_recv() {
             match incoming {
                 Incoming::Net(record) => {
-                    let event = syslog_source::record_to_event(&record, zone, &options.computer);
-                    main.handle_event(&record.text, event);
-                    stats.add_received("syslog", 1);
+                    let config = &plan.syslogs[record.listener];
+                    stats.add_received(&config.id, 1);
+                    match syslog_source::record_to_event(&record, config, &options.computer) {
+                        Some(event) => main.handle_event(&record.text, event),
+                        None => stats.add_dropped(&format!("source {}: facility/severity filter", config.id)),
+                    }
                 }
                 Incoming::Line { source, text } => {
                     let mut event = Event::from_message(&text, Utc::now());

@@ -26,6 +26,36 @@ pub struct SyslogSourceConfig {
     pub max_message_bytes: usize,
     /// Zone of timestamps without one.
     pub timezone: FixedOffset,
+    /// Facility name (or `*`) → least severe level kept (`local4.warning`
+    /// keeps warning and more severe). Empty keeps everything.
+    pub filters: Vec<(String, u8)>,
+}
+
+impl SyslogSourceConfig {
+    /// Whether a message of this facility and severity is collected.
+    pub fn keeps(&self, facility: u8, severity: u8) -> bool {
+        if self.filters.is_empty() {
+            return true;
+        }
+        let name = syslog::facility_name(facility);
+        let rule = self.filters.iter().find(|(f, _)| f == name).or_else(|| self.filters.iter().find(|(f, _)| f == "*"));
+        rule.is_some_and(|(_, least_severe)| severity <= *least_severe)
+    }
+}
+
+fn severity_code(name: &str) -> Option<u8> {
+    Some(match name {
+        "emerg" | "emergency" | "panic" => 0,
+        "alert" => 1,
+        "crit" | "critical" => 2,
+        "err" | "error" => 3,
+        "warning" | "warn" => 4,
+        "notice" => 5,
+        "info" | "informational" => 6,
+        "debug" => 7,
+        "none" => return None,
+        _ => return None,
+    })
 }
 
 impl SyslogSourceConfig {
@@ -37,9 +67,16 @@ impl SyslogSourceConfig {
             Some(other) => parse_offset(other)
                 .ok_or_else(|| options.error(format!("timezone {other:?}: use UTC or an offset such as +02:00")))?,
         };
+        let mut filters = Vec::new();
+        for (facility, level) in options.string_map("filters")? {
+            let code = severity_code(&level)
+                .ok_or_else(|| options.error(format!("filters: unknown severity {level:?} for {facility}")))?;
+            filters.push((facility, code));
+        }
         Ok(SyslogSourceConfig {
             id,
             listen,
+            filters,
             max_message_bytes: options.u64("max_message_bytes", 64 << 10)? as usize,
             timezone,
         })
@@ -61,6 +98,8 @@ fn parse_offset(text: &str) -> Option<FixedOffset> {
 /// One received message.
 #[derive(Debug, Clone)]
 pub struct NetRecord {
+    /// Index of the listener among the pipeline's syslog sources.
+    pub listener: usize,
     pub text: String,
     pub peer: SocketAddr,
     pub received: DateTime<Utc>,
@@ -74,6 +113,7 @@ pub struct SyslogListener {
 /// Binds TCP and UDP on the same port and starts the receiving threads.
 pub fn start(
     config: &SyslogSourceConfig,
+    index: usize,
     out: SyncSender<Incoming>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<SyslogListener> {
@@ -84,33 +124,33 @@ pub fn start(
     tcp.set_nonblocking(true)?;
     {
         let (out, stop) = (out.clone(), stop.clone());
-        std::thread::Builder::new().name("syslog-udp".into()).spawn(move || udp_loop(udp, out, stop))?;
+        std::thread::Builder::new().name("syslog-udp".into()).spawn(move || udp_loop(udp, index, out, stop))?;
     }
     let max = config.max_message_bytes;
-    std::thread::Builder::new().name("syslog-tcp".into()).spawn(move || accept_loop(tcp, out, stop, max))?;
+    std::thread::Builder::new().name("syslog-tcp".into()).spawn(move || accept_loop(tcp, index, out, stop, max))?;
     tracing::info!(address = %local_addr, "SyslogListening");
     Ok(SyslogListener { local_addr })
 }
 
-fn udp_loop(socket: UdpSocket, out: SyncSender<Incoming>, stop: Arc<AtomicBool>) {
+fn udp_loop(socket: UdpSocket, index: usize, out: SyncSender<Incoming>, stop: Arc<AtomicBool>) {
     let mut buffer = vec![0u8; 65_536];
     while !stop.load(Ordering::Relaxed) {
         let Ok((n, peer)) = socket.recv_from(&mut buffer) else { continue };
         let text = decode_text(&buffer[..n]);
-        if out.send(Incoming::Net(NetRecord { text, peer, received: Utc::now() })).is_err() {
+        if out.send(Incoming::Net(NetRecord { listener: index, text, peer, received: Utc::now() })).is_err() {
             return;
         }
     }
 }
 
-fn accept_loop(listener: TcpListener, out: SyncSender<Incoming>, stop: Arc<AtomicBool>, max: usize) {
+fn accept_loop(listener: TcpListener, index: usize, out: SyncSender<Incoming>, stop: Arc<AtomicBool>, max: usize) {
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, peer)) => {
                 let (out, stop) = (out.clone(), stop.clone());
                 let _ = std::thread::Builder::new()
                     .name("syslog-conn".into())
-                    .spawn(move || connection_loop(stream, peer, out, stop, max));
+                    .spawn(move || connection_loop(stream, peer, index, out, stop, max));
             }
             Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(50)),
             Err(err) => {
@@ -124,6 +164,7 @@ fn accept_loop(listener: TcpListener, out: SyncSender<Incoming>, stop: Arc<Atomi
 fn connection_loop(
     mut stream: TcpStream,
     peer: SocketAddr,
+    index: usize,
     out: SyncSender<Incoming>,
     stop: Arc<AtomicBool>,
     max: usize,
@@ -145,14 +186,19 @@ fn connection_loop(
             Err(_) => break,
         };
         for message in framer.push(&buffer[..read]) {
-            let record = NetRecord { text: decode_text(&message), peer, received: Utc::now() };
+            let record = NetRecord { listener: index, text: decode_text(&message), peer, received: Utc::now() };
             if out.send(Incoming::Net(record)).is_err() {
                 return;
             }
         }
     }
     if let Some(message) = framer.finish() {
-        let _ = out.send(Incoming::Net(NetRecord { text: decode_text(&message), peer, received: Utc::now() }));
+        let _ = out.send(Incoming::Net(NetRecord {
+            listener: index,
+            text: decode_text(&message),
+            peer,
+            received: Utc::now(),
+        }));
     }
 }
 
@@ -167,8 +213,12 @@ fn decode_text(bytes: &[u8]) -> String {
 /// The event for a received message: the table's columns as fields,
 /// `@timestamp` from the header (or receive time), the table in
 /// `[@metadata][table]` and the raw text in `[@metadata][raw]`.
-pub fn record_to_event(record: &NetRecord, zone: FixedOffset, collector_host: &str) -> Event {
-    let message = syslog::parse(&record.text, record.received, zone);
+/// `None` when the listener's filters leave the message out.
+pub fn record_to_event(record: &NetRecord, config: &SyslogSourceConfig, collector_host: &str) -> Option<Event> {
+    let message = syslog::parse(&record.text, record.received, config.timezone);
+    if !config.keeps(message.facility, message.severity) {
+        return None;
+    }
     let origin = Origin {
         peer_ip: record.peer.ip().to_string(),
         peer_is_loopback: record.peer.ip().is_loopback(),
@@ -187,5 +237,45 @@ pub fn record_to_event(record: &NetRecord, zone: FixedOffset, collector_host: &s
     event.fields.insert("@timestamp".into(), stamp);
     event.set(&FieldRef { path: vec!["@metadata".into(), "table".into()] }, Json::String(table.into()));
     event.set(&FieldRef { path: vec!["@metadata".into(), "raw".into()] }, Json::String(record.text.clone()));
-    event
+    Some(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(filters: &str) -> SyslogSourceConfig {
+        let table: toml::Table = toml::from_str(&format!("listen = \"127.0.0.1:0\"\nfilters = {filters}")).unwrap();
+        SyslogSourceConfig::from_options(&mut Options::new(table, "source[0]"), "s".into()).unwrap()
+    }
+
+    #[test]
+    fn filters_keep_a_severity_or_more_severe() {
+        let config = config(r#"{ local4 = "warning", "*" = "err" }"#);
+        assert!(config.keeps(20, 4)); // local4.warning
+        assert!(config.keeps(20, 0)); // local4.emerg
+        assert!(!config.keeps(20, 6)); // local4.info
+        assert!(config.keeps(1, 3)); // user.err through "*"
+        assert!(!config.keeps(1, 5)); // user.notice
+        assert!(self::config("{}").keeps(1, 7));
+    }
+
+    #[test]
+    fn cef_and_plain_messages_route_to_their_tables() {
+        let config = config("{}");
+        let record = |text: &str| NetRecord {
+            listener: 0,
+            text: text.to_string(),
+            peer: "127.0.0.1:5000".parse().unwrap(),
+            received: Utc::now(),
+        };
+        let event =
+            record_to_event(&record("<134>Feb 10 12:00:00 host CEF:0|V|P|1|id|n|3|src=1.2.3.4"), &config, "c").unwrap();
+        assert_eq!(event.sprintf("%{[@metadata][table]}"), "CommonSecurityLog");
+        assert_eq!(event.fields["SourceIP"], "1.2.3.4");
+        let event = record_to_event(&record("<13>Feb 10 12:00:00 host app: hi"), &config, "c").unwrap();
+        assert_eq!(event.sprintf("%{[@metadata][table]}"), "Syslog");
+        assert_eq!(event.fields["SyslogMessage"], "hi");
+        assert!(!event.fields.contains_key("TimeGenerated"));
+    }
 }
