@@ -16,6 +16,7 @@ Usage: pipeline_vs_syslog_ng.py EXAMPLE_BINARY SYSLOG_NG_ROOT [LINES]
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -85,6 +86,7 @@ log {{ source(s_file); parser(p_regex); destination(d_file); }};
     cpu, rss = cpu_seconds(proc.pid), peak_rss_mib(proc.pid)
     proc.terminate()
     proc.wait(30)
+    shutil.rmtree(work, ignore_errors=True)
     return (
         f"syslog-ng lines={lines} wall_s={wall:.2f} events_per_s={lines / wall:.0f} cpu_s={cpu:.2f} "
         f"events_per_cpu_s={lines / cpu:.0f} peak_rss_mib={rss:.1f}"
