@@ -2,12 +2,16 @@
 //! client commands. Two-stage configuration: flags and an optional TOML
 //! file are merged into [`config::ServeConfig`] before anything starts.
 
+mod agent_cmd;
 mod config;
 mod function_cmd;
 mod dcr_cmd;
 mod kql_cmd;
+mod metrics_endpoint;
+mod pipeline_cmd;
 mod query_cmd;
 mod serve;
+mod upload_cmd;
 mod workspace_cmd;
 
 use std::path::PathBuf;
@@ -75,6 +79,13 @@ enum Command {
     /// Manages app registrations (OAuth2 client credentials) in a data directory.
     #[command(subcommand)]
     App(dcr_cmd::AppCommand),
+    /// Collects files, syslog and CEF like the Log Analytics agent.
+    Agent(agent_cmd::AgentArgs),
+    /// Runs, tests or checks a connector pipeline.
+    #[command(subcommand)]
+    Pipeline(pipeline_cmd::PipelineCommand),
+    /// Uploads CSV, JSON or NDJSON rows through the HTTP Data Collector API.
+    Upload(upload_cmd::UploadArgs),
 }
 
 /// The default data directory.
@@ -93,6 +104,9 @@ fn main() -> ExitCode {
         Command::Function(command) => function_cmd::run(command),
         Command::Dcr(command) => dcr_cmd::run_dcr(command),
         Command::App(command) => dcr_cmd::run_app(command),
+        Command::Upload(args) => upload_cmd::run(args),
+        Command::Pipeline(command) => pipeline_cmd::run(command),
+        Command::Agent(args) => agent_cmd::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,294 @@
+//! Sinks: the HTTP Data Collector API (SharedKey), and `stdout` and
+//! `file` (NDJSON) for debugging. Each is built from a `[[sink]]` table.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde_json::Value as Json;
+use watchpost_pipeline::{Batch, ConfigResult, Delivery, Options, Sink};
+
+use crate::data_collector::{DataCollectorClient, PostOptions, PostOutcome, MAX_POST_BYTES, TARGET_POST_BYTES};
+use crate::shared_key::SharedKey;
+
+/// Sink types this build knows; the Logstash output plugin names are
+/// aliases of `data_collector` (grok spec 5).
+pub const SINK_TYPES: &[&str] = &["data_collector", "logs_ingestion", "stdout", "file"];
+
+/// The Logs Ingestion API's limit per call, compressed or not (spec 2.3).
+pub const LOGS_INGESTION_MAX_BYTES: usize = 1_000_000;
+
+/// How a sink wants its rows batched and named.
+#[derive(Debug, Clone)]
+pub struct SinkSettings {
+    /// Log type, possibly with `%{field}` references.
+    pub log_type: String,
+    /// The row field that carries `@timestamp`.
+    pub time_field: String,
+    pub batch_max_bytes: usize,
+    pub batch_max_rows: usize,
+    /// Table names are stream names (`Custom-X`), which may hold `-`.
+    pub stream_names: bool,
+}
+
+impl SinkSettings {
+    pub fn valid_table(&self, name: &str) -> bool {
+        if self.stream_names {
+            return !name.is_empty()
+                && name.len() <= 200
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        }
+        valid_log_type(name)
+    }
+}
+
+/// Builds a sink from its table: the sink and its batching settings.
+pub fn build_sink(options: &mut Options) -> ConfigResult<(Box<dyn Sink>, SinkSettings)> {
+    let kind = options.string("type")?.ok_or_else(|| options.error("missing `type`"))?;
+    let stream_names = kind == "logs_ingestion";
+    let log_type = match stream_names {
+        true => options.string("stream")?,
+        false => options.string("log_type")?.or(options.string("custom_log_table_name")?),
+    };
+    let default_time_field = if stream_names { "TimeGenerated" } else { "EventTime" };
+    let time_field = options.string("time_field")?.unwrap_or_else(|| default_time_field.to_string());
+    if time_field.is_empty() || !time_field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(options.error("`time_field` must be letters, digits and underscores"));
+    }
+    let (default_bytes, max_bytes) = if stream_names {
+        (LOGS_INGESTION_MAX_BYTES, LOGS_INGESTION_MAX_BYTES)
+    } else {
+        (TARGET_POST_BYTES, MAX_POST_BYTES)
+    };
+    let batch_max_bytes = options.u64("batch_max_bytes", default_bytes as u64)? as usize;
+    if !(1024..=max_bytes).contains(&batch_max_bytes) {
+        return Err(options.error(format!("`batch_max_bytes` must be between 1024 and {max_bytes}")));
+    }
+    let batch_max_rows = options.u64("batch_max_rows", 10_000)?.max(1) as usize;
+    let sink: Box<dyn Sink> = match kind.as_str() {
+        "data_collector"
+        | "azure_loganalytics"
+        | "microsoft-logstash-output-azure-loganalytics"
+        | "microsoft-sentinel-log-analytics-logstash-output-plugin" => {
+            Box::new(DataCollectorSink::build(options, &time_field)?)
+        }
+        "logs_ingestion" => Box::new(LogsIngestionSink::build(options)?),
+        "stdout" => Box::new(StdoutSink),
+        "file" => {
+            let path = options.string("path")?.ok_or_else(|| options.error("option `path` is required"))?;
+            Box::new(FileSink { path: PathBuf::from(path) })
+        }
+        other => {
+            return Err(
+                options.error(format!("unsupported sink type `{other}`; this build knows {}", SINK_TYPES.join(", ")))
+            )
+        }
+    };
+    let log_type = match (log_type, kind.as_str()) {
+        (Some(log_type), _) => log_type,
+        (None, "stdout" | "file") => "Events".to_string(),
+        (None, "logs_ingestion") => return Err(options.error("option `stream` is required (e.g. Custom-MyTable)")),
+        (None, _) => return Err(options.error("option `log_type` is required (the table without _CL)")),
+    };
+    let settings = SinkSettings { log_type, time_field, batch_max_bytes, batch_max_rows, stream_names };
+    if !settings.log_type.contains("%{") && !settings.valid_table(&settings.log_type) {
+        return Err(options.error(format!("table or stream name {:?} is not valid", settings.log_type)));
+    }
+    Ok((sink, settings))
+}
+
+pub fn valid_log_type(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 100 && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The HTTP Data Collector API.
+pub struct DataCollectorSink {
+    name: String,
+    client: DataCollectorClient,
+    time_field: String,
+    resource_id: Option<String>,
+    gzip: bool,
+}
+
+impl DataCollectorSink {
+    fn build(options: &mut Options, time_field: &str) -> ConfigResult<DataCollectorSink> {
+        let endpoint = options.string("endpoint")?.unwrap_or_else(|| "http://127.0.0.1:8080".to_string());
+        let workspace_id =
+            options.string("workspace_id")?.ok_or_else(|| options.error("option `workspace_id` is required"))?;
+        let key = match (options.string("workspace_key")?, options.string("workspace_key_env")?) {
+            (Some(key), _) => key,
+            (None, Some(var)) => std::env::var(&var)
+                .map_err(|_| options.error(format!("environment variable {var} (workspace_key_env) is not set")))?,
+            (None, None) => return Err(options.error("option `workspace_key` or `workspace_key_env` is required")),
+        };
+        let key = SharedKey::new(&workspace_id, &key).map_err(|e| options.error(e))?;
+        // Accepted for compatibility with the Logstash output plugin.
+        for ignored in ["plugin_flush_interval", "key_names", "key_types", "id"] {
+            options.take(ignored);
+        }
+        Ok(DataCollectorSink {
+            name: format!("data_collector {endpoint}"),
+            client: DataCollectorClient::new(&endpoint, key),
+            time_field: time_field.to_string(),
+            resource_id: options.string("resource_id")?,
+            gzip: options.bool("gzip", false)?,
+        })
+    }
+}
+
+impl Sink for DataCollectorSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn deliver(&mut self, batch: &Batch) -> Delivery {
+        let options = PostOptions {
+            log_type: &batch.table,
+            time_field: Some(&self.time_field),
+            resource_id: self.resource_id.as_deref(),
+            idempotency_key: Some(&batch.idempotency_key),
+            gzip: self.gzip,
+        };
+        match self.client.post(&batch.body, &options) {
+            PostOutcome::Accepted => Delivery::Delivered,
+            PostOutcome::Retryable { retry_after, message, .. } => {
+                Delivery::Retry { after: retry_after, reason: message }
+            }
+            PostOutcome::Rejected { message, .. } => Delivery::Refused { reason: message },
+        }
+    }
+}
+
+/// The Logs Ingestion API (DCR based): bearer token, gzip, 204 on success.
+/// The batch's table is the stream name.
+pub struct LogsIngestionSink {
+    name: String,
+    base: String,
+    dcr_id: String,
+    token: String,
+    gzip: bool,
+    agent: ureq::Agent,
+}
+
+impl LogsIngestionSink {
+    fn build(options: &mut Options) -> ConfigResult<LogsIngestionSink> {
+        let endpoint = options.string("endpoint")?.ok_or_else(|| options.error("option `endpoint` is required"))?;
+        let dcr_id = options.string("dcr_id")?.ok_or_else(|| options.error("option `dcr_id` is required"))?;
+        let token = match (options.string("token")?, options.string("token_env")?) {
+            (Some(token), _) => token,
+            (None, Some(var)) => std::env::var(&var)
+                .map_err(|_| options.error(format!("environment variable {var} (token_env) is not set")))?,
+            (None, None) => return Err(options.error("option `token` or `token_env` is required")),
+        };
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(120))
+            .build();
+        Ok(LogsIngestionSink {
+            name: format!("logs_ingestion {endpoint}"),
+            base: endpoint.trim_end_matches('/').to_string(),
+            dcr_id,
+            token,
+            gzip: options.bool("gzip", true)?,
+            agent,
+        })
+    }
+}
+
+impl Sink for LogsIngestionSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn deliver(&mut self, batch: &Batch) -> Delivery {
+        let url =
+            format!("{}/dataCollectionRules/{}/streams/{}?api-version=2023-01-01", self.base, self.dcr_id, batch.table);
+        let mut request = self
+            .agent
+            .post(&url)
+            .set("Authorization", &format!("Bearer {}", self.token))
+            .set("Content-Type", "application/json")
+            .set("x-ms-client-request-id", &batch.idempotency_key)
+            .set(crate::data_collector::IDEMPOTENCY_HEADER, &batch.idempotency_key);
+        let compressed;
+        let body: &[u8] = if self.gzip {
+            compressed = crate::data_collector::gzip(&batch.body);
+            request = request.set("Content-Encoding", "gzip");
+            &compressed
+        } else {
+            &batch.body
+        };
+        let (status, response) = match request.send_bytes(body) {
+            Ok(response) => (response.status(), response),
+            Err(ureq::Error::Status(status, response)) => (status, response),
+            Err(err) => return Delivery::Retry { after: None, reason: err.to_string() },
+        };
+        if (200..300).contains(&status) {
+            return Delivery::Delivered;
+        }
+        let after = response.header("retry-after").and_then(crate::data_collector::parse_retry_after);
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut std::io::Read::take(response.into_reader(), 4096), &mut text);
+        let reason = format!("HTTP {status}: {}", text.trim());
+        if status == 408 || status == 429 || status >= 500 {
+            Delivery::Retry { after, reason }
+        } else {
+            Delivery::Refused { reason }
+        }
+    }
+}
+
+/// Prints each row as one JSON line, with its table.
+pub struct StdoutSink;
+
+impl Sink for StdoutSink {
+    fn name(&self) -> &str {
+        "stdout"
+    }
+
+    fn deliver(&mut self, batch: &Batch) -> Delivery {
+        let lines = ndjson_lines(batch);
+        let mut stdout = std::io::stdout().lock();
+        match stdout.write_all(lines.as_bytes()).and_then(|()| stdout.flush()) {
+            Ok(()) => Delivery::Delivered,
+            Err(err) => Delivery::Retry { after: None, reason: err.to_string() },
+        }
+    }
+}
+
+/// Appends each row as one JSON line to a file.
+pub struct FileSink {
+    path: PathBuf,
+}
+
+impl Sink for FileSink {
+    fn name(&self) -> &str {
+        "file"
+    }
+
+    fn deliver(&mut self, batch: &Batch) -> Delivery {
+        let lines = ndjson_lines(batch);
+        let result = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .and_then(|mut file| file.write_all(lines.as_bytes()).and_then(|()| file.sync_data()));
+        match result {
+            Ok(()) => Delivery::Delivered,
+            Err(err) => Delivery::Retry { after: None, reason: format!("{}: {err}", self.path.display()) },
+        }
+    }
+}
+
+fn ndjson_lines(batch: &Batch) -> String {
+    let rows: Vec<Json> = serde_json::from_slice(&batch.body).unwrap_or_default();
+    let mut out = String::new();
+    for mut row in rows {
+        if let Json::Object(map) = &mut row {
+            map.insert("Type".to_string(), Json::String(format!("{}_CL", batch.table)));
+        }
+        out.push_str(&row.to_string());
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,424 @@
+//! CEF parsing (syslog-cef spec 7) and the `CommonSecurityLog` row (8).
+
+use serde_json::{Map, Value as Json};
+
+use super::syslog::{rfc3339, Origin, SyslogMessage};
+
+/// A parsed CEF record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cef {
+    pub version: String,
+    pub vendor: String,
+    pub product: String,
+    pub device_version: String,
+    pub class_id: String,
+    pub name: String,
+    pub severity: String,
+    /// Extension pairs in arrival order, values unescaped.
+    pub extensions: Vec<(String, String)>,
+}
+
+/// Whether a message's content is CEF: `CEF:<digits>|` after spaces.
+pub fn is_cef(message: &str) -> bool {
+    let text = message.trim_start();
+    let Some(rest) = text.strip_prefix("CEF:") else {
+        return false;
+    };
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    digits > 0 && rest.as_bytes().get(digits) == Some(&b'|')
+}
+
+/// Parses CEF text; `None` when it has fewer than seven header fields.
+pub fn parse(message: &str) -> Option<Cef> {
+    let text = message.trim_start().strip_prefix("CEF:")?;
+    let mut fields = Vec::with_capacity(7);
+    let mut current = String::new();
+    let mut chars = text.char_indices();
+    let mut extension_start = None;
+    while let Some((index, c)) = chars.next() {
+        match c {
+            '\\' => match chars.clone().next() {
+                Some((_, next @ ('|' | '\\'))) => {
+                    current.push(next);
+                    chars.next();
+                }
+                _ => current.push('\\'),
+            },
+            '|' => {
+                fields.push(std::mem::take(&mut current));
+                if fields.len() == 7 {
+                    extension_start = Some(index + 1);
+                    break;
+                }
+            }
+            _ => current.push(c),
+        }
+    }
+    let extension_start = extension_start?;
+    let mut fields = fields.into_iter();
+    let mut next = || fields.next().unwrap_or_default();
+    Some(Cef {
+        version: next(),
+        vendor: next(),
+        product: next(),
+        device_version: next(),
+        class_id: next(),
+        name: next(),
+        severity: next(),
+        extensions: parse_extension(&text[extension_start..]),
+    })
+}
+
+fn is_key(text: &str) -> bool {
+    !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'[' || b == b']')
+}
+
+/// Splits `k1=v 1 k2=v2` where a value runs to the space before the next
+/// `key=`; an `=` whose left side is not a key stays in the value.
+fn parse_extension(text: &str) -> Vec<(String, String)> {
+    // Positions of unescaped '=' that start a new pair: preceded by a
+    // space-delimited key.
+    let bytes = text.as_bytes();
+    let mut starts = Vec::new(); // (key_start, eq_index)
+    let mut index = 0;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'\\' => index += 1,
+            b'=' => {
+                let key_start = text[..index].rfind(' ').map_or(0, |s| s + 1);
+                if is_key(&text[key_start..index]) {
+                    starts.push((key_start, index));
+                }
+            }
+            _ => {}
+        }
+        index += 1;
+    }
+    let mut pairs = Vec::with_capacity(starts.len());
+    for (n, &(key_start, eq)) in starts.iter().enumerate() {
+        let value_end = starts.get(n + 1).map_or(text.len(), |&(next_key, _)| next_key);
+        let key = text[key_start..eq].to_string();
+        let value = unescape_value(text[eq + 1..value_end].trim_end_matches(' '));
+        pairs.push((key, value));
+    }
+    pairs
+}
+
+fn unescape_value(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('=') => out.push('='),
+            Some('\\') => out.push('\\'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Int,
+    Real,
+}
+
+/// Extension key → (column, type). Long dictionary names map to the same
+/// columns as the short ones.
+fn column_of(key: &str) -> Option<(String, Kind)> {
+    use Kind::*;
+    let key = match key {
+        "sourceAddress" => "src",
+        "destinationAddress" => "dst",
+        "sourcePort" => "spt",
+        "destinationPort" => "dpt",
+        "sourceUserName" => "suser",
+        "destinationUserName" => "duser",
+        "deviceAction" => "act",
+        "applicationProtocol" => "app",
+        "transportProtocol" => "proto",
+        "baseEventCount" => "cnt",
+        "message" => "msg",
+        "requestUrl" => "request",
+        "receiptTime" => "rt",
+        "startTime" => "start",
+        "endTime" => "end",
+        "deviceAddress" => "dvc",
+        "deviceHostName" => "dvchost",
+        "bytesIn" => "in",
+        "bytesOut" => "out",
+        "fileName" => "fname",
+        "fileSize" => "fsize",
+        "eventOutcome" => "outcome",
+        "sourceHostName" => "shost",
+        "destinationHostName" => "dhost",
+        "sourceMacAddress" => "smac",
+        "destinationMacAddress" => "dmac",
+        "sourceUserId" => "suid",
+        "destinationUserId" => "duid",
+        "sourceProcessId" => "spid",
+        "destinationProcessId" => "dpid",
+        "deviceEventCategory" => "cat",
+        other => other,
+    };
+    let (column, kind) = match key {
+        "act" => ("DeviceAction", Str),
+        "app" => ("ApplicationProtocol", Str),
+        "cat" => ("DeviceEventCategory", Str),
+        "cnt" => ("EventCount", Int),
+        "destinationDnsDomain" => ("DestinationDnsDomain", Str),
+        "destinationServiceName" => ("DestinationServiceName", Str),
+        "destinationTranslatedAddress" => ("DestinationTranslatedAddress", Str),
+        "destinationTranslatedPort" => ("DestinationTranslatedPort", Int),
+        "deviceDirection" => ("CommunicationDirection", Str),
+        "deviceDnsDomain" => ("DeviceDnsDomain", Str),
+        "deviceExternalId" => ("DeviceExternalID", Str),
+        "deviceFacility" => ("DeviceFacility", Str),
+        "deviceInboundInterface" => ("DeviceInboundInterface", Str),
+        "deviceNtDomain" => ("DeviceNtDomain", Str),
+        "deviceOutboundInterface" => ("DeviceOutboundInterface", Str),
+        "devicePayloadId" => ("DevicePayloadId", Str),
+        "deviceProcessName" => ("ProcessName", Str),
+        "deviceTranslatedAddress" => ("DeviceTranslatedAddress", Str),
+        "dhost" => ("DestinationHostName", Str),
+        "dmac" => ("DestinationMACAddress", Str),
+        "dntdom" => ("DestinationNTDomain", Str),
+        "dpid" => ("DestinationProcessId", Int),
+        "dpriv" => ("DestinationUserPrivileges", Str),
+        "dproc" => ("DestinationProcessName", Str),
+        "dpt" => ("DestinationPort", Int),
+        "dst" => ("DestinationIP", Str),
+        "dtz" => ("DeviceTimeZone", Str),
+        "duid" => ("DestinationUserID", Str),
+        "duser" => ("DestinationUserName", Str),
+        "dvc" => ("DeviceAddress", Str),
+        "dvchost" => ("DeviceName", Str),
+        "dvcmac" => ("DeviceMacAddress", Str),
+        "dvcpid" => ("ProcessID", Int),
+        "in" => ("ReceivedBytes", Int),
+        "msg" => ("Message", Str),
+        "fname" => ("FileName", Str),
+        "out" => ("SentBytes", Int),
+        "outcome" => ("EventOutcome", Str),
+        "proto" => ("Protocol", Str),
+        "reason" => ("Reason", Str),
+        "request" => ("RequestURL", Str),
+        "requestClientApplication" => ("RequestClientApplication", Str),
+        "requestContext" => ("RequestContext", Str),
+        "requestCookies" => ("RequestCookies", Str),
+        "requestMethod" => ("RequestMethod", Str),
+        "rt" => ("ReceiptTime", Str),
+        "shost" => ("SourceHostName", Str),
+        "smac" => ("SourceMACAddress", Str),
+        "sntdom" => ("SourceNTDomain", Str),
+        "sourceDnsDomain" => ("SourceDnsDomain", Str),
+        "sourceServiceName" => ("SourceServiceName", Str),
+        "sourceTranslatedAddress" => ("SourceTranslatedAddress", Str),
+        "sourceTranslatedPort" => ("SourceTranslatedPort", Int),
+        "spid" => ("SourceProcessId", Int),
+        "spriv" => ("SourceUserPrivileges", Str),
+        "sproc" => ("SourceProcessName", Str),
+        "spt" => ("SourcePort", Int),
+        "src" => ("SourceIP", Str),
+        "suid" => ("SourceUserID", Str),
+        "suser" => ("SourceUserName", Str),
+        "type" => ("EventType", Int),
+        "externalId" => ("ExternalID", Int),
+        "fileCreateTime" => ("FileCreateTime", Str),
+        "fileHash" => ("FileHash", Str),
+        "fileId" => ("FileID", Str),
+        "fileModificationTime" => ("FileModificationTime", Str),
+        "filePath" => ("FilePath", Str),
+        "filePermission" => ("FilePermission", Str),
+        "fileType" => ("FileType", Str),
+        "fsize" => ("FileSize", Int),
+        "oldFileCreateTime" => ("OldFileCreateTime", Str),
+        "oldFileHash" => ("OldFileHash", Str),
+        "oldFileId" => ("OldFileId", Str),
+        "oldFileModificationTime" => ("OldFileModificationTime", Str),
+        "oldFileName" => ("OldFileName", Str),
+        "oldFilePath" => ("OldFilePath", Str),
+        "oldFilePermission" => ("OldFilePermission", Str),
+        "oldFileSize" => ("OldFileSize", Int),
+        "oldFileType" => ("OldFileType", Str),
+        "start" => ("StartTime", Str),
+        "end" => ("EndTime", Str),
+        _ => return custom_column(key),
+    };
+    Some((column.to_string(), kind))
+}
+
+/// `cs1`…`cs6`, `cn1`…`cn3`, `cfp1`…`cfp4`, `c6a1`…`c6a4`,
+/// `deviceCustomDate1`…2, `flexString1`…2, `flexNumber1`…2, `flexDate1`
+/// and their `Label` keys.
+fn custom_column(key: &str) -> Option<(String, Kind)> {
+    const FAMILIES: [(&str, &str, u8, Kind); 8] = [
+        ("cs", "DeviceCustomString", 6, Kind::Str),
+        ("cn", "DeviceCustomNumber", 3, Kind::Int),
+        ("cfp", "DeviceCustomFloatingPoint", 4, Kind::Real),
+        ("c6a", "DeviceCustomIPv6Address", 4, Kind::Str),
+        ("deviceCustomDate", "DeviceCustomDate", 2, Kind::Str),
+        ("flexString", "FlexString", 2, Kind::Str),
+        ("flexNumber", "FlexNumber", 2, Kind::Int),
+        ("flexDate", "FlexDate", 1, Kind::Str),
+    ];
+    let (base, label) = match key.strip_suffix("Label") {
+        Some(base) => (base, true),
+        None => (key, false),
+    };
+    for (prefix, column, count, kind) in FAMILIES {
+        let Some(digit) = base.strip_prefix(prefix) else { continue };
+        let Ok(n) = digit.parse::<u8>() else { continue };
+        if n == 0 || n > count {
+            return None;
+        }
+        let name = format!("{column}{n}{}", if label { "Label" } else { "" });
+        return Some((name, if label { Kind::Str } else { kind }));
+    }
+    None
+}
+
+/// The `CommonSecurityLog` row (spec 8).
+pub fn common_security_log_row(cef: &Cef, syslog: &SyslogMessage, origin: &Origin) -> Map<String, Json> {
+    let mut row = Map::new();
+    row.insert("TimeGenerated".into(), rfc3339(origin.received));
+    row.insert("DeviceVendor".into(), Json::String(cef.vendor.clone()));
+    row.insert("DeviceProduct".into(), Json::String(cef.product.clone()));
+    row.insert("DeviceVersion".into(), Json::String(cef.device_version.clone()));
+    row.insert("DeviceEventClassID".into(), Json::String(cef.class_id.clone()));
+    row.insert("Activity".into(), Json::String(cef.name.clone()));
+    row.insert("LogSeverity".into(), Json::String(cef.severity.clone()));
+    let mut additional = Vec::new();
+    if cef.version != "0" {
+        additional.push(format!("CEFVersion={}", cef.version));
+    }
+    for (key, value) in &cef.extensions {
+        let typed = column_of(key).and_then(|(column, kind)| {
+            let value = match kind {
+                Kind::Str => Json::String(value.clone()),
+                Kind::Int => Json::from(value.trim().parse::<i64>().ok()?),
+                Kind::Real => serde_json::Number::from_f64(value.trim().parse::<f64>().ok()?).map(Json::Number)?,
+            };
+            Some((column, value))
+        });
+        match typed {
+            Some((column, value)) => {
+                row.insert(column, value);
+            }
+            None => additional.push(format!("{key}={value}")),
+        }
+    }
+    if !additional.is_empty() {
+        row.insert("AdditionalExtensions".into(), Json::String(additional.join(";")));
+    }
+    let computer = origin.computer(syslog.hostname.as_deref());
+    row.insert("Computer".into(), Json::String(computer));
+    row.insert("CollectorHostName".into(), Json::String(origin.collector_host.clone()));
+    row.insert("SourceSystem".into(), Json::String("OpsManager".into()));
+    if let Some(action) = row.get("DeviceAction").and_then(Json::as_str) {
+        row.insert("SimplifiedDeviceAction".into(), Json::String(simplified_action(action)));
+    }
+    let inbound =
+        row.get("CommunicationDirection").and_then(Json::as_str).map(|d| d == "0" || d.eq_ignore_ascii_case("inbound"));
+    let (ip, port) = match inbound {
+        Some(true) | None => ("SourceIP", "SourcePort"),
+        Some(false) => ("DestinationIP", "DestinationPort"),
+    };
+    if inbound.is_some() {
+        if let Some(value) = row.get(ip).cloned() {
+            row.insert("RemoteIP".into(), value);
+        }
+        if let Some(value) = row.get(port).cloned() {
+            row.insert("RemotePort".into(), value);
+        }
+    }
+    row
+}
+
+fn simplified_action(action: &str) -> String {
+    let lower = action.to_ascii_lowercase();
+    let simplified = match lower.as_str() {
+        "deny" | "denied" | "block" | "blocked" | "drop" | "dropped" | "reject" | "rejected" => "Deny",
+        "allow" | "allowed" | "accept" | "accepted" | "permit" | "permitted" | "pass" => "Allow",
+        _ => return action.to_string(),
+    };
+    simplified.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, FixedOffset, Utc};
+
+    use super::*;
+    use crate::decode::syslog;
+
+    #[test]
+    fn worked_example_from_the_spec() {
+        let wire = r"<164>Nov 29 03:14:27 wp-rsyslog-host wpk-cef: CEF:0|WatchpostKit|Kit\|Sensor|1.0|wpk-100|Port scan detected|7|src=10.1.2.3 dst=192.0.2.10 spt=51515 dpt=443 proto=TCP act=blocked suser=alice cs1Label=Rule cs1=deny all cn1Label=Hits cn1=42 msg=scan a\=b c\\d request=https://example.test/a?b=c wpkCustom=xyz";
+        let now = DateTime::parse_from_rfc3339("2026-11-29T12:00:00Z").unwrap().with_timezone(&Utc);
+        let message = syslog::parse(wire, now, FixedOffset::east_opt(0).unwrap());
+        assert!(is_cef(&message.message));
+        let cef = parse(&message.message).unwrap();
+        let origin =
+            Origin { peer_ip: "127.0.0.1".into(), peer_is_loopback: true, collector_host: "c".into(), received: now };
+        let row = common_security_log_row(&cef, &message, &origin);
+        let expect = [
+            ("DeviceVendor", Json::from("WatchpostKit")),
+            ("DeviceProduct", Json::from("Kit|Sensor")),
+            ("DeviceVersion", Json::from("1.0")),
+            ("DeviceEventClassID", Json::from("wpk-100")),
+            ("Activity", Json::from("Port scan detected")),
+            ("LogSeverity", Json::from("7")),
+            ("SourceIP", Json::from("10.1.2.3")),
+            ("DestinationIP", Json::from("192.0.2.10")),
+            ("SourcePort", Json::from(51515)),
+            ("DestinationPort", Json::from(443)),
+            ("Protocol", Json::from("TCP")),
+            ("DeviceAction", Json::from("blocked")),
+            ("SimplifiedDeviceAction", Json::from("Deny")),
+            ("SourceUserName", Json::from("alice")),
+            ("DeviceCustomString1Label", Json::from("Rule")),
+            ("DeviceCustomString1", Json::from("deny all")),
+            ("DeviceCustomNumber1Label", Json::from("Hits")),
+            ("DeviceCustomNumber1", Json::from(42)),
+            ("Message", Json::from("scan a=b c\\d")),
+            ("RequestURL", Json::from("https://example.test/a?b=c")),
+            ("AdditionalExtensions", Json::from("wpkCustom=xyz")),
+            ("Computer", Json::from("wp-rsyslog-host")),
+        ];
+        for (column, value) in expect {
+            assert_eq!(row.get(column), Some(&value), "{column}");
+        }
+    }
+
+    #[test]
+    fn tagless_cef_bad_types_and_empty_extension() {
+        let now = Utc::now();
+        let message =
+            syslog::parse("<134>Feb 10 12:00:00 host CEF:0|V|P|1|id|n|3|", now, FixedOffset::east_opt(0).unwrap());
+        assert_eq!(message.message, "CEF:0|V|P|1|id|n|3|");
+        let cef = parse(&message.message).unwrap();
+        assert!(cef.extensions.is_empty());
+        let cef = parse("CEF:1|V|P|1|id|n|3|spt=notanumber cn7=x").unwrap();
+        let origin =
+            Origin { peer_ip: "10.0.0.9".into(), peer_is_loopback: false, collector_host: "c".into(), received: now };
+        let row = common_security_log_row(&cef, &message, &origin);
+        assert_eq!(row["AdditionalExtensions"], "CEFVersion=1;spt=notanumber;cn7=x");
+        assert!(!row.contains_key("SourcePort"));
+        assert!(parse("CEF:0|only|three").is_none());
+        assert!(!is_cef("CEFX:0|a"));
+        assert!(is_cef("  CEF:12|a"));
+    }
+}

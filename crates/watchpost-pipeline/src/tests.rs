@@ -1,0 +1,237 @@
+//! Whole-pipeline tests: grok's standard patterns on known sample lines,
+//! and TOML pipelines with conditions, dates and mutations.
+
+use chrono::Utc;
+use serde_json::{json, Value as Json};
+
+use crate::{Event, PipelineConfig, Processed};
+
+fn run(config: &str, line: &str) -> Processed {
+    let pipeline =
+        PipelineConfig::from_toml(config).unwrap_or_else(|e| panic!("{e}")).compile().unwrap_or_else(|e| panic!("{e}"));
+    pipeline.process(Event::from_message(line, Utc::now()))
+}
+
+fn fields(processed: Processed) -> serde_json::Map<String, Json> {
+    match processed {
+        Processed::Event(event) => event.fields,
+        other => panic!("expected an event, got {other:?}"),
+    }
+}
+
+fn grok(pattern: &str, line: &str) -> serde_json::Map<String, Json> {
+    let config = format!("[[transform]]\ntype = \"grok\"\nmatch = {{ message = {} }}\n", json!(pattern));
+    fields(run(&config, line))
+}
+
+#[test]
+fn grok_apache_combined() {
+    let line = r#"127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326 "http://www.example.com/start.html" "Mozilla/4.08 [en] (Win98; I ;Nav)""#;
+    let f = grok("%{COMBINEDAPACHELOG}", line);
+    assert_eq!(f["clientip"], "127.0.0.1");
+    assert_eq!(f["ident"], "-");
+    assert_eq!(f["auth"], "frank");
+    assert_eq!(f["timestamp"], "10/Oct/2000:13:55:36 -0700");
+    assert_eq!(f["verb"], "GET");
+    assert_eq!(f["request"], "/apache_pb.gif");
+    assert_eq!(f["httpversion"], "1.0");
+    assert_eq!(f["response"], "200");
+    assert_eq!(f["bytes"], "2326");
+    assert_eq!(f["referrer"], "\"http://www.example.com/start.html\"");
+    assert_eq!(f["agent"], "\"Mozilla/4.08 [en] (Win98; I ;Nav)\"");
+}
+
+#[test]
+fn grok_syslog_sshd() {
+    let line = "Mar  7 08:01:02 bastion sshd[4242]: Failed password for root from 203.0.113.9 port 22 ssh2";
+    let f = grok("%{SYSLOGBASE} %{GREEDYDATA:syslog_message}", line);
+    assert_eq!(f["timestamp"], "Mar  7 08:01:02");
+    assert_eq!(f["logsource"], "bastion");
+    assert_eq!(f["program"], "sshd");
+    assert_eq!(f["pid"], "4242");
+    assert_eq!(f["syslog_message"], "Failed password for root from 203.0.113.9 port 22 ssh2");
+}
+
+#[test]
+fn grok_rfc5424_line() {
+    let line = r#"<34>1 2003-10-11T22:14:15.003Z mymachine.example.com su - ID47 [exampleSDID@32473 iut="3"] 'su root' failed"#;
+    let f = grok("%{SYSLOG5424LINE}", line);
+    assert_eq!(f["syslog5424_pri"], "34");
+    assert_eq!(f["syslog5424_ver"], "1");
+    assert_eq!(f["syslog5424_ts"], "2003-10-11T22:14:15.003Z");
+    assert_eq!(f["syslog5424_host"], "mymachine.example.com");
+    assert_eq!(f["syslog5424_app"], "su");
+    assert_eq!(f["syslog5424_msgid"], "ID47");
+    assert_eq!(f["syslog5424_sd"], r#"[exampleSDID@32473 iut="3"]"#);
+    assert_eq!(f["syslog5424_msg"], "'su root' failed");
+}
+
+#[test]
+fn grok_cisco_asa_deny() {
+    let line =
+        r#"Deny tcp src outside:203.0.113.5/4455 dst inside:10.1.1.10/443 by access-group "OUTSIDE_IN" [0x0, 0x0]"#;
+    let f = grok("%{CISCOFW106023}", line);
+    assert_eq!(f["action"], "Deny");
+    assert_eq!(f["protocol"], "tcp");
+    assert_eq!(f["src_interface"], "outside");
+    assert_eq!(f["src_ip"], "203.0.113.5");
+    assert_eq!(f["src_port"], "4455");
+    assert_eq!(f["dst_ip"], "10.1.1.10");
+    assert_eq!(f["dst_port"], "443");
+    assert_eq!(f["policy_id"], "OUTSIDE_IN");
+}
+
+#[test]
+fn grok_typed_captures_ipv6_uuid_and_nested_fields() {
+    let f = grok(
+        "^%{IP:[client][ip]} %{NUMBER:n:int} %{NUMBER:ratio:float} %{UUID:id} %{TIMESTAMP_ISO8601:ts} %{LOGLEVEL:level}",
+        "2001:db8::8a2e:370:7334 42 0.25 123e4567-e89b-12d3-a456-426614174000 2024-01-02T03:04:05.123Z WARN",
+    );
+    assert_eq!(f["client"], json!({"ip": "2001:db8::8a2e:370:7334"}));
+    assert_eq!(f["n"], 42);
+    assert_eq!(f["ratio"], 0.25);
+    assert_eq!(f["id"], "123e4567-e89b-12d3-a456-426614174000");
+    assert_eq!(f["ts"], "2024-01-02T03:04:05.123Z");
+    assert_eq!(f["level"], "WARN");
+}
+
+#[test]
+fn grok_several_patterns_break_on_match_and_failure() {
+    let config = r#"
+        [[transform]]
+        type = "grok"
+        match = { message = ["^%{INT:a:int}$", "^%{WORD:w} %{INT:b:int}$", "^%{WORD:w}"] }
+    "#;
+    let f = fields(run(config, "hello 5"));
+    assert_eq!((f["w"].clone(), f["b"].clone()), (json!("hello"), json!(5)));
+    let all = config.replace("type = \"grok\"", "type = \"grok\"\nbreak_on_match = false");
+    let f = fields(run(&all, "hello 5"));
+    // The third pattern matches too; `w` is captured twice, so it becomes an array.
+    assert_eq!(f["w"], json!(["hello", "hello"]).as_array().unwrap()[0]);
+    match run(config, "!!!") {
+        Processed::DeadLetter { event, step, reason } => {
+            assert!(event.has_tag("_grokparsefailure"));
+            assert_eq!(step, "transform[0] (grok)");
+            assert!(reason.contains("no grok pattern matched [message]"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let tagging = format!("on_failure = \"tag\"\n{config}");
+    let f = fields(run(&tagging, "!!!"));
+    assert_eq!(f["tags"], json!(["_grokparsefailure"]));
+}
+
+#[test]
+fn grok_overwrite_and_pattern_definitions() {
+    let config = r#"
+        [[transform]]
+        type = "grok"
+        match = { message = "^%{STAMP:ts} %{GREEDYDATA:message}" }
+        pattern_definitions = { STAMP = "\\d{2}:\\d{2}" }
+        overwrite = ["message"]
+    "#;
+    let f = fields(run(config, "12:30 the rest"));
+    assert_eq!(f["ts"], "12:30");
+    assert_eq!(f["message"], "the rest");
+}
+
+#[test]
+fn conditions_date_mutate_and_drop() {
+    let config = r##"
+        name = "web"
+        [[transform]]
+        type = "grok"
+        match = { message = "^%{IPORHOST:clientip} %{WORD:verb} %{NUMBER:status:int} \\[%{HTTPDATE:when}\\]" }
+
+        [[transform]]
+        type = "date"
+        match = ["when", "dd/MMM/yyyy:HH:mm:ss Z"]
+        remove_field = ["when"]
+
+        [[transform]]
+        type = "if"
+        condition = '[status] >= 500'
+        [[transform.then]]
+        type = "mutate"
+        add_tag = ["server_error"]
+        [[transform.else_if]]
+        condition = '[verb] == "HEAD"'
+        [[transform.else_if.then]]
+        type = "drop"
+        [[transform.else]]
+        type = "mutate"
+        rename = { clientip = "[client][ip]" }
+        uppercase = ["verb"]
+        gsub = ["message", "\\d", "#"]
+        convert = { status = "string" }
+    "##;
+    let f = fields(run(config, "10.0.0.1 get 200 [10/Oct/2000:13:55:36 -0700]"));
+    assert_eq!(f["@timestamp"], "2000-10-10T20:55:36Z");
+    assert!(!f.contains_key("when"));
+    assert_eq!(f["client"], json!({"ip": "10.0.0.1"}));
+    assert_eq!(f["verb"], "GET");
+    assert_eq!(f["status"], "200");
+    assert_eq!(f["message"], "##.#.#.# get ### [##/Oct/####:##:##:## -####]");
+    let f = fields(run(config, "10.0.0.1 get 503 [10/Oct/2000:13:55:36 -0700]"));
+    assert_eq!(f["tags"], json!(["server_error"]));
+    assert!(matches!(run(config, "10.0.0.1 HEAD 200 [10/Oct/2000:13:55:36 -0700]"), Processed::Dropped { .. }));
+}
+
+#[test]
+fn json_transform_and_per_step_if() {
+    let config = r#"
+        [[transform]]
+        type = "json"
+        source = "message"
+        if = '[message] =~ /^\{/'
+        add_field = { parsed = "yes %{user}" }
+    "#;
+    let f = fields(run(config, r#"{"user":"ann","n":3}"#));
+    assert_eq!((f["user"].clone(), f["n"].clone(), f["parsed"].clone()), (json!("ann"), json!(3), json!("yes ann")));
+    let f = fields(run(config, "plain text"));
+    assert!(!f.contains_key("parsed"));
+    let bad = config.replace("if = '[message] =~ /^\\{/'", "");
+    assert!(matches!(run(&bad, "{oops"), Processed::DeadLetter { .. }));
+}
+
+#[test]
+fn config_errors_name_the_step_and_option() {
+    let err = |text: &str| match PipelineConfig::from_toml(text).and_then(|c| c.compile()) {
+        Ok(_) => panic!("expected an error for {text}"),
+        Err(e) => e.to_string(),
+    };
+    assert_eq!(
+        err("[[transform]]\ntype = \"grok\"\nmatch = { message = \"%{WORD:w}\" }\nmtach = 1"),
+        "transform[0] (grok): unsupported option `mtach`"
+    );
+    assert!(err("[[transform]]\ntype = \"geoip\"").contains("unsupported transform type `geoip`"));
+    assert!(err("[[transform]]\ntype = \"grok\"\nmatch = { message = \"%{NOPE}\" }").contains("NOPE"));
+    assert!(err("[[transform]]\ntype = \"date\"\nmatch = [\"t\", \"yyyy QQ\"]").contains("QQ"));
+    assert!(err("[[transform]]\ntype = \"mutate\"\nif = \"[a] ==\"").contains("offset"));
+    assert!(err("colour = 1").contains("unsupported key `colour`"));
+}
+
+#[test]
+fn csv_and_kv_transforms() {
+    let config = r#"
+        [[transform]]
+        type = "csv"
+        columns = ["user", "count", "note"]
+        convert = { count = "integer" }
+        [[transform]]
+        type = "kv"
+        source = "note"
+        field_split = " &"
+        prefix = "kv_"
+        default_keys = { level = "info" }
+    "#;
+    let f = fields(run(config, r#"ann,3,"a=1 b=""two words""&c=x&a=2",extra"#));
+    assert_eq!((f["user"].clone(), f["count"].clone()), (json!("ann"), json!(3)));
+    assert_eq!(f["column4"], "extra");
+    assert_eq!(f["kv_a"], json!(["1", "2"]));
+    assert_eq!(f["kv_b"], "two words");
+    assert_eq!(f["kv_c"], "x");
+    assert_eq!(f["kv_level"], "info");
+    let bad = "[[transform]]\ntype = \"kv\"\nfield_split_pattern = \",\"";
+    assert!(PipelineConfig::from_toml(bad).unwrap().compile().is_err());
+}
