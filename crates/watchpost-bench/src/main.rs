@@ -15,8 +15,8 @@
 //! DuckDB's NDJSON load (`run_peers.py --ingest-only`) before each run, so
 //! both are measured on the same machine state, and prints the ratio.
 
-mod queries;
 mod logs_ingestion;
+mod queries;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

@@ -4,8 +4,8 @@
 
 mod agent_cmd;
 mod config;
-mod function_cmd;
 mod dcr_cmd;
+mod function_cmd;
 mod kql_cmd;
 mod metrics_endpoint;
 mod pipeline_cmd;

@@ -19,12 +19,15 @@ fn append_messages(store: &Store, messages: &[String]) {
     ]);
     let n = messages.len();
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(TimestampNanosecondArray::from((0..n as i64).map(|idx| T0 + idx).collect::<Vec<_>>()).with_timezone("UTC")),
+        Arc::new(
+            TimestampNanosecondArray::from((0..n as i64).map(|idx| T0 + idx).collect::<Vec<_>>()).with_timezone("UTC"),
+        ),
         Arc::new(StringArray::from(messages.to_vec())),
         Arc::new(StringArray::from((0..n).map(|idx| format!("host-{}", idx % 5)).collect::<Vec<_>>())),
     ];
     let batch = RecordBatch::try_new(schema.arrow_schema(), columns).unwrap();
-    let request = AppendRequest { workspace: WS.into(), table: "Logs_CL".into(), idempotency_key: None, received_ns: 0, batch };
+    let request =
+        AppendRequest { workspace: WS.into(), table: "Logs_CL".into(), idempotency_key: None, received_ns: 0, batch };
     store.append(request).unwrap();
 }
 
@@ -117,7 +120,10 @@ async fn term_filters_skip_blocks_without_the_term_and_lose_no_row() {
 
     // Property: for random needles, the count equals a naive scan of all rows.
     let mut needles: Vec<String> = WORDS.iter().map(|word| word.to_string()).collect();
-    needles.extend(["SVCHOST.exe", "pid=10", "conn allow", "-", "=0", "0.", "a", "svc", "10.1", "proc-exe", "Rubeus"].map(String::from));
+    needles.extend(
+        ["SVCHOST.exe", "pid=10", "conn allow", "-", "=0", "0.", "a", "svc", "10.1", "proc-exe", "Rubeus"]
+            .map(String::from),
+    );
     for _ in 0..30 {
         let a = WORDS[rng.next(WORDS.len() as u64) as usize];
         let b = WORDS[rng.next(WORDS.len() as u64) as usize];
@@ -150,7 +156,9 @@ async fn segments_without_term_filters_are_read_whole() {
     std::fs::remove_file(dir.join(terms)).unwrap();
     drop(fx.engine);
     drop(fx.store);
-    let store = Arc::new(Store::open(&dir, watchpost_storage::StoreOptions { wal_fsync: false, ..Default::default() }).unwrap());
+    let store = Arc::new(
+        Store::open(&dir, watchpost_storage::StoreOptions { wal_fsync: false, ..Default::default() }).unwrap(),
+    );
     let engine = QueryEngine::new(store, EngineOptions::default());
     let (n, stats) = count(&engine, r#"Logs_CL | where Message_s has "rubeus" | count"#).await;
     assert_eq!((n, stats.segments_pruned, stats.blocks_skipped), (1, 0, 0));
