@@ -321,7 +321,14 @@ pub(crate) fn queries(args: QueryArgs) -> anyhow::Result<()> {
     };
     println!(
         "{:20} | {:>26} {:>5} {:>8} | {:>26} {:>5} {:>8} | {:>6}",
-        "query", "watchpost ms median (min-max)", "rows", "RSS MiB", "duckdb ms median (min-max)", "rows", "RSS MiB", "ratio"
+        "query",
+        "watchpost ms median (min-max)",
+        "rows",
+        "RSS MiB",
+        "duckdb ms median (min-max)",
+        "rows",
+        "RSS MiB",
+        "ratio"
     );
     let (mut log_sum, mut n_ratios, mut worst) = (0.0, 0, (String::new(), 0.0f64));
     let (mut wp_rss, mut duck_rss) = (0u64, 0u64);

@@ -322,9 +322,10 @@ impl TermFilters {
                     .read_exact_at(&mut buf, at)
                     .map_err(|source| StorageError::Io { path: "term filter".into(), source })?;
                 let mask = block_mask(*hash);
-                let present = buf.chunks_exact(4).zip(mask).all(|(word, bit)| {
-                    u32::from_le_bytes(word.try_into().expect("4 bytes")) & bit != 0
-                });
+                let present = buf
+                    .chunks_exact(4)
+                    .zip(mask)
+                    .all(|(word, bit)| u32::from_le_bytes(word.try_into().expect("4 bytes")) & bit != 0);
                 if !present {
                     maybe = false;
                     break;

@@ -134,7 +134,8 @@ impl TableProvider for SegmentTable {
                     file.with_extension(ParquetRowSelection::new(selection))
                 }
             };
-            let statistics = Statistics::new_unknown(&self.schema).with_num_rows(Precision::Inexact(meta.n_rows as usize));
+            let statistics =
+                Statistics::new_unknown(&self.schema).with_num_rows(Precision::Inexact(meta.n_rows as usize));
             files.push(file.with_statistics(Arc::new(statistics)));
         }
         if files.is_empty() {

@@ -19,7 +19,10 @@ pub(crate) enum TermCheck {
     /// Nothing is known: every row may pass.
     Unknown,
     /// The column's value holds every one of these term hashes.
-    Terms { column: String, hashes: Vec<u64> },
+    Terms {
+        column: String,
+        hashes: Vec<u64>,
+    },
     And(Vec<TermCheck>),
     Or(Vec<TermCheck>),
 }

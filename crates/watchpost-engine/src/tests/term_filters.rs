@@ -6,9 +6,9 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampNanosecondArray};
 use serde_json::Value as Json;
 use watchpost_schema::{ColumnDef, KqlType, TableSchema};
-use watchpost_storage::{AppendRequest, Store};
+use watchpost_storage::{AppendRequest, Store, StoreOptions};
 
-use super::{fixture, request, HOUR, T0, WS};
+use super::{fixture, request, T0, WS};
 use crate::{EngineOptions, QueryEngine};
 
 fn append_messages(store: &Store, messages: &[String]) {
@@ -19,12 +19,15 @@ fn append_messages(store: &Store, messages: &[String]) {
     ]);
     let n = messages.len();
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(TimestampNanosecondArray::from((0..n as i64).map(|idx| T0 + idx).collect::<Vec<_>>()).with_timezone("UTC")),
+        Arc::new(
+            TimestampNanosecondArray::from((0..n as i64).map(|idx| T0 + idx).collect::<Vec<_>>()).with_timezone("UTC"),
+        ),
         Arc::new(StringArray::from(messages.to_vec())),
         Arc::new(StringArray::from((0..n).map(|idx| format!("host-{}", idx % 5)).collect::<Vec<_>>())),
     ];
     let batch = RecordBatch::try_new(schema.arrow_schema(), columns).unwrap();
-    let request = AppendRequest { workspace: WS.into(), table: "Logs_CL".into(), idempotency_key: None, received_ns: 0, batch };
+    let request =
+        AppendRequest { workspace: WS.into(), table: "Logs_CL".into(), idempotency_key: None, received_ns: 0, batch };
     store.append(request).unwrap();
 }
 
@@ -117,7 +120,10 @@ async fn term_filters_skip_blocks_without_the_term_and_lose_no_row() {
 
     // Property: for random needles, the count equals a naive scan of all rows.
     let mut needles: Vec<String> = WORDS.iter().map(|word| word.to_string()).collect();
-    needles.extend(["SVCHOST.exe", "pid=10", "conn allow", "-", "=0", "0.", "a", "svc", "10.1", "proc-exe", "Rubeus"].map(String::from));
+    needles.extend(
+        ["SVCHOST.exe", "pid=10", "conn allow", "-", "=0", "0.", "a", "svc", "10.1", "proc-exe", "Rubeus"]
+            .map(String::from),
+    );
     for _ in 0..30 {
         let a = WORDS[rng.next(WORDS.len() as u64) as usize];
         let b = WORDS[rng.next(WORDS.len() as u64) as usize];
@@ -135,26 +141,26 @@ async fn term_filters_skip_blocks_without_the_term_and_lose_no_row() {
 
 #[tokio::test]
 async fn segments_without_term_filters_are_read_whole() {
-    let fx = fixture(EngineOptions::default());
-    append_messages(&fx.store, &["launch Rubeus.exe".to_string(), "other".to_string()]);
-    fx.store.flush().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let options = || StoreOptions { wal_fsync: false, ..StoreOptions::default() };
+    {
+        let store = Store::open(dir.path(), options()).unwrap();
+        append_messages(&store, &["launch Rubeus.exe".to_string(), "other".to_string()]);
+        store.flush().unwrap();
+    }
     // Make the segment look like one written before term filters existed:
     // drop its filter file and its catalogue field, then reopen.
-    let dir = fx._dir.path().to_path_buf();
-    let catalog_path = dir.join("catalog.json");
+    let catalog_path = dir.path().join("catalog.json");
     let mut catalog: Json = serde_json::from_slice(&std::fs::read(&catalog_path).unwrap()).unwrap();
     let segment = &mut catalog["tables"][0]["segments"][0];
     let terms = segment["terms"].as_str().expect("new segments name their term filters").to_string();
     segment.as_object_mut().unwrap().remove("terms");
     std::fs::write(&catalog_path, serde_json::to_vec(&catalog).unwrap()).unwrap();
-    std::fs::remove_file(dir.join(terms)).unwrap();
-    drop(fx.engine);
-    drop(fx.store);
-    let store = Arc::new(Store::open(&dir, watchpost_storage::StoreOptions { wal_fsync: false, ..Default::default() }).unwrap());
+    std::fs::remove_file(dir.path().join(terms)).unwrap();
+    let store = Arc::new(Store::open(dir.path(), options()).unwrap());
     let engine = QueryEngine::new(store, EngineOptions::default());
     let (n, stats) = count(&engine, r#"Logs_CL | where Message_s has "rubeus" | count"#).await;
     assert_eq!((n, stats.segments_pruned, stats.blocks_skipped), (1, 0, 0));
     let (n, stats) = count(&engine, r#"Logs_CL | where Message_s has "mimikatz" | count"#).await;
     assert_eq!((n, stats.segments_pruned), (0, 0));
-    let _ = HOUR;
 }
