@@ -6,9 +6,9 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampNanosecondArray};
 use serde_json::Value as Json;
 use watchpost_schema::{ColumnDef, KqlType, TableSchema};
-use watchpost_storage::{AppendRequest, Store};
+use watchpost_storage::{AppendRequest, Store, StoreOptions};
 
-use super::{fixture, request, HOUR, T0, WS};
+use super::{fixture, request, T0, WS};
 use crate::{EngineOptions, QueryEngine};
 
 fn append_messages(store: &Store, messages: &[String]) {
@@ -141,28 +141,26 @@ async fn term_filters_skip_blocks_without_the_term_and_lose_no_row() {
 
 #[tokio::test]
 async fn segments_without_term_filters_are_read_whole() {
-    let fx = fixture(EngineOptions::default());
-    append_messages(&fx.store, &["launch Rubeus.exe".to_string(), "other".to_string()]);
-    fx.store.flush().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let options = || StoreOptions { wal_fsync: false, ..StoreOptions::default() };
+    {
+        let store = Store::open(dir.path(), options()).unwrap();
+        append_messages(&store, &["launch Rubeus.exe".to_string(), "other".to_string()]);
+        store.flush().unwrap();
+    }
     // Make the segment look like one written before term filters existed:
     // drop its filter file and its catalogue field, then reopen.
-    let dir = fx._dir.path().to_path_buf();
-    let catalog_path = dir.join("catalog.json");
+    let catalog_path = dir.path().join("catalog.json");
     let mut catalog: Json = serde_json::from_slice(&std::fs::read(&catalog_path).unwrap()).unwrap();
     let segment = &mut catalog["tables"][0]["segments"][0];
     let terms = segment["terms"].as_str().expect("new segments name their term filters").to_string();
     segment.as_object_mut().unwrap().remove("terms");
     std::fs::write(&catalog_path, serde_json::to_vec(&catalog).unwrap()).unwrap();
-    std::fs::remove_file(dir.join(terms)).unwrap();
-    drop(fx.engine);
-    drop(fx.store);
-    let store = Arc::new(
-        Store::open(&dir, watchpost_storage::StoreOptions { wal_fsync: false, ..Default::default() }).unwrap(),
-    );
+    std::fs::remove_file(dir.path().join(terms)).unwrap();
+    let store = Arc::new(Store::open(dir.path(), options()).unwrap());
     let engine = QueryEngine::new(store, EngineOptions::default());
     let (n, stats) = count(&engine, r#"Logs_CL | where Message_s has "rubeus" | count"#).await;
     assert_eq!((n, stats.segments_pruned, stats.blocks_skipped), (1, 0, 0));
     let (n, stats) = count(&engine, r#"Logs_CL | where Message_s has "mimikatz" | count"#).await;
     assert_eq!((n, stats.segments_pruned), (0, 0));
-    let _ = HOUR;
 }
