@@ -71,7 +71,9 @@ impl ControlError {
             ControlError::Metastore(err) => match err {
                 MetastoreError::FunctionExists(_) => ControlErrorKind::Conflict,
                 MetastoreError::UnknownFunction(_) | MetastoreError::UnknownWorkspace(_) => ControlErrorKind::NotFound,
-                MetastoreError::InvalidWorkspaceId(_) | MetastoreError::InvalidKey(_) => ControlErrorKind::InvalidInput,
+                MetastoreError::InvalidWorkspaceId(_)
+                | MetastoreError::InvalidKey(_)
+                | MetastoreError::InvalidRuleName(_) => ControlErrorKind::InvalidInput,
                 MetastoreError::Io { .. } | MetastoreError::Corrupt { .. } => ControlErrorKind::Internal,
             },
             ControlError::Storage(err) => match err.kind() {

@@ -19,8 +19,8 @@
 //! Start reading at [`router`] and [`AppState`].
 
 mod data_collector;
-mod management;
 pub mod logs_ingestion;
+mod management;
 mod query;
 mod timespan;
 pub mod tls;
@@ -87,8 +87,16 @@ impl AppState {
     pub fn new(metastore: Arc<Metastore>, store: Arc<Store>, engine: QueryEngine, options: ServerOptions) -> AppState {
         let engine = engine.with_functions(Arc::new(MetastoreFunctions(metastore.clone())));
         let control = Control::new(metastore.clone(), store.clone());
-        AppState { metastore, store, engine, options, control, bodies: Arc::default() }
-        AppState { metastore, store, engine, options, bodies: Arc::default(), tokens: None, rules: Arc::default() }
+        AppState {
+            metastore,
+            store,
+            engine,
+            options,
+            control,
+            bodies: Arc::default(),
+            tokens: None,
+            rules: Arc::default(),
+        }
     }
 
     /// Serves the token endpoint and accepts tokens signed by `issuer`.
