@@ -155,7 +155,7 @@ mod tests {
         assert_eq!(first["Name"], "Smith, J");
         assert_eq!(first["Note"], "said \"hi\"\nthen left");
         assert!(records[1].row.as_ref().unwrap_err().contains("1 fields"));
-        assert_eq!(records[1].source.rsplit(':').next(), Some("5"));
+        assert_eq!(records[1].source.rsplit(':').next(), Some("4"));
     }
 
     #[test]
