@@ -112,7 +112,7 @@ async fn term_filters_skip_blocks_without_the_term_and_lose_no_row() {
     assert_eq!((n, stats.segments_pruned), (1, 2));
     let (n, stats) = count(&fx.engine, r#"Logs_CL | where Host_s in ("host-9", "nohost") | count"#).await;
     assert_eq!((n, stats.segments_pruned), (0, 3));
-    let (n, _) = count(&fx.engine, r#"Logs_CL | where * has "rubeus" | count"#).await;
+    let (n, _) = count(&fx.engine, r#"Logs_CL | search "rubeus" | count"#).await;
     assert_eq!(n, 2);
     // A `not` or an `or` with an unknown side proves nothing.
     let (n, stats) = count(&fx.engine, r#"Logs_CL | where not(Message_s has "rubeus") | count"#).await;
