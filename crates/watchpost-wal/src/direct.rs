@@ -110,26 +110,16 @@ impl Staging {
     }
 }
 
-fn write_all_at(file: &File, mut bytes: &[u8], mut offset: u64) -> io::Result<()> {
+/// Writes all of `bytes` at `offset` (std's `write_all_at` retries short and interrupted writes).
+fn write_all_at(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileExt;
-        while !bytes.is_empty() {
-            match file.write_at(bytes, offset) {
-                Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "the segment file accepted no bytes")),
-                Ok(written) => {
-                    bytes = &bytes[written..];
-                    offset += written as u64;
-                }
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => return Err(error),
-            }
-        }
-        Ok(())
+        file.write_all_at(bytes, offset)
     }
     #[cfg(not(unix))]
     {
-        let _ = (file, &mut bytes, &mut offset);
+        let _ = (file, bytes, offset);
         Err(io::Error::new(io::ErrorKind::Unsupported, "direct I/O is only used on Linux"))
     }
 }
@@ -151,22 +141,20 @@ pub(crate) fn is_padding(path: &Path, offset: u64) -> io::Result<bool> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Read;
-
     use super::*;
 
-    fn read_all(path: &Path) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        File::open(path).unwrap().read_to_end(&mut bytes).unwrap();
-        bytes
+    /// An empty segment file, opened for direct writes where the file system allows them.
+    fn empty_segment(dir: &Path) -> (std::path::PathBuf, File) {
+        let path = dir.join("segment");
+        File::create(&path).unwrap();
+        let file = open(&path).unwrap_or_else(|_| OpenOptions::new().write(true).open(&path).unwrap());
+        (path, file)
     }
 
     #[test]
     fn staged_writes_rewrite_the_partial_block_and_pad_with_zeros() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("segment");
-        File::create(&path).unwrap();
-        let file = open(&path).unwrap_or_else(|_| OpenOptions::new().write(true).open(&path).unwrap());
+        let (path, file) = empty_segment(dir.path());
         let mut staging = Staging::with_tail(&[]);
         let mut expected = Vec::new();
         let mut logical = 0u64;
@@ -178,7 +166,7 @@ mod tests {
             expected.extend_from_slice(&chunk);
             logical += size as u64;
             assert_eq!(staging.tail_len() as u64, logical % BLOCK as u64);
-            let on_disk = read_all(&path);
+            let on_disk = std::fs::read(&path).unwrap();
             assert_eq!(on_disk.len() as u64, logical.div_ceil(BLOCK as u64) * BLOCK as u64);
             assert_eq!(&on_disk[..expected.len()], &expected[..]);
             assert!(on_disk[expected.len()..].iter().all(|&byte| byte == 0));
@@ -190,9 +178,7 @@ mod tests {
     #[test]
     fn a_big_write_gives_its_buffer_back_and_keeps_the_tail() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("segment");
-        File::create(&path).unwrap();
-        let file = open(&path).unwrap_or_else(|_| OpenOptions::new().write(true).open(&path).unwrap());
+        let (path, file) = empty_segment(dir.path());
         let mut staging = Staging::with_tail(&[]);
         let big = vec![7u8; KEEP_CAPACITY + 100];
         staging.write(&file, 0, &[&big]).unwrap();
@@ -200,7 +186,7 @@ mod tests {
         assert_eq!(staging.tail_len(), 100);
         let offset = (big.len() - staging.tail_len()) as u64;
         staging.write(&file, offset, &[b"after"]).unwrap();
-        let on_disk = read_all(&path);
+        let on_disk = std::fs::read(&path).unwrap();
         assert_eq!(&on_disk[big.len() - 3..big.len() + 5], b"\x07\x07\x07after");
     }
 }
