@@ -68,7 +68,7 @@ fn filters_never_miss_a_term_and_skip_most_blocks_without_it() {
     let n_rows = BLOCK_ROWS * 3 + 123;
     let mut rows = Vec::with_capacity(n_rows);
     for _ in 0..n_rows {
-        if rng.next() % 17 == 0 {
+        if rng.next().is_multiple_of(17) {
             rows.push(None);
             continue;
         }
