@@ -120,12 +120,21 @@ impl TermMatcher {
         let is_term_byte = watchpost_storage::terms::is_term_byte;
         let starts_term = self.term.first().is_some_and(|byte| is_term_byte(*byte));
         let ends_term = self.term.last().is_some_and(|byte| is_term_byte(*byte));
-        self.finder.find_iter(haystack).any(|start| {
+        // Matches may overlap ("10.1" in "10.10.1" only matches at 3), so
+        // the search resumes one byte after each candidate, not after its end
+        // as `find_iter` would.
+        let mut from = 0;
+        while let Some(found) = self.finder.find(&haystack[from..]) {
+            let start = from + found;
             let end = start + self.term.len();
             let left_ok = !starts_term || start == 0 || !is_term_byte(haystack[start - 1]);
             let right_ok = !ends_term || end == haystack.len() || !is_term_byte(haystack[end]);
-            left_ok && right_ok
-        })
+            if left_ok && right_ok {
+                return true;
+            }
+            from = start + 1;
+        }
+        false
     }
 }
 
@@ -142,6 +151,8 @@ mod tests {
         assert!(!has("xrubeus", "rubeus"));
         assert!(has("src=10.0.0.1 dst", "10.0.0.1"));
         assert!(!has("110.0.0.1", "10.0.0.1"));
+        assert!(has("10.10.1", "10.1"), "a match that overlaps a rejected one");
+        assert!(has("aa-aa-a", "aa-a"));
         assert!(has("a b", ""));
         assert!(!TermMatcher::new("Rubeus", true).matches("rubeus"));
     }
