@@ -231,7 +231,14 @@ fn events_view(agent: &ureq::Agent, url: &str) -> anyhow::Result<String> {
             }
         }
     }
-    Ok(format!("let Events = Events_CL | project-rename {};\n", renames.join(", ")))
+    // The kit's events are from 2024, more than two days before they are
+    // received, so the Data Collector API stores the receive time as
+    // `TimeGenerated` (as Azure does) and keeps the event's own time as
+    // `EventTime_Utc_t`: the view presents that one as `TimeGenerated`.
+    Ok(format!(
+        "let Events = Events_CL | project-away TimeGenerated | project-rename TimeGenerated = {TIME_FIELD}_t, {};\n",
+        renames.join(", ")
+    ))
 }
 
 fn watchpost_query(args: &QueryArgs, view: &str, text: &str) -> anyhow::Result<Figures> {

@@ -5,6 +5,7 @@
 
 use std::fs;
 use std::path::Path;
+use std::sync::mpsc;
 use std::sync::Arc;
 
 use arrow::array::{Array, TimestampNanosecondArray};
@@ -40,6 +41,33 @@ pub struct SegmentMeta {
 /// Rows written per Parquet row group.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 
+/// Encodes `batches` in time order (`order`, or as they are when `None`),
+/// handing each written batch to `also`.
+fn write_rows(
+    writer: &mut ArrowWriter<fs::File>,
+    batches: &[RecordBatch],
+    order: Option<&[(usize, usize)]>,
+    also: impl Fn(&RecordBatch),
+) -> StorageResult<()> {
+    match order {
+        None => {
+            for batch in batches {
+                writer.write(batch).map_err(StorageError::parquet)?;
+                also(batch);
+            }
+        }
+        Some(order) => {
+            let inputs: Vec<&RecordBatch> = batches.iter().collect();
+            for chunk in order.chunks(ROW_GROUP_ROWS) {
+                let rows = interleave_record_batch(&inputs, chunk).map_err(StorageError::arrow)?;
+                writer.write(&rows).map_err(StorageError::parquet)?;
+                also(&rows);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Writes `batches` (all of `schema`) to `path` sorted by `TimeGenerated`,
 /// atomically (temporary name, fsync, rename).
 ///
@@ -63,33 +91,45 @@ pub(crate) fn write_segment(
         // block that may hold a term are read without their neighbours.
         .set_data_page_row_count_limit(BLOCK_ROWS)
         .build();
-    let mut terms = TermFilterBuilder::new(schema);
     let tmp = path.with_extension("parquet.tmp");
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(|source| StorageError::io(parent, source))?;
     }
     let file = fs::File::create(&tmp).map_err(|source| StorageError::io(&tmp, source))?;
     let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(properties)).map_err(StorageError::parquet)?;
-    match order {
-        None => {
-            for batch in batches {
-                writer.write(batch).map_err(StorageError::parquet)?;
-                if let Some(terms) = terms.as_mut() {
-                    terms.push(batch);
-                }
+    // The term filters are built on a thread of their own from the same
+    // batches as the Parquet encoder takes, so a flush costs the longer of
+    // the two rather than their sum (flushing paces ingest).
+    let (rows_tx, rows_rx) = mpsc::sync_channel::<RecordBatch>(2);
+    let (written, terms) = std::thread::scope(|scope| {
+        let builder = match TermFilterBuilder::new(schema) {
+            Some(mut builder) => {
+                let spawned =
+                    std::thread::Builder::new().name("watchpost-terms".into()).spawn_scoped(scope, move || {
+                        for rows in rows_rx {
+                            builder.push(&rows);
+                        }
+                        builder
+                    });
+                Some(spawned.map_err(|source| StorageError::io(path, source))?)
             }
-        }
-        Some(order) => {
-            let inputs: Vec<&RecordBatch> = batches.iter().collect();
-            for chunk in order.chunks(ROW_GROUP_ROWS) {
-                let rows = interleave_record_batch(&inputs, chunk).map_err(StorageError::arrow)?;
-                writer.write(&rows).map_err(StorageError::parquet)?;
-                if let Some(terms) = terms.as_mut() {
-                    terms.push(&rows);
-                }
+            None => None,
+        };
+        let send = |rows: &RecordBatch| {
+            if builder.is_some() {
+                // A closed channel means the builder thread panicked; the
+                // join below raises it.
+                let _ = rows_tx.send(rows.clone());
             }
-        }
-    }
+        };
+        let written = write_rows(&mut writer, batches, order.as_deref(), send);
+        drop(rows_tx);
+        // A panic there is a bug, raised here as it would have been had
+        // the builder run on this thread.
+        let terms = builder.map(|handle| handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        Ok::<_, StorageError>((written, terms))
+    })?;
+    written?;
     let file = writer.into_inner().map_err(StorageError::parquet)?;
     file.sync_all().map_err(|source| StorageError::io(&tmp, source))?;
     let bytes = file.metadata().map_err(|source| StorageError::io(&tmp, source))?.len();

@@ -49,8 +49,20 @@ const SALT: [u32; 8] =
 /// Whether `byte` belongs to a term: ASCII alphanumerics and all bytes of
 /// non-ASCII characters.
 pub fn is_term_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || byte >= 0x80
+    TERM_BYTES[usize::from(byte)]
 }
+
+/// [`is_term_byte`] as a table: one load per byte in the tokenising loop.
+static TERM_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric() || b >= 0x80;
+        byte += 1;
+    }
+    table
+};
 
 /// Calls `f` with every term of `text`, in order.
 pub fn for_each_term(text: &[u8], mut f: impl FnMut(&[u8])) {
@@ -168,11 +180,46 @@ struct ColumnHeader {
     blocks: Vec<(u64, u32)>,
 }
 
+/// Whether a column's repeated values are worth looking up before they are
+/// tokenised: they are for hosts or actions, they are not for free text,
+/// where every value is new and the lookup is pure cost.
+#[derive(Debug, Clone, Copy, Default)]
+struct Dedup {
+    /// Blocks to tokenise without lookups before trying them again.
+    off_for: u32,
+    /// In the current block: values looked up, and values that were new.
+    looked_up: usize,
+    new: usize,
+}
+
+impl Dedup {
+    /// Blocks a mostly-unique column is tokenised without lookups.
+    const RETRY_AFTER: u32 = 8;
+
+    fn enabled(&self) -> bool {
+        self.off_for == 0
+    }
+
+    /// At a block's end: stop looking up when at least half the values
+    /// were new; count down towards the next try otherwise.
+    fn finish_block(&mut self) {
+        if self.off_for > 0 {
+            self.off_for -= 1;
+        } else if self.looked_up > 0 && self.new * 2 >= self.looked_up {
+            self.off_for = Self::RETRY_AFTER;
+        }
+        self.looked_up = 0;
+        self.new = 0;
+    }
+}
+
 /// Builds the term filters of a segment from its rows, in file order.
 pub(crate) struct TermFilterBuilder {
     columns: Vec<(usize, String)>,
     /// Per column: the term hashes seen in the current block.
     terms: Vec<HashSet<u64, IdentityBuild>>,
+    /// Per column: whether repeated values are skipped, and how that pays.
+    dedup: Vec<Dedup>,
     rows_in_block: usize,
     n_rows: usize,
     headers: Vec<ColumnHeader>,
@@ -197,6 +244,7 @@ impl TermFilterBuilder {
             headers: columns.iter().map(|(_, name)| ColumnHeader { name: name.clone(), blocks: Vec::new() }).collect(),
             columns,
             terms: vec![HashSet::default(); n],
+            dedup: vec![Dedup::default(); n],
             rows_in_block: 0,
             n_rows: 0,
             data: Vec::new(),
@@ -211,15 +259,21 @@ impl TermFilterBuilder {
             for (slot, (column_idx, _)) in self.columns.iter().enumerate() {
                 let Some(strings) = batch.column(*column_idx).as_string_opt::<i32>() else { continue };
                 let terms = &mut self.terms[slot];
-                // Repeated values (hosts, actions...) are tokenized once.
-                let mut values: HashSet<&[u8]> = HashSet::new();
+                let dedup = &mut self.dedup[slot];
+                // Repeated values (hosts, actions...) are tokenised once per
+                // batch; foldhash because SipHash cost more than tokenising.
+                let mut values: HashSet<&[u8], foldhash::fast::RandomState> = HashSet::default();
                 for row in offset..offset + take {
                     if strings.is_null(row) {
                         continue;
                     }
                     let value = strings.value(row).as_bytes();
-                    if !values.insert(value) {
-                        continue;
+                    if dedup.enabled() {
+                        dedup.looked_up += 1;
+                        if !values.insert(value) {
+                            continue;
+                        }
+                        dedup.new += 1;
                     }
                     for_each_term(value, |term| {
                         terms.insert(term_hash(term));
@@ -241,6 +295,7 @@ impl TermFilterBuilder {
             header.blocks.push((self.data.len() as u64, bloom.words.len() as u32));
             bloom.write_to(&mut self.data);
             self.terms[slot].clear();
+            self.dedup[slot].finish_block();
         }
         self.rows_in_block = 0;
     }

@@ -125,3 +125,23 @@ fn filters_never_miss_a_term_and_skip_most_blocks_without_it() {
     let host = filters.may_contain_all("Host", &needle_hashes("host-3")).unwrap().unwrap();
     assert!(host.iter().all(|m| *m));
 }
+
+#[test]
+fn lookups_of_repeated_values_stop_for_unique_columns_and_come_back() {
+    let mut unique = super::Dedup::default();
+    assert!(unique.enabled());
+    (unique.looked_up, unique.new) = (8192, 8000);
+    unique.finish_block();
+    for _ in 0..super::Dedup::RETRY_AFTER {
+        assert!(!unique.enabled());
+        unique.finish_block();
+    }
+    assert!(unique.enabled(), "a column is tried again after a while");
+
+    let mut repeated = super::Dedup::default();
+    for _ in 0..20 {
+        (repeated.looked_up, repeated.new) = (8192, 7);
+        repeated.finish_block();
+        assert!(repeated.enabled());
+    }
+}
