@@ -128,17 +128,17 @@ fn filters_never_miss_a_term_and_skip_most_blocks_without_it() {
 
 #[test]
 fn lookups_of_repeated_values_stop_for_unique_columns_and_come_back() {
-    let mut unique = super::Dedup::default();
+    let mut unique = Dedup::default();
     assert!(unique.enabled());
     (unique.looked_up, unique.new) = (8192, 8000);
     unique.finish_block();
-    for _ in 0..super::Dedup::RETRY_AFTER {
+    for _ in 0..Dedup::RETRY_AFTER {
         assert!(!unique.enabled());
         unique.finish_block();
     }
     assert!(unique.enabled(), "a column is tried again after a while");
 
-    let mut repeated = super::Dedup::default();
+    let mut repeated = Dedup::default();
     for _ in 0..20 {
         (repeated.looked_up, repeated.new) = (8192, 7);
         repeated.finish_block();
