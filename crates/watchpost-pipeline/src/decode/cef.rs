@@ -371,7 +371,7 @@ fn parse_cef_time(value: &str, received: DateTime<Utc>) -> Option<DateTime<Utc>>
         return Some(when.with_timezone(&Utc));
     }
     let (clock, offset) = match text.rsplit_once(' ') {
-        Some((head, zone)) if matches!(zone, "UTC" | "GMT" | "Z") => (head, FixedOffset::east_opt(0)?),
+        Some((head, "UTC" | "GMT" | "Z")) => (head, FixedOffset::east_opt(0)?),
         Some((head, zone)) if zone.starts_with(['+', '-']) => (head, parse_zone_offset(zone)?),
         _ => (text, FixedOffset::east_opt(0)?),
     };
