@@ -3,9 +3,11 @@
 messages, rsyslog forwarding (when rsyslogd is installed; `.ci/run`
 installs it), custom log files and heartbeats.
 
-The Data Collector API only writes `_CL` tables with typed suffixes, so
-the rows land in `Syslog_CL`, `CommonSecurityLog_CL`, `Heartbeat_CL` with
-columns such as `Facility_s`; the column values are the spec's."""
+The agent sends syslog, CEF and heartbeat batches with the Watchpost
+header `x-watchpost-standard-table: true`, so the rows land in the standard
+`Syslog`, `CommonSecurityLog` and `Heartbeat` tables with their declared
+columns and types (`Facility`, `ProcessID` as int, ...), never in `_CL`
+tables; custom file tables stay `<Name>_CL` with typed suffixes."""
 
 from __future__ import annotations
 
@@ -71,6 +73,11 @@ def count(server, kql: str) -> int:
     return response.json()["tables"][0]["rows"][0][0] if response.status_code == 200 else 0
 
 
+def assert_no_table(server, table: str) -> None:
+    response = server.query_raw(f"{table} | count")
+    assert response.status_code == 400, f"{table} exists: {response.text}"
+
+
 def logger(port: int, *args: str) -> None:
     subprocess.run(["logger", "-n", "127.0.0.1", "-P", str(port), *args], check=True, timeout=30)
 
@@ -83,21 +90,34 @@ def test_logger_udp_tcp_and_octet_counting(server, agent):
     logger(port, "--tcp", "--rfc3164", "-t", "tcp3164", "-p", "daemon.err", f"{marker} tcp 3164")
     logger(port, "--tcp", "--rfc5424", "-t", "tcp5424", "--id=4242", f"{marker} tcp 5424")
     logger(port, "--tcp", "--octet-count", "--rfc5424", "-t", "octet", "-p", "local7.debug", f"{marker} octet")
-    query = f"Syslog_CL | where SyslogMessage_s startswith '{marker}'"
+    query = f"Syslog | where SyslogMessage startswith '{marker}'"
     wait_until(lambda: count(server, query) == 5, 60, message="five syslog rows")
-    rows = {r["ProcessName_s"]: r for r in server.query(query).dicts()}
+    table = server.query(query)
+    types = table.types
+    assert (types["SyslogMessage"], types["Facility"], types["SeverityLevel"]) == ("string", "string", "string")
+    assert (types["ProcessID"], types["EventTime"], types["TimeGenerated"]) == ("int", "datetime", "datetime")
+    rows = {r["ProcessName"]: r for r in table.dicts()}
     assert set(rows) == {"udp3164", "udp5424", "tcp3164", "tcp5424", "octet"}
-    assert (rows["udp3164"]["Facility_s"], rows["udp3164"]["SeverityLevel_s"]) == ("local4", "warning")
-    assert (rows["udp5424"]["Facility_s"], rows["udp5424"]["SeverityLevel_s"]) == ("auth", "info")
-    assert (rows["tcp3164"]["Facility_s"], rows["tcp3164"]["SeverityLevel_s"]) == ("daemon", "err")
-    assert (rows["octet"]["Facility_s"], rows["octet"]["SeverityLevel_s"]) == ("local7", "debug")
-    assert rows["tcp5424"]["ProcessID_d"] == 4242
-    assert rows["octet"]["SyslogMessage_s"] == f"{marker} octet"
+    assert (rows["udp3164"]["Facility"], rows["udp3164"]["SeverityLevel"]) == ("local4", "warning")
+    assert (rows["udp5424"]["Facility"], rows["udp5424"]["SeverityLevel"]) == ("auth", "info")
+    assert (rows["tcp3164"]["Facility"], rows["tcp3164"]["SeverityLevel"]) == ("daemon", "err")
+    assert (rows["octet"]["Facility"], rows["octet"]["SeverityLevel"]) == ("local7", "debug")
+    assert rows["tcp5424"]["ProcessID"] == 4242
+    assert rows["octet"]["SyslogMessage"] == f"{marker} octet"
+    assert rows["udp3164"]["SyslogMessage"] == f"{marker} udp 3164"
     for row in rows.values():
-        assert row["HostIP_s"] == "127.0.0.1"
-        assert row["CollectorHostName_s"] == socket.gethostname()
-        assert row["Computer_s"] == row["HostName_s"]
-    assert count(server, f"CommonSecurityLog_CL | where Message_s startswith '{marker}'") == 0
+        assert row["Type"] == "Syslog"
+        assert row["TenantId"] == server.workspace_id
+        assert row["SourceSystem"] == "Linux"
+        assert row["HostIP"] == "127.0.0.1"
+        assert row["CollectorHostName"] == socket.gethostname()
+        assert row["Computer"] == row["HostName"]
+        assert row["EventTime"] is not None
+        # TimeGenerated is the listener's receive time (spec 6), sent as TimeCollected.
+        assert row["TimeGenerated"] == row["TimeCollected"]
+    assert count(server, f"CommonSecurityLog | where Message startswith '{marker}'") == 0
+    for table_name in ("Syslog_CL", "CommonSecurityLog_CL"):
+        assert_no_table(server, table_name)
 
 
 @pytest.mark.skipif(shutil.which("logger") is None, reason="util-linux logger is not installed")
@@ -110,25 +130,32 @@ def test_cef_becomes_common_security_log(server, agent):
     )
     logger(agent["port"], "--udp", "--rfc3164", "-t", "wpk-cef", "-p", "local4.warning", cef)
     logger(agent["port"], "--tcp", "--octet-count", "--rfc5424", "-t", "wpk-cef", cef)
-    query = f"CommonSecurityLog_CL | where Message_s startswith '{marker}'"
+    query = f"CommonSecurityLog | where Message startswith '{marker}'"
     wait_until(lambda: count(server, query) == 2, 60, message="two CommonSecurityLog rows")
-    for row in server.query(query).dicts():
-        assert row["DeviceVendor_s"] == "WatchpostKit"
-        assert row["DeviceProduct_s"] == "Kit|Sensor"
-        assert row["DeviceVersion_s"] == "1.0"
-        assert row["DeviceEventClassID_s"] == "wpk-100"
-        assert row["Activity_s"] == "Port scan detected"
-        assert row["LogSeverity_s"] == "7"
-        assert (row["SourceIP_s"], row["DestinationIP_s"]) == ("10.1.2.3", "192.0.2.10")
-        assert (row["SourcePort_d"], row["DestinationPort_d"]) == (51515, 443)
-        assert (row["Protocol_s"], row["DeviceAction_s"], row["SimplifiedDeviceAction_s"]) == ("TCP", "blocked", "Deny")
-        assert row["SourceUserName_s"] == "alice"
-        assert (row["DeviceCustomString1Label_s"], row["DeviceCustomString1_s"]) == ("Rule", "deny all")
-        assert (row["DeviceCustomNumber1Label_s"], row["DeviceCustomNumber1_d"]) == ("Hits", 42)
-        assert row["Message_s"] == f"{marker} a=b c\\d"
-        assert row["RequestURL_s"] == "https://example.test/a?b=c"
-        assert row["AdditionalExtensions_s"] == "wpkCustom=xyz"
-    assert count(server, f"Syslog_CL | where SyslogMessage_s contains '{marker}'") == 0
+    table = server.query(query)
+    assert (table.types["SourcePort"], table.types["DeviceCustomNumber1"], table.types["ReceivedBytes"]) == ("int", "int", "long")
+    for row in table.dicts():
+        assert row["Type"] == "CommonSecurityLog"
+        assert row["SourceSystem"] == "OpsManager"
+        assert row["DeviceVendor"] == "WatchpostKit"
+        assert row["DeviceProduct"] == "Kit|Sensor"
+        assert row["DeviceVersion"] == "1.0"
+        assert row["DeviceEventClassID"] == "wpk-100"
+        assert row["Activity"] == "Port scan detected"
+        assert row["LogSeverity"] == "7"
+        assert (row["SourceIP"], row["DestinationIP"]) == ("10.1.2.3", "192.0.2.10")
+        assert (row["SourcePort"], row["DestinationPort"]) == (51515, 443)
+        assert (row["Protocol"], row["DeviceAction"], row["SimplifiedDeviceAction"]) == ("TCP", "blocked", "Deny")
+        assert row["SourceUserName"] == "alice"
+        assert (row["DeviceCustomString1Label"], row["DeviceCustomString1"]) == ("Rule", "deny all")
+        assert (row["DeviceCustomNumber1Label"], row["DeviceCustomNumber1"]) == ("Hits", 42)
+        assert row["Message"] == f"{marker} a=b c\\d"
+        assert row["RequestURL"] == "https://example.test/a?b=c"
+        assert row["AdditionalExtensions"] == "wpkCustom=xyz"
+        assert row["CollectorHostName"] == socket.gethostname()
+        assert row["TimeGenerated"] is not None
+    assert count(server, f"Syslog | where SyslogMessage contains '{marker}'") == 0
+    assert_no_table(server, "CommonSecurityLog_CL")
 
 
 def test_files_and_heartbeat(server, agent):
@@ -138,9 +165,12 @@ def test_files_and_heartbeat(server, agent):
     rows = server.query("AgentApp_CL | sort by RawData__s asc | take 1").dicts()
     assert rows[0]["FilePath_s"] == str(app)
     assert rows[0]["Computer_s"] == socket.gethostname()
-    wait_until(lambda: count(server, f"Heartbeat_CL | where Computer_s == '{socket.gethostname()}'") >= 2, 30, message="heartbeats")
-    row = server.query("Heartbeat_CL | take 1").dicts()[0]
-    assert (row["Category_s"], row["OSType_s"]) == ("Direct Agent", "Linux")
+    wait_until(lambda: count(server, f"Heartbeat | where Computer == '{socket.gethostname()}'") >= 2, 30, message="heartbeats")
+    row = server.query("Heartbeat | take 1").dicts()[0]
+    assert (row["Category"], row["OSType"], row["ComputerEnvironment"]) == ("Direct Agent", "Linux", "Non-Azure")
+    assert (row["Type"], row["SourceSystem"], row["TenantId"]) == ("Heartbeat", "Linux", server.workspace_id)
+    assert row["TimeGenerated"] is not None and row["Version"]
+    assert_no_table(server, "Heartbeat_CL")
     metrics = requests.get(agent["metrics"], timeout=10).text
     assert 'watchpost_pipeline_source_events_received_total{pipeline="agent",source="file0"} 25' in metrics
     sent = [line for line in metrics.splitlines() if line.startswith("watchpost_pipeline_sink_rows_sent_total")]
@@ -171,11 +201,13 @@ input(type="imudp" address="127.0.0.1" port="{rsyslog_port}")
         marker = f"rs{time.time_ns()}"
         for i in range(10):
             logger(rsyslog_port, "--udp", "--rfc3164", "-t", "viarsyslog", "-p", "user.notice", f"{marker} {i}")
-        query = f"Syslog_CL | where SyslogMessage_s startswith '{marker}'"
+        query = f"Syslog | where SyslogMessage startswith '{marker}'"
         wait_until(lambda: count(server, query) == 10, 60, message="ten forwarded rows")
         rows = server.query(query).dicts()
-        assert {r["ProcessName_s"] for r in rows} == {"viarsyslog"}
-        assert {r["Facility_s"] for r in rows} == {"user"}
+        assert {r["ProcessName"] for r in rows} == {"viarsyslog"}
+        assert {(r["Facility"], r["SeverityLevel"]) for r in rows} == {("user", "notice")}
+        assert {r["SyslogMessage"] for r in rows} == {f"{marker} {i}" for i in range(10)}
+        assert {r["Type"] for r in rows} == {"Syslog"}
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)

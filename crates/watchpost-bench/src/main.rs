@@ -363,7 +363,7 @@ fn thread_cpu_seconds() -> f64 {
 }
 
 fn decode(args: DecodeArgs) -> anyhow::Result<()> {
-    use watchpost_ingest::data_collector::{decode, ValidatedPost};
+    use watchpost_ingest::data_collector::{decode, TableKind, ValidatedPost};
     let batches = read_batches(&args.batches)?;
     let bytes: usize = batches.iter().map(|(_, body)| body.len()).sum();
     let (mut rates, mut cpu_rates) = (Vec::new(), Vec::new());
@@ -376,6 +376,7 @@ fn decode(args: DecodeArgs) -> anyhow::Result<()> {
             let post = ValidatedPost {
                 workspace_id: WORKSPACE.to_string(),
                 table: "Events_CL".to_string(),
+                table_kind: TableKind::Custom,
                 time_generated_field: Some(TIME_FIELD.to_string()),
                 resource_id: None,
                 body: std::borrow::Cow::Borrowed(body),

@@ -1,6 +1,9 @@
 //! `watchpost agent`: the Log Analytics agent preset (agent spec): custom
 //! log files, a syslog/CEF listener on one port for UDP and TCP, and a
 //! heartbeat, shipped through the Data Collector sink with a disk buffer.
+//! Syslog, CEF and heartbeat rows go to the standard `Syslog`,
+//! `CommonSecurityLog` and `Heartbeat` tables (the sink sends
+//! `x-watchpost-standard-table: true`); file tables go to `<Name>_CL`.
 //! `--config` takes a pipeline document instead of the flags.
 
 use std::path::PathBuf;

@@ -205,6 +205,7 @@ impl Upload<'_> {
             resource_id: self.args.tagged_resource_id.as_deref(),
             idempotency_key: Some(&idempotency_key),
             gzip: false,
+            standard_table: false,
         };
         let policy = RetryPolicy::bounded(self.args.max_attempts);
         let progress = self.progress.clone();

@@ -15,6 +15,9 @@ pub const MAX_POST_BYTES: usize = 30 * 1024 * 1024;
 pub const TARGET_POST_BYTES: usize = 25 * 1024 * 1024;
 /// The header Watchpost reads to make a retried batch count once.
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+/// Watchpost's header asking for the standard table named by `Log-Type`
+/// itself (no `_CL`, no type suffixes); Azure ignores it.
+pub const STANDARD_TABLE_HEADER: &str = "x-watchpost-standard-table";
 
 /// What a POST came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +44,10 @@ pub struct PostOptions<'a> {
     /// Gzip the body (`Content-Encoding: gzip`). Watchpost accepts it; Azure's
     /// Data Collector API does not document it, so it is off by default.
     pub gzip: bool,
+    /// Send [`STANDARD_TABLE_HEADER`]: Watchpost stores the rows in the
+    /// standard table `log_type` names (its properties must be columns of
+    /// it); Azure ignores the header and writes `{log_type}_CL`.
+    pub standard_table: bool,
 }
 
 /// How long and how often to retry.
@@ -134,6 +141,9 @@ impl DataCollectorClient {
         }
         if options.gzip {
             request = request.set("Content-Encoding", "gzip");
+        }
+        if options.standard_table {
+            request = request.set(STANDARD_TABLE_HEADER, "true");
         }
         match request.send_bytes(payload) {
             Ok(response) if response.status() == 200 => PostOutcome::Accepted,

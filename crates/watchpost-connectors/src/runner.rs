@@ -323,7 +323,7 @@ impl MainLoop<'_> {
                         self.add(index, DEAD_LETTER_LOG_TYPE, &row);
                         continue;
                     }
-                    let row = event_to_row(&event, &settings.time_field);
+                    let row = event_to_row(&event, settings.time_field_for(&table));
                     self.add(index, &table, &row);
                 }
             }
@@ -379,7 +379,8 @@ fn metadata_table() -> FieldRef {
     FieldRef { path: vec!["@metadata".to_string(), "table".to_string()] }
 }
 
-/// One `Heartbeat` row per agent and interval.
+/// One `Heartbeat` row per agent and interval; every field is a column of
+/// the standard `Heartbeat` table.
 fn heartbeat_event(computer: &str) -> Event {
     let mut event = Event::default();
     event.set_timestamp(Utc::now());

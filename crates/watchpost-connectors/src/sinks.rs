@@ -1,12 +1,20 @@
 //! Sinks: the HTTP Data Collector API (SharedKey), and `stdout` and
 //! `file` (NDJSON) for debugging. Each is built from a `[[sink]]` table.
+//!
+//! A Data Collector sink sends rows whose table is a standard table
+//! Watchpost ships (`Syslog`, `CommonSecurityLog`, `Heartbeat`, ...) with
+//! `x-watchpost-standard-table: true`, so Watchpost stores them in that
+//! table rather than `<Name>_CL` (option `standard_tables = false` turns
+//! this off); their `@timestamp` travels as
+//! [`STANDARD_TIME_FIELD`](watchpost_pipeline::STANDARD_TIME_FIELD).
 
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::PathBuf;
 
 use serde_json::Value as Json;
-use watchpost_pipeline::{Batch, ConfigResult, Delivery, Options, Sink};
+use watchpost_pipeline::{Batch, ConfigResult, Delivery, Options, Sink, STANDARD_TIME_FIELD};
+use watchpost_schema::standard::standard_table;
 
 use crate::data_collector::{DataCollectorClient, PostOptions, PostOutcome, MAX_POST_BYTES, TARGET_POST_BYTES};
 use crate::shared_key::SharedKey;
@@ -29,6 +37,9 @@ pub struct SinkSettings {
     pub batch_max_rows: usize,
     /// Table names are stream names (`Custom-X`), which may hold `-`.
     pub stream_names: bool,
+    /// Rows for a standard table go to that table (Data Collector sinks
+    /// with `standard_tables` on, the default).
+    pub standard_tables: bool,
 }
 
 impl SinkSettings {
@@ -40,6 +51,26 @@ impl SinkSettings {
         }
         valid_log_type(name)
     }
+
+    /// Whether rows for `table` are written to the standard table of that
+    /// name rather than `<table>_CL`.
+    pub fn writes_standard_table(&self, table: &str) -> bool {
+        self.standard_tables && is_standard_table(table)
+    }
+
+    /// The row property that carries `@timestamp` for `table`.
+    pub fn time_field_for(&self, table: &str) -> &str {
+        if self.writes_standard_table(table) {
+            STANDARD_TIME_FIELD
+        } else {
+            &self.time_field
+        }
+    }
+}
+
+/// Whether `name` is a standard table Watchpost ships (case-sensitive).
+pub fn is_standard_table(name: &str) -> bool {
+    standard_table(name).is_some()
 }
 
 /// Builds a sink from its table: the sink and its batching settings.
@@ -65,12 +96,15 @@ pub fn build_sink(options: &mut Options) -> ConfigResult<(Box<dyn Sink>, SinkSet
         return Err(options.error(format!("`batch_max_bytes` must be between 1024 and {max_bytes}")));
     }
     let batch_max_rows = options.u64("batch_max_rows", 10_000)?.max(1) as usize;
+    let mut standard_tables = false;
     let sink: Box<dyn Sink> = match kind.as_str() {
         "data_collector"
         | "azure_loganalytics"
         | "microsoft-logstash-output-azure-loganalytics"
         | "microsoft-sentinel-log-analytics-logstash-output-plugin" => {
-            Box::new(DataCollectorSink::build(options, &time_field)?)
+            let sink = DataCollectorSink::build(options, &time_field)?;
+            standard_tables = sink.standard_tables;
+            Box::new(sink)
         }
         "logs_ingestion" => Box::new(LogsIngestionSink::build(options)?),
         "stdout" => Box::new(StdoutSink),
@@ -90,7 +124,8 @@ pub fn build_sink(options: &mut Options) -> ConfigResult<(Box<dyn Sink>, SinkSet
         (None, "logs_ingestion") => return Err(options.error("option `stream` is required (e.g. Custom-MyTable)")),
         (None, _) => return Err(options.error("option `log_type` is required (the table without _CL)")),
     };
-    let settings = SinkSettings { log_type, time_field, batch_max_bytes, batch_max_rows, stream_names };
+    let settings =
+        SinkSettings { log_type, time_field, batch_max_bytes, batch_max_rows, stream_names, standard_tables };
     if !settings.log_type.contains("%{") && !settings.valid_table(&settings.log_type) {
         return Err(options.error(format!("table or stream name {:?} is not valid", settings.log_type)));
     }
@@ -108,6 +143,7 @@ pub struct DataCollectorSink {
     time_field: String,
     resource_id: Option<String>,
     gzip: bool,
+    standard_tables: bool,
 }
 
 impl DataCollectorSink {
@@ -132,6 +168,7 @@ impl DataCollectorSink {
             time_field: time_field.to_string(),
             resource_id: options.string("resource_id")?,
             gzip: options.bool("gzip", false)?,
+            standard_tables: options.bool("standard_tables", true)?,
         })
     }
 }
@@ -142,12 +179,16 @@ impl Sink for DataCollectorSink {
     }
 
     fn deliver(&mut self, batch: &Batch) -> Delivery {
+        // The same rule as `SinkSettings::time_field_for`, which shaped the rows.
+        let standard_table = self.standard_tables && is_standard_table(&batch.table);
+        let time_field = if standard_table { STANDARD_TIME_FIELD } else { self.time_field.as_str() };
         let options = PostOptions {
             log_type: &batch.table,
-            time_field: Some(&self.time_field),
+            time_field: Some(time_field),
             resource_id: self.resource_id.as_deref(),
             idempotency_key: Some(&batch.idempotency_key),
             gzip: self.gzip,
+            standard_table,
         };
         match self.client.post(&batch.body, &options) {
             PostOutcome::Accepted => Delivery::Delivered,
@@ -332,6 +373,35 @@ fn ndjson_lines(batch: &Batch) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn data_collector_settings(extra: &str) -> SinkSettings {
+        let text = format!(
+            "type = \"data_collector\"\nworkspace_id = \"ws\"\nworkspace_key = \"a2V5\"\n\
+             log_type = \"%{{[@metadata][table]}}\"\n{extra}"
+        );
+        let mut options = Options::new(toml::from_str::<toml::Table>(&text).unwrap(), "sink[0]");
+        let (_, settings) = build_sink(&mut options).unwrap();
+        options.finish().unwrap();
+        settings
+    }
+
+    #[test]
+    fn data_collector_sinks_write_standard_tables_unless_told_not_to() {
+        let settings = data_collector_settings("");
+        for table in ["Syslog", "CommonSecurityLog", "Heartbeat"] {
+            assert!(settings.writes_standard_table(table), "{table}");
+            assert_eq!(settings.time_field_for(table), STANDARD_TIME_FIELD);
+        }
+        for table in ["AgentApp", "syslog", "Syslog_CL", "WatchpostDeadLetter"] {
+            assert!(!settings.writes_standard_table(table), "{table}");
+            assert_eq!(settings.time_field_for(table), "EventTime");
+        }
+        let settings = data_collector_settings("standard_tables = false\ntime_field = \"When\"");
+        assert!(!settings.writes_standard_table("Syslog"));
+        assert_eq!(settings.time_field_for("Syslog"), "When");
+        let mut options = Options::new(toml::from_str("type = \"stdout\"").unwrap(), "sink[0]");
+        assert!(!build_sink(&mut options).unwrap().1.writes_standard_table("Syslog"));
+    }
 
     #[test]
     fn ndjson_lines_add_type_without_reparsing() {

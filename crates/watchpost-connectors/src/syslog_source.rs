@@ -210,10 +210,12 @@ fn decode_text(bytes: &[u8]) -> String {
     }
 }
 
-/// The event for a received message: the table's columns as fields,
-/// `@timestamp` from the header (or receive time), the table in
-/// `[@metadata][table]` and the raw text in `[@metadata][raw]`.
-/// `None` when the listener's filters leave the message out.
+/// The event for a received message: the table's columns as fields
+/// (`Syslog` keeps the header's time in `EventTime`), `@timestamp` the
+/// receive time at the listener (which becomes `TimeGenerated`, spec 6 and
+/// 8), the table in `[@metadata][table]` and the raw text in
+/// `[@metadata][raw]`. `None` when the listener's filters leave the message
+/// out.
 pub fn record_to_event(record: &NetRecord, config: &SyslogSourceConfig, collector_host: &str) -> Option<Event> {
     let message = syslog::parse(&record.text, record.received, config.timezone);
     if !config.keeps(message.facility, message.severity) {
@@ -230,9 +232,8 @@ pub fn record_to_event(record: &NetRecord, config: &SyslogSourceConfig, collecto
         Some(parsed) => ("CommonSecurityLog", cef::common_security_log_row(&parsed, &message, &origin)),
         None => ("Syslog", syslog::syslog_row(&message, &origin)),
     };
-    // TimeGenerated is the sink's to set; EventTime travels as @timestamp.
-    row.remove("TimeGenerated");
-    let stamp = row.remove("EventTime").unwrap_or_else(|| syslog::rfc3339(record.received));
+    // TimeGenerated is the sink's to set, from @timestamp.
+    let stamp = row.remove("TimeGenerated").unwrap_or_else(|| syslog::rfc3339(record.received));
     let mut event = Event { fields: row.into_iter().filter(|(_, v)| !v.is_null()).collect() };
     event.fields.insert("@timestamp".into(), stamp);
     event.set(&FieldRef { path: vec!["@metadata".into(), "table".into()] }, Json::String(table.into()));
@@ -243,6 +244,7 @@ pub fn record_to_event(record: &NetRecord, config: &SyslogSourceConfig, collecto
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sinks::SinkSettings;
 
     fn config(filters: &str) -> SyslogSourceConfig {
         let table: toml::Table = toml::from_str(&format!("listen = \"127.0.0.1:0\"\nfilters = {filters}")).unwrap();
@@ -263,11 +265,12 @@ mod tests {
     #[test]
     fn cef_and_plain_messages_route_to_their_tables() {
         let config = config("{}");
+        let now = Utc::now();
         let record = |text: &str| NetRecord {
             listener: 0,
             text: text.to_string(),
             peer: "127.0.0.1:5000".parse().unwrap(),
-            received: Utc::now(),
+            received: now,
         };
         let event =
             record_to_event(&record("<134>Feb 10 12:00:00 host CEF:0|V|P|1|id|n|3|src=1.2.3.4"), &config, "c").unwrap();
@@ -277,5 +280,41 @@ mod tests {
         assert_eq!(event.sprintf("%{[@metadata][table]}"), "Syslog");
         assert_eq!(event.fields["SyslogMessage"], "hi");
         assert!(!event.fields.contains_key("TimeGenerated"));
+        // The header's time stays in EventTime; @timestamp is the receive time.
+        assert!(event.fields["EventTime"].as_str().unwrap().ends_with("-02-10T12:00:00Z"), "{:?}", event.fields);
+        assert_eq!(event.fields["@timestamp"], syslog::rfc3339(now));
+    }
+
+    #[test]
+    fn rows_for_standard_tables_name_only_their_columns() {
+        let settings = SinkSettings {
+            log_type: "%{[@metadata][table]}".into(),
+            time_field: "EventTime".into(),
+            batch_max_bytes: 1 << 20,
+            batch_max_rows: 10,
+            stream_names: false,
+            standard_tables: true,
+        };
+        let config = config("{}");
+        let cef = "<134>Feb 10 12:00:00 host CEF:0|V|P|1|id|n|3|src=1.2.3.4 spt=5 in=7 start=1764386067000 \
+                   act=deny deviceDirection=0 cs1Label=y cs1=x cn2=99999999999 oldFileId=f custom=1";
+        for (text, table) in [("<13>Feb 10 12:00:00 host app[12]: hi", "Syslog"), (cef, "CommonSecurityLog")] {
+            let record = NetRecord {
+                listener: 0,
+                text: text.to_string(),
+                peer: "127.0.0.1:5000".parse().unwrap(),
+                received: Utc::now(),
+            };
+            let event = record_to_event(&record, &config, "c").unwrap();
+            assert_eq!(event.sprintf(&settings.log_type), table);
+            assert!(settings.writes_standard_table(table));
+            let row = watchpost_pipeline::event_to_row(&event, settings.time_field_for(table));
+            let schema = &watchpost_schema::standard::standard_table(table).unwrap().schema;
+            for name in row.keys() {
+                let known = name == watchpost_pipeline::STANDARD_TIME_FIELD || schema.column(name).is_some();
+                assert!(known, "{table} has no column {name}: {row:?}");
+            }
+            assert_eq!(row[watchpost_pipeline::STANDARD_TIME_FIELD], syslog::rfc3339(record.received));
+        }
     }
 }

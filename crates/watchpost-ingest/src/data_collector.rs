@@ -10,6 +10,14 @@
 //!    an Arrow record batch with the standard columns first, plus the
 //!    columns the table must gain.
 //!
+//! Watchpost rule: with [`STANDARD_TABLE_HEADER`]`: true`, `Log-Type` names
+//! a standard table Watchpost ships (`Syslog`, `CommonSecurityLog`,
+//! `Heartbeat`, ...) and the rows go into that table itself: each property
+//! is the column of the same name, converted to its declared type, and a
+//! property that names no column or a value that does not convert refuses
+//! the whole body ([`TableKind::Standard`], `standard.rs`). Azure ignores
+//! the header and writes `{Log-Type}_CL`.
+//!
 //! Storage, HTTP and key storage are the caller's business; keys come in
 //! through the [`WorkspaceKeys`] trait.
 
@@ -18,6 +26,7 @@ mod columns;
 mod decode;
 mod error;
 pub(crate) mod infer;
+mod standard;
 mod validate;
 
 use std::borrow::Cow;
@@ -48,6 +57,22 @@ pub const MAX_LOG_TYPE_CHARS: usize = 100;
 
 /// The only api-version the API defines.
 pub const API_VERSION: &str = "2016-04-01";
+
+/// Watchpost's request header asking for a standard table: with the value
+/// `true`, `Log-Type` names the table itself (no `_CL`, no suffixes).
+pub const STANDARD_TABLE_HEADER: &str = "x-watchpost-standard-table";
+
+/// Which kind of table a post writes, and so how properties become columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableKind {
+    /// `{Log-Type}_CL`, columns inferred with Azure's `_s _d _b _t _g`
+    /// suffixes (the API as Azure defines it).
+    Custom,
+    /// The standard table named by `Log-Type`, asked for with
+    /// [`STANDARD_TABLE_HEADER`]: each property is the column of its name,
+    /// with the column's declared type.
+    Standard,
+}
 
 /// One Data Collector request as the server received it.
 #[derive(Debug, Clone, Copy)]
@@ -86,8 +111,11 @@ pub trait WorkspaceKeys {
 pub struct ValidatedPost<'a> {
     /// The workspace from the Authorization header (normalised if a GUID).
     pub workspace_id: String,
-    /// The target table: `Log-Type` + `_CL`.
+    /// The target table: `Log-Type` + `_CL`, or `Log-Type` itself for a
+    /// standard table.
     pub table: String,
+    /// How the body's properties map to the table's columns.
+    pub table_kind: TableKind,
     /// The `time-generated-field` header; `None` if absent or empty.
     pub time_generated_field: Option<String>,
     /// The `x-ms-AzureResourceId` header as sent; `None` if absent or empty.
@@ -102,6 +130,7 @@ impl ValidatedPost<'_> {
         ValidatedPost {
             workspace_id: self.workspace_id,
             table: self.table,
+            table_kind: self.table_kind,
             time_generated_field: self.time_generated_field,
             resource_id: self.resource_id,
             body: Cow::Owned(self.body.into_owned()),

@@ -1,8 +1,10 @@
 //! The write path of Watchpost.
 //!
 //! This crate owns the rules that turn what a client sends into rows of a
-//! table: today the HTTP Data Collector API ("custom logs v1",
-//! [`data_collector`]). It deliberately does not speak HTTP types (the server
+//! table: the HTTP Data Collector API ("custom logs v1",
+//! [`data_collector`], including the Watchpost rule that writes a standard
+//! table with `x-watchpost-standard-table: true`) and the Logs Ingestion
+//! API ([`logs_ingestion`]). It deliberately does not speak HTTP types (the server
 //! crate hands it plain request structs) and does no storage: it returns Arrow
 //! record batches plus the columns the table must gain.
 //!

@@ -16,7 +16,7 @@ pub mod transform;
 pub use config::{Pipeline, PipelineConfig, DEAD_LETTER_LOG_TYPE};
 pub use event::{Event, FieldRef};
 pub use options::{ConfigError, ConfigResult, Options};
-pub use sink::{event_to_row, Batch, Batcher, Delivery, Sink};
+pub use sink::{event_to_row, Batch, Batcher, Delivery, Sink, STANDARD_TIME_FIELD};
 pub use transform::{OnFailure, Processed, Transforms};
 
 #[cfg(test)]

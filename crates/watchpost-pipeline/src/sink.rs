@@ -11,6 +11,16 @@ use crate::event::{Event, METADATA, TIMESTAMP};
 /// Column names the Data Collector API refuses in a payload.
 const RESERVED: [&str; 3] = ["TimeGenerated", "RawData", "tenant"];
 
+/// The property that carries `@timestamp` in rows for a standard table
+/// (`Syslog`, `CommonSecurityLog`, `Heartbeat`, ...), named by the
+/// `time-generated-field` header so that it becomes `TimeGenerated`.
+/// `TimeGenerated` itself is a name the Data Collector API refuses, and
+/// `EventTime` is a `Syslog` column of its own (the header's time), so the
+/// time travels as `TimeCollected`: a `Syslog` and `SecurityEvent` column
+/// meaning just that, and a property Watchpost only uses for
+/// `TimeGenerated` in tables without it.
+pub const STANDARD_TIME_FIELD: &str = "TimeCollected";
+
 /// Rows for one table, encoded as the JSON array a POST carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {

@@ -1,4 +1,6 @@
-//! `POST /api/logs`: the HTTP Data Collector API.
+//! `POST /api/logs`: the HTTP Data Collector API, including Watchpost's
+//! `x-watchpost-standard-table` header (a post for a standard table such as
+//! `Syslog`), whose rules live in `watchpost_ingest::data_collector`.
 
 use std::sync::Mutex;
 

@@ -34,18 +34,20 @@ use self::scan::{Next, ScanError, Scanner};
 use super::columns::{Cell, ColumnData};
 use super::error::DataCollectorError;
 use super::infer::{parse_bool_text, parse_guid, parse_iso_datetime, parse_numeric_text, sanitise_name};
-use super::{DecodedBatch, ValidatedPost, MAX_BODY_BYTES, MAX_PROPERTY_NAME_CHARS, MAX_TABLE_COLUMNS, MAX_VALUE_BYTES};
+use super::{
+    DecodedBatch, TableKind, ValidatedPost, MAX_BODY_BYTES, MAX_PROPERTY_NAME_CHARS, MAX_TABLE_COLUMNS, MAX_VALUE_BYTES,
+};
 
 /// Property names a payload must not use (spec 1.4).
 const RESERVED_NAMES: [&str; 3] = ["tenant", "TimeGenerated", "RawData"];
 
 /// How far before receipt a time-generated-field value may lie.
-const MAX_TIME_GENERATED_AGE_NANOS: i64 = 2 * 86_400 * 1_000_000_000;
+pub(super) const MAX_TIME_GENERATED_AGE_NANOS: i64 = 2 * 86_400 * 1_000_000_000;
 /// How far after receipt a time-generated-field value may lie.
-const MAX_TIME_GENERATED_LEAD_NANOS: i64 = 86_400 * 1_000_000_000;
+pub(super) const MAX_TIME_GENERATED_LEAD_NANOS: i64 = 86_400 * 1_000_000_000;
 
 /// The value of `SourceSystem` for Data Collector rows.
-const SOURCE_SYSTEM: &str = "RestAPI";
+pub(super) const SOURCE_SYSTEM: &str = "RestAPI";
 
 /// Decodes a validated body into rows of `post.table`.
 ///
@@ -53,9 +55,14 @@ const SOURCE_SYSTEM: &str = "RestAPI";
 /// table); `received` is the ingestion time (`_TimeReceived`, and
 /// `TimeGenerated` unless the time-generated-field supplies one).
 ///
+/// A post for a standard table ([`TableKind::Standard`]) is decoded by the
+/// Watchpost rule instead: properties are the table's columns, converted to
+/// their declared types, and the batch never adds a column.
+///
 /// Errors: 400 `InvalidDataFormat` for a body that is not one JSON object or
-/// an array of objects, a reserved, empty or over-long property name; 413
-/// for a body over [`MAX_BODY_BYTES`].
+/// an array of objects, a reserved, empty or over-long property name (for a
+/// standard table: a property that is not a column, or a value that does
+/// not convert); 413 for a body over [`MAX_BODY_BYTES`].
 pub fn decode(
     post: &ValidatedPost<'_>,
     table_schema: &TableSchema,
@@ -63,6 +70,9 @@ pub fn decode(
 ) -> Result<DecodedBatch, DataCollectorError> {
     if post.body.len() > MAX_BODY_BYTES {
         return Err(DataCollectorError::too_large(format!("the request body is larger than {MAX_BODY_BYTES} bytes")));
+    }
+    if post.table_kind == TableKind::Standard {
+        return super::standard::decode_standard(post, table_schema, received);
     }
     let body: &[u8] = &post.body;
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
@@ -183,7 +193,7 @@ fn parse_record(
 }
 
 /// The standard columns of every Data Collector table, in batch order.
-fn standard_columns() -> [ColumnDef; 6] {
+pub(super) fn standard_columns() -> [ColumnDef; 6] {
     [
         ColumnDef::new("TenantId", KqlType::String),
         ColumnDef::new("SourceSystem", KqlType::String),

@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use flate2::read::MultiGzDecoder;
+use watchpost_schema::standard::{standard_table, standard_tables};
 
 use super::auth::{parse_authorization, verify, SignedRequest};
 use super::error::{codes, DataCollectorError};
 use super::infer::parse_guid;
 use super::{
-    DataCollectorRequest, ValidatedPost, WorkspaceKeyState, WorkspaceKeys, API_VERSION, MAX_BODY_BYTES,
-    MAX_LOG_TYPE_CHARS,
+    DataCollectorRequest, TableKind, ValidatedPost, WorkspaceKeyState, WorkspaceKeys, API_VERSION, MAX_BODY_BYTES,
+    MAX_LOG_TYPE_CHARS, STANDARD_TABLE_HEADER,
 };
 
 /// Validates a Data Collector request and returns what [`decode`](fn@super::decode)
@@ -31,7 +32,9 @@ use super::{
 /// 4. workspace known and active → `InvalidCustomerId` / `InactiveCustomer`;
 /// 5. Content-Type media type `application/json` →
 ///    `MissingContentType` / `UnsupportedContentType`;
-/// 6. Log-Type → `MissingLogType` / `InvalidLogType`;
+/// 6. Log-Type → `MissingLogType` / `InvalidLogType`; with
+///    [`STANDARD_TABLE_HEADER`] `true` it must name a standard table, and a
+///    header value other than `true`/`false` is refused (`InvalidLogType`);
 /// 7. x-ms-date present, parsable and within `date_window` of `now` → 403
 ///    (`None` or a zero window turns the window check off);
 /// 8. signature (byte count, then character count; either key) → 403;
@@ -76,7 +79,7 @@ pub fn validate<'a>(
     };
 
     let content_type = check_content_type(req.headers)?;
-    let table = check_log_type(req.headers)?;
+    let (table, table_kind) = check_log_type(req.headers)?;
     let date = check_date(req.headers, now, date_window)?;
 
     // The byte count is what the spec signs; the character count (for
@@ -100,6 +103,7 @@ pub fn validate<'a>(
     Ok(ValidatedPost {
         workspace_id,
         table,
+        table_kind,
         time_generated_field: non_empty_header(req.headers, "time-generated-field"),
         resource_id: non_empty_header(req.headers, "x-ms-AzureResourceId"),
         body,
@@ -169,8 +173,9 @@ fn check_content_type(headers: &[(String, String)]) -> Result<&str, DataCollecto
     Ok(content_type)
 }
 
-/// Returns the table name, `{Log-Type}_CL`.
-fn check_log_type(headers: &[(String, String)]) -> Result<String, DataCollectorError> {
+/// Returns the table name, `{Log-Type}_CL`, or `Log-Type` itself when the
+/// standard-table header asks for a standard table.
+fn check_log_type(headers: &[(String, String)]) -> Result<(String, TableKind), DataCollectorError> {
     let log_type = header(headers, "Log-Type").map(str::trim).unwrap_or("");
     if log_type.is_empty() {
         return Err(DataCollectorError::bad_request(codes::MISSING_LOG_TYPE, "the Log-Type header is missing"));
@@ -184,7 +189,44 @@ fn check_log_type(headers: &[(String, String)]) -> Result<String, DataCollectorE
             ),
         ));
     }
-    Ok(format!("{log_type}_CL"))
+    match table_kind(headers)? {
+        TableKind::Custom => Ok((format!("{log_type}_CL"), TableKind::Custom)),
+        TableKind::Standard if standard_table(log_type).is_some() => Ok((log_type.to_string(), TableKind::Standard)),
+        TableKind::Standard => Err(not_a_standard_table(log_type)),
+    }
+}
+
+/// Reads [`STANDARD_TABLE_HEADER`]: `true` asks for a standard table;
+/// absent, empty or `false` is the API as Azure defines it.
+fn table_kind(headers: &[(String, String)]) -> Result<TableKind, DataCollectorError> {
+    let value = header(headers, STANDARD_TABLE_HEADER).map(str::trim).unwrap_or("");
+    if value.is_empty() || value.eq_ignore_ascii_case("false") {
+        return Ok(TableKind::Custom);
+    }
+    if value.eq_ignore_ascii_case("true") {
+        return Ok(TableKind::Standard);
+    }
+    Err(DataCollectorError::bad_request(
+        codes::INVALID_LOG_TYPE,
+        format!("the {STANDARD_TABLE_HEADER} header must be `true` or `false`, not `{value}`"),
+    ))
+}
+
+fn not_a_standard_table(log_type: &str) -> DataCollectorError {
+    let names: Vec<&str> = standard_tables().iter().map(|table| table.name.as_str()).collect();
+    let hint = names
+        .iter()
+        .find(|name| name.eq_ignore_ascii_case(log_type))
+        .map(|name| format!(" (did you mean `{name}`?)"))
+        .unwrap_or_default();
+    DataCollectorError::bad_request(
+        codes::INVALID_LOG_TYPE,
+        format!(
+            "Log-Type `{log_type}` is not a standard table Watchpost ships{hint}; with {STANDARD_TABLE_HEADER}: true \
+             use one of {}, or leave the header out to write `{log_type}_CL`",
+            names.join(", ")
+        ),
+    )
 }
 
 /// Returns the x-ms-date value as received (it is signed so).

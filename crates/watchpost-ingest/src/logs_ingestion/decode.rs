@@ -109,8 +109,10 @@ pub fn decode_stream(body: &[u8], columns: &[ColumnDef]) -> Result<DecodedStream
 }
 
 /// A column under construction. `push` returns false when a present value
-/// could not be coerced (it is stored as null).
-enum Builder {
+/// could not be coerced (it is stored as null). The Data Collector API's
+/// standard-table rows reuse it (`data_collector::standard`), so both APIs
+/// convert values alike.
+pub(crate) enum Builder {
     String(StringBuilder),
     Dynamic(StringBuilder),
     Int(Int32Builder),
@@ -121,7 +123,7 @@ enum Builder {
 }
 
 impl Builder {
-    fn new(kql_type: KqlType, rows: usize) -> Builder {
+    pub(crate) fn new(kql_type: KqlType, rows: usize) -> Builder {
         match kql_type {
             KqlType::Int => Builder::Int(Int32Builder::with_capacity(rows)),
             KqlType::Long => Builder::Long(Int64Builder::with_capacity(rows)),
@@ -137,7 +139,7 @@ impl Builder {
         }
     }
 
-    fn push(&mut self, value: Option<&Value>) -> bool {
+    pub(crate) fn push(&mut self, value: Option<&Value>) -> bool {
         let value = match value {
             None | Some(Value::Null) => {
                 self.push_null();
@@ -206,7 +208,7 @@ impl Builder {
         }
     }
 
-    fn finish(self) -> ArrayRef {
+    pub(crate) fn finish(self) -> ArrayRef {
         match self {
             Builder::String(mut builder) | Builder::Dynamic(mut builder) => Arc::new(builder.finish()),
             Builder::Int(mut builder) => Arc::new(builder.finish()),
@@ -267,7 +269,7 @@ pub fn stamp_time_generated(batch: RecordBatch, received_ns: i64) -> RecordBatch
 
 /// ISO 8601 with or without an offset (none means UTC) and with `T` or a
 /// space between date and time, as the DCR docs' own examples send.
-fn parse_datetime(text: &str) -> Option<i64> {
+pub(crate) fn parse_datetime(text: &str) -> Option<i64> {
     let text = text.trim();
     parse_iso_datetime(text).or_else(|| parse_iso_datetime(&format!("{text}Z")))
 }

@@ -1,5 +1,6 @@
 //! CEF parsing (syslog-cef spec 7) and the `CommonSecurityLog` row (8).
 
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDateTime, TimeZone, Utc};
 use serde_json::{Map, Value as Json};
 
 use super::syslog::{rfc3339, Origin, SyslogMessage};
@@ -128,11 +129,19 @@ fn unescape_value(raw: &str) -> String {
     out
 }
 
+/// The type of a column, as the `CommonSecurityLog` schema declares it: a
+/// value that does not fit goes to `AdditionalExtensions` instead, so every
+/// row converts to the table's columns.
 #[derive(Clone, Copy)]
 enum Kind {
     Str,
+    /// `int`: 32 bits.
     Int,
+    /// `long`.
+    Long,
     Real,
+    /// `datetime`, sent as RFC 3339 text.
+    Time,
 }
 
 /// Extension key → (column, type). Long dictionary names map to the same
@@ -207,10 +216,10 @@ fn column_of(key: &str) -> Option<(String, Kind)> {
         "dvchost" => ("DeviceName", Str),
         "dvcmac" => ("DeviceMacAddress", Str),
         "dvcpid" => ("ProcessID", Int),
-        "in" => ("ReceivedBytes", Int),
+        "in" => ("ReceivedBytes", Long),
         "msg" => ("Message", Str),
         "fname" => ("FileName", Str),
-        "out" => ("SentBytes", Int),
+        "out" => ("SentBytes", Long),
         "outcome" => ("EventOutcome", Str),
         "proto" => ("Protocol", Str),
         "reason" => ("Reason", Str),
@@ -246,15 +255,15 @@ fn column_of(key: &str) -> Option<(String, Kind)> {
         "fsize" => ("FileSize", Int),
         "oldFileCreateTime" => ("OldFileCreateTime", Str),
         "oldFileHash" => ("OldFileHash", Str),
-        "oldFileId" => ("OldFileId", Str),
+        "oldFileId" => ("OldFileID", Str),
         "oldFileModificationTime" => ("OldFileModificationTime", Str),
         "oldFileName" => ("OldFileName", Str),
         "oldFilePath" => ("OldFilePath", Str),
         "oldFilePermission" => ("OldFilePermission", Str),
         "oldFileSize" => ("OldFileSize", Int),
         "oldFileType" => ("OldFileType", Str),
-        "start" => ("StartTime", Str),
-        "end" => ("EndTime", Str),
+        "start" => ("StartTime", Time),
+        "end" => ("EndTime", Time),
         _ => return custom_column(key),
     };
     Some((column.to_string(), kind))
@@ -308,8 +317,10 @@ pub fn common_security_log_row(cef: &Cef, syslog: &SyslogMessage, origin: &Origi
         let typed = column_of(key).and_then(|(column, kind)| {
             let value = match kind {
                 Kind::Str => Json::String(value.clone()),
-                Kind::Int => Json::from(value.trim().parse::<i64>().ok()?),
+                Kind::Int => Json::from(value.trim().parse::<i32>().ok()?),
+                Kind::Long => Json::from(value.trim().parse::<i64>().ok()?),
                 Kind::Real => serde_json::Number::from_f64(value.trim().parse::<f64>().ok()?).map(Json::Number)?,
+                Kind::Time => rfc3339(parse_cef_time(value, origin.received)?),
             };
             Some((column, value))
         });
@@ -345,6 +356,42 @@ pub fn common_security_log_row(cef: &Cef, syslog: &SyslogMessage, origin: &Origi
         }
     }
     row
+}
+
+/// `start`/`end` values (spec 8): epoch milliseconds, RFC 3339, or
+/// `MMM dd [yyyy] HH:mm:ss[.SSS] [zone]` where the zone is `UTC`, `GMT`,
+/// `Z` or an offset (`+0100`, `-05:00`); no zone means UTC and no year the
+/// year of `received`.
+fn parse_cef_time(value: &str, received: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let text = value.trim();
+    if !text.is_empty() && text.len() <= 15 && text.bytes().all(|byte| byte.is_ascii_digit()) {
+        return DateTime::from_timestamp_millis(text.parse().ok()?);
+    }
+    if let Ok(when) = DateTime::parse_from_rfc3339(text) {
+        return Some(when.with_timezone(&Utc));
+    }
+    let (clock, offset) = match text.rsplit_once(' ') {
+        Some((head, "UTC" | "GMT" | "Z")) => (head, FixedOffset::east_opt(0)?),
+        Some((head, zone)) if zone.starts_with(['+', '-']) => (head, parse_zone_offset(zone)?),
+        _ => (text, FixedOffset::east_opt(0)?),
+    };
+    let with_year = format!("{} {clock}", received.year());
+    let naive = NaiveDateTime::parse_from_str(clock, "%b %d %Y %H:%M:%S%.f")
+        .or_else(|_| NaiveDateTime::parse_from_str(&with_year, "%Y %b %d %H:%M:%S%.f"))
+        .ok()?;
+    Some(offset.from_local_datetime(&naive).single()?.with_timezone(&Utc))
+}
+
+/// `+hhmm` or `+hh:mm` (or `-`).
+fn parse_zone_offset(zone: &str) -> Option<FixedOffset> {
+    let sign = if zone.starts_with('-') { -1 } else { 1 };
+    let digits: String = zone[1..].chars().filter(|c| *c != ':').collect();
+    if digits.len() != 4 || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    let hours: i32 = digits[..2].parse().ok()?;
+    let minutes: i32 = digits[2..].parse().ok()?;
+    FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60))
 }
 
 fn simplified_action(action: &str) -> String {
@@ -418,6 +465,20 @@ mod tests {
         assert_eq!(row["AdditionalExtensions"], "CEFVersion=1;spt=notanumber;cn7=x");
         assert!(!row.contains_key("SourcePort"));
         assert!(parse("CEF:0|only|three").is_none());
+        // Values are typed as the table declares: int is 32 bits, bytes
+        // are long, start/end are datetimes; what does not fit is kept.
+        let cef = parse("CEF:0|V|P|1|id|n|3|spt=99999999999 in=99999999999 start=1764386067000 end=Nov 29 2026 03:14:27.5 +0100 oldFileId=f").unwrap();
+        let row = common_security_log_row(&cef, &message, &origin);
+        assert!(!row.contains_key("SourcePort"));
+        assert_eq!(row["ReceivedBytes"], 99_999_999_999_i64);
+        assert_eq!(row["StartTime"], "2025-11-29T03:14:27Z");
+        assert_eq!(row["EndTime"], "2026-11-29T02:14:27.500Z");
+        assert_eq!(row["OldFileID"], "f");
+        assert_eq!(row["AdditionalExtensions"], "spt=99999999999");
+        let cef = parse("CEF:0|V|P|1|id|n|3|start=Nov 29 03:14:27 end=sometime").unwrap();
+        let row = common_security_log_row(&cef, &message, &origin);
+        assert_eq!(row["StartTime"], format!("{}-11-29T03:14:27Z", now.year()));
+        assert_eq!(row["AdditionalExtensions"], "end=sometime");
         assert!(!is_cef("CEFX:0|a"));
         assert!(is_cef("  CEF:12|a"));
     }

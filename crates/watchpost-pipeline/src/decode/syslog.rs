@@ -275,7 +275,8 @@ pub fn syslog_row(message: &SyslogMessage, origin: &Origin) -> Map<String, Json>
     row.insert("Facility".into(), Json::String(facility_name(message.facility).into()));
     row.insert("SeverityLevel".into(), Json::String(severity_name(message.severity).into()));
     row.insert("SyslogMessage".into(), Json::String(message.message.clone()));
-    let pid = message.proc_id.as_deref().and_then(|p| p.parse::<i64>().ok());
+    // ProcessID is an `int` column: a PID beyond 32 bits is left out.
+    let pid = message.proc_id.as_deref().and_then(|p| p.parse::<i32>().ok());
     row.insert("ProcessID".into(), pid.map_or(Json::Null, Json::from));
     row.insert("ProcessName".into(), message.app_name.clone().map_or(Json::Null, Json::String));
     row.insert("HostIP".into(), Json::String(origin.peer_ip.clone()));

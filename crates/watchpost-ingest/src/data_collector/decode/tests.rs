@@ -16,6 +16,7 @@ fn post(body: &str) -> ValidatedPost<'_> {
     ValidatedPost {
         workspace_id: WORKSPACE.to_string(),
         table: "MyRecord_CL".to_string(),
+        table_kind: TableKind::Custom,
         time_generated_field: None,
         resource_id: None,
         body: Cow::Borrowed(body.as_bytes()),

@@ -225,6 +225,38 @@ fn log_type_rules() {
 }
 
 #[test]
+fn standard_table_header_names_the_table_itself() {
+    let mut fixture = Fixture::new(b"{}");
+    fixture.set_header("Log-Type", "Syslog");
+    let post = fixture.validate().unwrap();
+    assert_eq!((post.table.as_str(), post.table_kind), ("Syslog_CL", TableKind::Custom));
+    fixture.set_header(STANDARD_TABLE_HEADER, "false");
+    assert_eq!(fixture.validate().unwrap().table, "Syslog_CL");
+    for value in ["true", " TRUE "] {
+        fixture.set_header(STANDARD_TABLE_HEADER, value);
+        let post = fixture.validate().unwrap();
+        assert_eq!((post.table.as_str(), post.table_kind), ("Syslog", TableKind::Standard));
+    }
+    fixture.set_header("Log-Type", "Heartbeat");
+    assert_eq!(fixture.validate().unwrap().table, "Heartbeat");
+
+    for log_type in ["MyRecord", "Syslog_CL"] {
+        fixture.set_header("Log-Type", log_type);
+        let error = fixture.error();
+        assert_eq!((error.status, error.code), (400, Some("InvalidLogType")), "{error:?}");
+        assert!(error.message.contains("is not a standard table"), "{}", error.message);
+        assert!(error.message.contains("CommonSecurityLog"), "the message lists the tables: {}", error.message);
+    }
+    fixture.set_header("Log-Type", "syslog");
+    assert!(fixture.error().message.contains("did you mean `Syslog`?"));
+    fixture.set_header("Log-Type", "Syslog");
+    fixture.set_header(STANDARD_TABLE_HEADER, "yes");
+    let error = fixture.error();
+    assert_eq!((error.status, error.code), (400, Some("InvalidLogType")));
+    assert!(error.message.contains("must be `true` or `false`"), "{}", error.message);
+}
+
+#[test]
 fn date_rules() {
     let mut fixture = Fixture::new(b"{}");
     fixture.remove_header("x-ms-date");
