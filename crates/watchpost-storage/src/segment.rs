@@ -72,8 +72,9 @@ fn write_rows(
 /// atomically (temporary name, fsync, rename).
 ///
 /// Rows are gathered into row groups straight from the input batches in
-/// time order (`interleave`), so memory beyond the input is about one row
-/// group, not a sorted copy of everything. Batches already in time order,
+/// time order (`interleave`), so memory beyond the input is about two row
+/// groups (one being encoded, one being tokenised), not a sorted copy of
+/// everything. Batches already in time order,
 /// the usual case since `TimeGenerated` mostly follows arrival, are written
 /// as they are, without the copy.
 pub(crate) fn write_segment(
@@ -100,7 +101,9 @@ pub(crate) fn write_segment(
     // The term filters are built on a thread of their own from the same
     // batches as the Parquet encoder takes, so a flush costs the longer of
     // the two rather than their sum (flushing paces ingest).
-    let (rows_tx, rows_rx) = mpsc::sync_channel::<RecordBatch>(2);
+    // A rendezvous channel: the builder holds one row group while the
+    // encoder writes the next, so at most two gathered row groups are alive.
+    let (rows_tx, rows_rx) = mpsc::sync_channel::<RecordBatch>(0);
     let (written, terms) = std::thread::scope(|scope| {
         let builder = match TermFilterBuilder::new(schema) {
             Some(mut builder) => {
