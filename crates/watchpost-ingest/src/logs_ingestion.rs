@@ -20,7 +20,7 @@ mod definition;
 mod error;
 
 pub use self::decode::{decode_stream, gunzip_limited, stamp_time_generated, DecodedStream, DroppedColumns};
-pub(crate) use self::decode::{parse_datetime, Builder as ColumnBuilder};
+pub(crate) use self::decode::{json_records, parse_datetime, Builder as ColumnBuilder, RecordsError};
 pub use self::definition::{DataFlow, DcrDefinition, Destination, StreamDeclaration};
 pub use self::error::{codes, LogsIngestionError};
 

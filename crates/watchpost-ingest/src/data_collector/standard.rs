@@ -30,7 +30,7 @@ use super::decode::{standard_columns, MAX_TIME_GENERATED_AGE_NANOS, MAX_TIME_GEN
 use super::error::{codes, DataCollectorError};
 use super::infer::parse_iso_datetime;
 use super::{DecodedBatch, ValidatedPost};
-use crate::logs_ingestion::{parse_datetime, ColumnBuilder};
+use crate::logs_ingestion::{json_records, parse_datetime, ColumnBuilder, RecordsError};
 
 /// Columns the server fills; a body may not set them.
 const SERVER_COLUMNS: [&str; 4] = ["TenantId", "Type", TIME_RECEIVED, "_ResourceId"];
@@ -103,30 +103,15 @@ pub(super) fn decode_standard(
 /// The body's records: one JSON object or an array of objects.
 fn parse_records(body: &[u8]) -> Result<Vec<Map<String, Value>>, DataCollectorError> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    let document: Value = serde_json::from_slice(body).map_err(|error| {
-        DataCollectorError::invalid_data_format(format!(
-            "the body must be a JSON object or an array of JSON objects: {error}"
-        ))
-    })?;
-    let records = match document {
-        Value::Array(records) => records,
-        object @ Value::Object(_) => vec![object],
-        _ => {
-            return Err(DataCollectorError::invalid_data_format(
-                "the body must be a JSON object or an array of JSON objects",
-            ))
-        }
-    };
-    let mut objects = Vec::with_capacity(records.len());
-    for (idx, record) in records.into_iter().enumerate() {
-        let Value::Object(object) = record else {
-            return Err(DataCollectorError::invalid_data_format(format!(
-                "record {idx} of the body is not a JSON object"
-            )));
-        };
-        objects.push(object);
-    }
-    Ok(objects)
+    json_records(body).map_err(|err| {
+        DataCollectorError::invalid_data_format(match err {
+            RecordsError::Json(error) => {
+                format!("the body must be a JSON object or an array of JSON objects: {error}")
+            }
+            RecordsError::Shape => "the body must be a JSON object or an array of JSON objects".to_string(),
+            RecordsError::Record(idx) => format!("record {idx} of the body is not a JSON object"),
+        })
+    })
 }
 
 /// The table's columns the body sets, in table order, leaving out

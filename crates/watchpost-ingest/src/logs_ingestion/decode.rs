@@ -10,7 +10,7 @@ use arrow::array::{
 use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
 use flate2::read::MultiGzDecoder;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use watchpost_schema::{ColumnDef, KqlType};
 
 use super::{codes, LogsIngestionError};
@@ -50,33 +50,53 @@ pub fn gunzip_limited(body: &[u8], limit: usize) -> Result<Vec<u8>, LogsIngestio
     Ok(out)
 }
 
+/// What is wrong with a body that [`json_records`] refuses; each API words
+/// it in its own error type.
+pub(crate) enum RecordsError {
+    Json(serde_json::Error),
+    /// Neither an array nor an object.
+    Shape,
+    /// The record at this index is not an object.
+    Record(usize),
+}
+
+/// A body's records: a JSON array of objects, or one object.
+pub(crate) fn json_records(body: &[u8]) -> Result<Vec<Map<String, Value>>, RecordsError> {
+    let records = match serde_json::from_slice(body).map_err(RecordsError::Json)? {
+        Value::Array(records) => records,
+        object @ Value::Object(_) => vec![object],
+        _ => return Err(RecordsError::Shape),
+    };
+    records
+        .into_iter()
+        .enumerate()
+        .map(|(idx, record)| match record {
+            Value::Object(object) => Ok(object),
+            _ => Err(RecordsError::Record(idx)),
+        })
+        .collect()
+}
+
 /// Parses a JSON array of objects (or one object) and projects every
 /// record onto `columns`: a declared column missing from a record is null,
 /// a value that cannot be coerced is null (and counted), a property not
 /// declared is counted in [`DecodedStream::dropped`] and not stored.
 /// Property names match column names exactly, then case-insensitively.
 pub fn decode_stream(body: &[u8], columns: &[ColumnDef]) -> Result<DecodedStream, LogsIngestionError> {
-    let document: Value = serde_json::from_slice(body).map_err(|err| {
-        LogsIngestionError::new(400, codes::INVALID_JSON, format!("the body is not valid JSON: {err}"))
+    let records = json_records(body).map_err(|err| {
+        let message = match err {
+            RecordsError::Json(err) => format!("the body is not valid JSON: {err}"),
+            RecordsError::Shape => "the body must be a JSON array of objects".to_string(),
+            RecordsError::Record(idx) => format!("record {idx} of the body is not a JSON object"),
+        };
+        LogsIngestionError::new(400, codes::INVALID_JSON, message)
     })?;
-    let records = match document {
-        Value::Array(records) => records,
-        object @ Value::Object(_) => vec![object],
-        _ => return Err(LogsIngestionError::new(400, codes::INVALID_JSON, "the body must be a JSON array of objects")),
-    };
     let mut builders: Vec<Builder> =
         columns.iter().map(|column| Builder::new(column.kql_type, records.len())).collect();
     let mut dropped = DroppedColumns::new();
     let mut failures = vec![0_u64; columns.len()];
     let mut row_values: Vec<Option<&Value>> = vec![None; columns.len()];
-    for (idx, record) in records.iter().enumerate() {
-        let Value::Object(record) = record else {
-            return Err(LogsIngestionError::new(
-                400,
-                codes::INVALID_JSON,
-                format!("record {idx} of the body is not a JSON object"),
-            ));
-        };
+    for record in &records {
         row_values.iter_mut().for_each(|slot| *slot = None);
         for (name, value) in record {
             let position = columns
