@@ -26,6 +26,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::execution::cache::cache_manager::{CacheManagerConfig, FileMetadataCache};
+use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -42,6 +44,9 @@ pub use scan::TimeWindow;
 /// Most `bag_unpack()` plugins one query may use; each runs its input once
 /// more to read the bag keys.
 const MAX_BAG_PROBES: usize = 8;
+
+/// Bytes of Parquet metadata kept between queries.
+const METADATA_CACHE_BYTES: usize = 64 << 20;
 
 /// Limits applied to every query.
 #[derive(Debug, Clone)]
@@ -146,11 +151,16 @@ pub struct QueryEngine {
     store: Arc<Store>,
     options: EngineOptions,
     functions: Option<Arc<dyn FunctionSource>>,
+    /// Parquet footers and page indexes of the segments, shared by every
+    /// query's session (segments never change once written, and a cached
+    /// entry is checked against the file's size and modification time).
+    metadata_cache: Arc<FileMetadataCache>,
 }
 
 impl QueryEngine {
     pub fn new(store: Arc<Store>, options: EngineOptions) -> QueryEngine {
-        QueryEngine { store, options, functions: None }
+        let metadata_cache = Arc::new(DefaultCache::new(METADATA_CACHE_BYTES).with_name("watchpost-segment-metadata"));
+        QueryEngine { store, options, functions: None, metadata_cache }
     }
 
     /// Makes the workspaces' stored functions callable from queries.
@@ -315,6 +325,11 @@ impl QueryEngine {
     fn session(&self) -> Result<SessionContext, QueryError> {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(self.options.memory_limit_bytes)))
+            .with_cache_manager(
+                CacheManagerConfig::default()
+                    .with_file_metadata_cache(Some(self.metadata_cache.clone()))
+                    .with_metadata_cache_limit(METADATA_CACHE_BYTES),
+            )
             .build_arc()?;
         let config =
             SessionConfig::new().with_target_partitions(self.options.target_partitions).with_information_schema(false);

@@ -83,12 +83,8 @@ fn lower(tabular: &BoundTabular, context: &LowerContext<'_>) -> Result<LogicalPl
                 .iter()
                 .map(|(name, expr)| Ok(lower_expr(expr, context)?.alias(name)))
                 .collect::<Result<Vec<_>>>()?;
-            let aggregates_bound = aggregates;
-            let aggregates = aggregates
-                .iter()
-                .map(|(name, aggregate)| Ok(lower_aggregate(aggregate, context)?.alias(name)))
-                .collect::<Result<Vec<_>>>()?;
-            let plan = LogicalPlanBuilder::from(input).aggregate(groups, aggregates)?.build()?;
+            let (lowered, outputs) = lower_aggregates(aggregates, context)?;
+            let plan = LogicalPlanBuilder::from(input).aggregate(groups, lowered)?.build()?;
             let n_groups = group_by.len();
             let finished = tabular
                 .schema
@@ -96,10 +92,16 @@ fn lower(tabular: &BoundTabular, context: &LowerContext<'_>) -> Result<LogicalPl
                 .iter()
                 .enumerate()
                 .map(|(idx, column)| {
-                    let raw = column_at(&plan, idx);
-                    let expr = match idx.checked_sub(n_groups).and_then(|a| aggregates_bound.get(a)) {
-                        Some((_, aggregate)) => finish_aggregate(aggregate, raw),
-                        None => raw,
+                    let expr = match idx.checked_sub(n_groups).and_then(|a| aggregates.get(a).zip(outputs.get(a))) {
+                        Some(((_, aggregate), output)) => {
+                            let raw = column_at(&plan, n_groups + output.column);
+                            let raw = match &output.field {
+                                Some(field) => core_fn::get_field(raw, field.as_str()),
+                                None => raw,
+                            };
+                            finish_aggregate(aggregate, raw)
+                        }
+                        None => column_at(&plan, idx),
                     };
                     expr.alias(&column.name)
                 })
@@ -639,6 +641,64 @@ fn lower_bin(args: &[BoundExpr], context: &LowerContext<'_>) -> Result<Expr> {
     }
 }
 
+/// Where a bound aggregate's raw value is found in the aggregate's output:
+/// a column, and for `arg_max`/`arg_min` a field of that column's struct.
+struct AggregateOutput {
+    column: usize,
+    field: Option<String>,
+}
+
+/// Lowers a summarize's aggregates. `arg_max`/`arg_min` columns that share
+/// a function and key (every column of one `arg_max(T, *)`) become one
+/// aggregate over a struct of their values, so all of them come from the
+/// same row and the input is walked once.
+fn lower_aggregates(
+    aggregates: &[(String, BoundAggregate)],
+    context: &LowerContext<'_>,
+) -> Result<(Vec<Expr>, Vec<AggregateOutput>)> {
+    let mut lowered = Vec::new();
+    let mut outputs = Vec::with_capacity(aggregates.len());
+    // Per arg-extreme family: (function, key, its column, its values).
+    let mut families: Vec<(AggregateFunction, &BoundExpr, usize, Vec<Expr>)> = Vec::new();
+    for (name, aggregate) in aggregates {
+        let function = aggregate.function;
+        if matches!(function, AggregateFunction::ArgMax | AggregateFunction::ArgMin) {
+            let key = &aggregate.args[0];
+            let family = match families.iter().position(|(f, k, _, _)| *f == function && *k == key) {
+                Some(family) => family,
+                None => {
+                    families.push((function, key, lowered.len(), Vec::new()));
+                    lowered.push(lit(ScalarValue::Null)); // replaced below
+                    families.len() - 1
+                }
+            };
+            let (_, _, column, values) = &mut families[family];
+            let field = format!("v{}", values.len());
+            values.push(lower_expr(&aggregate.args[1], context)?);
+            outputs.push(AggregateOutput { column: *column, field: Some(field) });
+            continue;
+        }
+        outputs.push(AggregateOutput { column: lowered.len(), field: None });
+        lowered.push(lower_aggregate(aggregate, context)?.alias(name));
+    }
+    for (idx, (function, key, column, values)) in families.into_iter().enumerate() {
+        let extreme = if function == AggregateFunction::ArgMax {
+            udf::arg_extreme::Extreme::Max
+        } else {
+            udf::arg_extreme::Extreme::Min
+        };
+        let fields = values
+            .into_iter()
+            .enumerate()
+            .flat_map(|(idx, value)| [lit(format!("v{idx}")), value])
+            .collect::<Vec<_>>();
+        let packed = core_fn::named_struct(fields);
+        let key = lower_expr(key, context)?;
+        lowered[column] = udf::arg_extreme(extreme).call(vec![key, packed]).alias(format!("__arg_extreme_{idx}"));
+    }
+    Ok((lowered, outputs))
+}
+
 fn lower_aggregate(aggregate: &BoundAggregate, context: &LowerContext<'_>) -> Result<Expr> {
     let arg = |idx: usize| lower_expr(&aggregate.args[idx], context);
     Ok(match aggregate.function {
@@ -648,7 +708,8 @@ fn lower_aggregate(aggregate: &BoundAggregate, context: &LowerContext<'_>) -> Re
         AggregateFunction::Avg => agg::avg(cast(arg(0)?, DataType::Float64)),
         AggregateFunction::Min => agg::min(arg(0)?),
         AggregateFunction::Max => agg::max(arg(0)?),
-        AggregateFunction::DCount => agg::count_distinct(arg(0)?),
+        AggregateFunction::DCount => udf::dcount().call(vec![arg(0)?]),
+        AggregateFunction::DCountIf => udf::dcount().call(vec![arg(0)?]).filter(arg(1)?).build()?,
         AggregateFunction::Any => agg::first_value(arg(0)?, vec![]),
         AggregateFunction::SumIf => agg::sum(when(arg(1)?, arg(0)?).end()?),
         AggregateFunction::AvgIf => agg::avg(cast(when(arg(1)?, arg(0)?).end()?, DataType::Float64)),
@@ -674,9 +735,10 @@ fn lower_aggregate(aggregate: &BoundAggregate, context: &LowerContext<'_>) -> Re
             agg::array_agg(value.clone()).distinct().filter(value.is_not_null().and(arg(1)?)).build()?
         }
         AggregateFunction::TakeAnyIf => agg::first_value(arg(0)?, vec![]).filter(arg(1)?).build()?,
-        // The value at the first row in key order; rows with a null key last.
-        AggregateFunction::ArgMax => agg::first_value(arg(1)?, vec![arg(0)?.sort(false, false)]),
-        AggregateFunction::ArgMin => agg::first_value(arg(1)?, vec![arg(0)?.sort(true, false)]),
+        // Packed into one aggregate per key by `lower_aggregates`.
+        AggregateFunction::ArgMax | AggregateFunction::ArgMin => {
+            return Err(DataFusionError::Internal("arg_max/arg_min lowered outside lower_aggregates".into()))
+        }
         AggregateFunction::Percentile => {
             let value = arg(0)?;
             agg::array_agg(value.clone()).filter(value.is_not_null()).build()?

@@ -3,8 +3,10 @@
 //! wrapped by [`kernel::call`], grouped by family.
 
 pub(crate) mod anomalies;
+pub(crate) mod arg_extreme;
 pub(crate) mod collect;
 pub(crate) mod convert;
+pub(crate) mod dcount;
 pub(crate) mod datetime;
 pub(crate) mod dynamic;
 pub(crate) mod expand;
@@ -21,11 +23,32 @@ pub(crate) mod xml;
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::logical_expr::ScalarUDF;
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
 static HAS: LazyLock<Arc<ScalarUDF>> = LazyLock::new(|| Arc::new(ScalarUDF::from(has::HasFunc::new())));
 
 /// `kql_has(text, term, case_sensitive)`: KQL's `has` term match.
 pub(crate) fn has() -> Arc<ScalarUDF> {
     HAS.clone()
+}
+
+static ARG_MAX: LazyLock<Arc<AggregateUDF>> =
+    LazyLock::new(|| Arc::new(arg_extreme::arg_extreme(arg_extreme::Extreme::Max)));
+static ARG_MIN: LazyLock<Arc<AggregateUDF>> =
+    LazyLock::new(|| Arc::new(arg_extreme::arg_extreme(arg_extreme::Extreme::Min)));
+
+/// `arg_max_row(key, value)` / `arg_min_row`: the value at the row with the
+/// greatest (least) key, per group.
+pub(crate) fn arg_extreme(extreme: arg_extreme::Extreme) -> Arc<AggregateUDF> {
+    match extreme {
+        arg_extreme::Extreme::Max => ARG_MAX.clone(),
+        arg_extreme::Extreme::Min => ARG_MIN.clone(),
+    }
+}
+
+static DCOUNT: LazyLock<Arc<AggregateUDF>> = LazyLock::new(|| Arc::new(dcount::dcount()));
+
+/// `kql_dcount(value)`: distinct non-null values per group.
+pub(crate) fn dcount() -> Arc<AggregateUDF> {
+    DCOUNT.clone()
 }

@@ -449,6 +449,8 @@ pub enum AggregateFunction {
     Min,
     Max,
     DCount,
+    /// `dcountif(value, predicate)`.
+    DCountIf,
     Any,
     SumIf,
     AvgIf,

@@ -213,6 +213,7 @@ const AGGREGATE_NAMES: &[&str] = &[
     "min",
     "max",
     "dcount",
+    "dcountif",
     "any",
     "take_any",
     "arg_max",
@@ -243,6 +244,7 @@ pub(crate) fn aggregate(name: &str) -> Option<AggregateFunction> {
         "min" => Min,
         "max" => Max,
         "dcount" => DCount,
+        "dcountif" => DCountIf,
         "any" | "take_any" => Any,
         "sumif" => SumIf,
         "avgif" => AvgIf,
@@ -266,6 +268,9 @@ pub(crate) fn aggregate_arity(function: AggregateFunction) -> (usize, usize) {
     match function {
         AggregateFunction::Count => (0, 0),
         AggregateFunction::DCount => (1, 2),
+        // The optional last argument is the accuracy, which an exact count
+        // ignores.
+        AggregateFunction::DCountIf => (2, 3),
         AggregateFunction::SumIf | AggregateFunction::AvgIf | AggregateFunction::TakeAnyIf => (2, 2),
         // The optional last argument is the largest number of elements.
         AggregateFunction::MakeList | AggregateFunction::MakeSet => (1, 2),
@@ -280,6 +285,7 @@ pub(crate) fn aggregate_return_type(function: AggregateFunction, arg: Option<Kql
         AggregateFunction::Count
         | AggregateFunction::CountIf
         | AggregateFunction::DCount
+        | AggregateFunction::DCountIf
         | AggregateFunction::CountDistinct => KqlType::Long,
         AggregateFunction::Avg
         | AggregateFunction::AvgIf
@@ -318,6 +324,7 @@ pub(crate) fn aggregate_prefix(function: AggregateFunction) -> &'static str {
         AggregateFunction::Min => "min",
         AggregateFunction::Max => "max",
         AggregateFunction::DCount => "dcount",
+        AggregateFunction::DCountIf => "dcountif",
         AggregateFunction::Any => "any",
         AggregateFunction::SumIf => "sumif",
         AggregateFunction::AvgIf => "avgif",

@@ -226,7 +226,10 @@ impl Binder<'_> {
         }
         if matches!(
             function,
-            AggregateFunction::MakeListIf | AggregateFunction::MakeSetIf | AggregateFunction::TakeAnyIf
+            AggregateFunction::MakeListIf
+                | AggregateFunction::MakeSetIf
+                | AggregateFunction::TakeAnyIf
+                | AggregateFunction::DCountIf
         ) && !matches!(bound_args[1].ty, KqlType::Bool | KqlType::Dynamic)
         {
             let message = format!("the predicate of '{}' must be a bool, got {}", name.name, bound_args[1].ty);
