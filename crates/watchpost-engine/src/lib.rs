@@ -15,6 +15,7 @@
 //! Start reading at [`QueryEngine::run`].
 
 mod lower;
+mod optimize;
 mod render;
 pub mod result;
 mod scan;
@@ -318,7 +319,9 @@ impl QueryEngine {
             .build_arc()?;
         let config =
             SessionConfig::new().with_target_partitions(self.options.target_partitions).with_information_schema(false);
-        Ok(SessionContext::new_with_config_rt(config, runtime))
+        let session = SessionContext::new_with_config_rt(config, runtime);
+        session.add_optimizer_rule(Arc::new(optimize::DynamicPathFusion));
+        Ok(session)
     }
 }
 

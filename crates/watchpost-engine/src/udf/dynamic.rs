@@ -23,6 +23,13 @@ use super::convert::json_to_string;
 use super::json_scan::{self, Fault, Kind, Step};
 use super::kernel::{dynamics, json_at, long_at, longs, text_at, Invocation};
 
+/// The name of the `parse_json` kernel.
+pub(crate) const PARSE_JSON: &str = "parse_json";
+/// The name of `get_path` returning a dynamic value.
+pub(crate) const GET_PATH: &str = "dynamic_get";
+/// The name of `get_path` returning text: `tostring(d.a.b)`.
+pub(crate) const GET_PATH_TEXT: &str = "dynamic_get_text";
+
 /// Parses JSON text; text that is not JSON becomes a dynamic string holding
 /// it, as `parse_json` of a plain string does.
 pub(crate) fn parse_or_string(text: &str) -> Json {
