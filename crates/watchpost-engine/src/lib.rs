@@ -273,25 +273,8 @@ impl QueryEngine {
     ) -> Result<QueryOutput, QueryError> {
         let session = self.session()?;
         let mut stats = QueryStats::default();
-        let mut scans = HashMap::new();
         let pruning = Arc::new(scan::TermPruning::default());
-        for table in bound.source_tables() {
-            if scans.contains_key(&table) {
-                continue;
-            }
-            let snapshot = self.store.snapshot(&request.workspace, &table);
-            let scan = scan::scan_table(&session, &table, snapshot, request.window, &mut stats, &pruning)?;
-            scans.insert(table, scan);
-        }
-        let plan = {
-            let scan_fn = |name: &str| {
-                scans.get(name).cloned().ok_or_else(|| {
-                    datafusion::error::DataFusionError::Internal(format!("table {name} was not prepared"))
-                })
-            };
-            let context = lower::LowerContext { session: &session, now_ns: request.now_ns, scan: &scan_fn };
-            lower::lower_query(&bound, &context)?
-        };
+        let plan = self.lowered_plan(&session, &bound, request, &mut stats, &pruning)?;
         let frame = session.execute_logical_plan(plan).await?;
         let mut stream = frame.execute_stream().await?;
         let mut batches = Vec::new();
@@ -311,6 +294,35 @@ impl QueryEngine {
         pruning.add_to(&mut stats);
         stats.execution_time = started.elapsed();
         Ok(QueryOutput { columns: bound.schema.columns, batches, truncated, stats, render: None })
+    }
+
+    /// Prepares the scans of the tables `bound` reads and lowers it to a
+    /// DataFusion plan over them.
+    fn lowered_plan(
+        &self,
+        session: &SessionContext,
+        bound: &watchpost_kql_binder::bound::BoundTabular,
+        request: &QueryRequest,
+        stats: &mut QueryStats,
+        pruning: &Arc<scan::TermPruning>,
+    ) -> Result<datafusion::logical_expr::LogicalPlan, QueryError> {
+        let mut scans = HashMap::new();
+        for table in bound.source_tables() {
+            if scans.contains_key(&table) {
+                continue;
+            }
+            let snapshot = self.store.snapshot(&request.workspace, &table);
+            let scan = scan::scan_table(session, &table, snapshot, request.window, stats, pruning)?;
+            scans.insert(table, scan);
+        }
+        let scan_fn = |name: &str| {
+            scans
+                .get(name)
+                .cloned()
+                .ok_or_else(|| datafusion::error::DataFusionError::Internal(format!("table {name} was not prepared")))
+        };
+        let context = lower::LowerContext { session, now_ns: request.now_ns, scan: &scan_fn };
+        Ok(lower::lower_query(bound, &context)?)
     }
 
     fn session(&self) -> Result<SessionContext, QueryError> {
