@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use watchpost_diagnostics::Diagnostic;
@@ -331,9 +332,13 @@ impl QueryEngine {
             .build_arc()?;
         let config =
             SessionConfig::new().with_target_partitions(self.options.target_partitions).with_information_schema(false);
-        let session = SessionContext::new_with_config_rt(config, runtime);
-        session.add_optimizer_rule(Arc::new(optimize::DynamicPathFusion));
-        Ok(session)
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_optimizer_rules(optimize::optimizer_rules())
+            .build();
+        Ok(SessionContext::new_with_state(state))
     }
 }
 

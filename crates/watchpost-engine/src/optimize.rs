@@ -17,16 +17,30 @@
 //! kernels: a path on a string gives what it gives on `parse_json` of that
 //! string, and a path with a string result gives `tostring()` of the path.
 
+use std::sync::Arc;
+
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, Result};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{Expr, LogicalPlan, Projection};
 use datafusion::optimizer::optimizer::ApplyOrder;
-use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+use datafusion::optimizer::{Optimizer, OptimizerConfig, OptimizerRule};
 use watchpost_schema::KqlType;
 
 use crate::udf::kernel::{kernel_call, KernelCall};
 use crate::udf::{convert, dynamic};
+
+/// DataFusion's optimizer rules with [`DynamicPathFusion`] right after
+/// filter push-down: later rules (common subexpression elimination) would
+/// otherwise pull a `parse_json` shared by two predicates out into a
+/// projection of its own, out of the fusion's reach.
+pub(crate) fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
+    let mut rules = Optimizer::new().rules;
+    let after_push_down =
+        rules.iter().position(|rule| rule.name() == "push_down_filter").map_or(rules.len(), |idx| idx + 1);
+    rules.insert(after_push_down, Arc::new(DynamicPathFusion));
+    rules
+}
 
 /// Fuses the call `expr` (not its arguments) with the call below it:
 ///

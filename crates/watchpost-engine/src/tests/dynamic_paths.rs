@@ -111,3 +111,20 @@ async fn a_parsed_column_used_whole_stays_parsed() {
     assert!(plan.contains("parse_json(AdditionalFields@0) as AF"), "{plan}");
     assert!(plan.contains("dynamic_get_text(AF@0, a) as m, tostring(AF@0) as whole"), "{plan}");
 }
+
+/// Two paths in one `where` still read the stored text: the fusion runs
+/// before common subexpression elimination could pull the shared
+/// `parse_json` out into a projection of its own.
+#[tokio::test]
+async fn two_paths_in_one_where_read_the_text() {
+    let fx = fixture(EngineOptions::default());
+    append_events(&fx.store, &[&af("Windows", "Password", "high"), &af("Linux", "Password", "high")]);
+    let text = r#"Events
+        | extend AF = parse_json(AdditionalFields)
+        | where tostring(AF.RiskLevel) == "high" and tostring(AF.Device.OS) == "Windows"
+        | count"#;
+    let (_, counted) = rows(&fx.engine, &request(text)).await;
+    assert_eq!(counted, vec![vec![json!(1)]]);
+    let plan = physical_plan(&fx.engine, &request(text)).await;
+    assert!(!plan.contains("parse_json"), "{plan}");
+}
