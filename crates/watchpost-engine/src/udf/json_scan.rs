@@ -76,12 +76,13 @@ pub(crate) enum Step<'k> {
 pub(crate) fn follow(text: &str, steps: &[Step<'_>], key_buffer: &mut String) -> Result<Option<Found>, Fault> {
     let mut scanner = Scanner::new(text, false);
     scanner.skip_whitespace();
-    let container_wanted = match steps.first() {
-        Some(Step::Key(_)) => b'{',
-        Some(Step::Index(_)) => b'[',
-        None => 0,
+    // A root that cannot hold the first step ends the search at once.
+    let opening = match steps.first() {
+        Some(Step::Key(_)) => Some(b'{'),
+        Some(Step::Index(_)) => Some(b'['),
+        None => None,
     };
-    if container_wanted != 0 && scanner.peek() != Some(container_wanted) {
+    if opening.is_some_and(|opening| scanner.peek() != Some(opening)) {
         return Ok(None);
     }
     let found = scanner.follow_value(steps, key_buffer)?;
