@@ -15,6 +15,7 @@
 //! Start reading at [`QueryEngine::run`].
 
 mod lower;
+mod optimize;
 mod render;
 pub mod result;
 mod scan;
@@ -30,6 +31,7 @@ use datafusion::execution::cache::cache_manager::{CacheManagerConfig, FileMetada
 use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use watchpost_diagnostics::Diagnostic;
@@ -282,25 +284,8 @@ impl QueryEngine {
     ) -> Result<QueryOutput, QueryError> {
         let session = self.session()?;
         let mut stats = QueryStats::default();
-        let mut scans = HashMap::new();
         let pruning = Arc::new(scan::TermPruning::default());
-        for table in bound.source_tables() {
-            if scans.contains_key(&table) {
-                continue;
-            }
-            let snapshot = self.store.snapshot(&request.workspace, &table);
-            let scan = scan::scan_table(&session, &table, snapshot, request.window, &mut stats, &pruning)?;
-            scans.insert(table, scan);
-        }
-        let plan = {
-            let scan_fn = |name: &str| {
-                scans.get(name).cloned().ok_or_else(|| {
-                    datafusion::error::DataFusionError::Internal(format!("table {name} was not prepared"))
-                })
-            };
-            let context = lower::LowerContext { session: &session, now_ns: request.now_ns, scan: &scan_fn };
-            lower::lower_query(&bound, &context)?
-        };
+        let plan = self.lowered_plan(&session, &bound, request, &mut stats, &pruning)?;
         let frame = session.execute_logical_plan(plan).await?;
         let mut stream = frame.execute_stream().await?;
         let mut batches = Vec::new();
@@ -322,6 +307,35 @@ impl QueryEngine {
         Ok(QueryOutput { columns: bound.schema.columns, batches, truncated, stats, render: None })
     }
 
+    /// Prepares the scans of the tables `bound` reads and lowers it to a
+    /// DataFusion plan over them.
+    fn lowered_plan(
+        &self,
+        session: &SessionContext,
+        bound: &watchpost_kql_binder::bound::BoundTabular,
+        request: &QueryRequest,
+        stats: &mut QueryStats,
+        pruning: &Arc<scan::TermPruning>,
+    ) -> Result<datafusion::logical_expr::LogicalPlan, QueryError> {
+        let mut scans = HashMap::new();
+        for table in bound.source_tables() {
+            if scans.contains_key(&table) {
+                continue;
+            }
+            let snapshot = self.store.snapshot(&request.workspace, &table);
+            let scan = scan::scan_table(session, &table, snapshot, request.window, stats, pruning)?;
+            scans.insert(table, scan);
+        }
+        let scan_fn = |name: &str| {
+            scans
+                .get(name)
+                .cloned()
+                .ok_or_else(|| datafusion::error::DataFusionError::Internal(format!("table {name} was not prepared")))
+        };
+        let context = lower::LowerContext { session, now_ns: request.now_ns, scan: &scan_fn };
+        Ok(lower::lower_query(bound, &context)?)
+    }
+
     fn session(&self) -> Result<SessionContext, QueryError> {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(self.options.memory_limit_bytes)))
@@ -333,7 +347,13 @@ impl QueryEngine {
             .build_arc()?;
         let config =
             SessionConfig::new().with_target_partitions(self.options.target_partitions).with_information_schema(false);
-        Ok(SessionContext::new_with_config_rt(config, runtime))
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_optimizer_rules(optimize::optimizer_rules())
+            .build();
+        Ok(SessionContext::new_with_state(state))
     }
 }
 

@@ -187,5 +187,6 @@ fn long_integers_keep_their_type() {
     assert_eq!(result::encode_cell(KqlType::Long, &array, 1), Json::Null);
 }
 
+mod dynamic_paths;
 mod functions;
 mod term_filters;

@@ -14,6 +14,7 @@ pub(crate) mod geo;
 mod has;
 pub(crate) mod ip;
 pub(crate) mod ip_text;
+pub(crate) mod json_scan;
 pub(crate) mod kernel;
 pub(crate) mod parse_text;
 pub(crate) mod percentile;

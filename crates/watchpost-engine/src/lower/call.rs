@@ -12,6 +12,7 @@ use watchpost_kql_binder::bound::{BoundExpr, ExprKind, ScalarFunction, Value};
 use watchpost_schema::{KqlType, TIME_RECEIVED};
 
 use super::{datetime_literal, lower_bin, lower_expr, now_literal, LowerContext};
+use crate::optimize::fuse_paths;
 use crate::udf::datetime::Period;
 use crate::udf::kernel::{self, Kernel};
 use crate::udf::{anomalies, convert, datetime, dynamic, geo, ip, ip_text, parse_text, series, strings, xml};
@@ -253,8 +254,9 @@ pub(super) fn lower_call(
         }
         F::UnixtimeMicrosecondsToDatetime => call.kernel("unixtime_micros", |c| datetime::unixtime(c, 1_000), &[])?,
         F::UnixtimeNanosecondsToDatetime => call.kernel("unixtime_nanos", |c| datetime::unixtime(c, 1), &[])?,
-        F::ParseJson => call.kernel("parse_json", dynamic::parse_json, &[])?,
-        F::DynamicGet => call.kernel("dynamic_get", dynamic::get_path, &[])?,
+        F::ParseJson => call.kernel(dynamic::PARSE_JSON, dynamic::parse_json, &[])?,
+        // `parse_json(s).a` reads the path on `s` itself.
+        F::DynamicGet => fuse_paths(call.kernel(dynamic::GET_PATH, dynamic::get_path, &[])?),
         F::ArrayLength => call.kernel("array_length", dynamic::array_length, &[])?,
         F::BagKeys => call.kernel("bag_keys", dynamic::bag_keys, &[])?,
         F::BagPack => call.kernel("bag_pack", dynamic::bag_pack, &[])?,
@@ -332,7 +334,15 @@ pub(super) fn as_text(expr: &BoundExpr, context: &LowerContext<'_>) -> Result<Ex
     Ok(match expr.ty {
         KqlType::String | KqlType::Guid => lowered,
         KqlType::Int | KqlType::Long => cast(lowered, DataType::Utf8),
-        other => kernel::call("tostring", convert::to_string, vec![lowered], vec![other], KqlType::String),
+        // `tostring(d.a)` reads the path as text.
+        KqlType::Dynamic => fuse_paths(kernel::call(
+            convert::TO_STRING,
+            convert::to_string,
+            vec![lowered],
+            vec![KqlType::Dynamic],
+            KqlType::String,
+        )),
+        other => kernel::call(convert::TO_STRING, convert::to_string, vec![lowered], vec![other], KqlType::String),
     })
 }
 
@@ -352,10 +362,14 @@ pub(super) fn convert_expr(lowered: Expr, source: KqlType, target: KqlType) -> E
     };
     match (source, target) {
         _ if source == target => lowered,
-        (Dynamic, _) | (String, Datetime | Timespan | Bool) => {
-            kernel::call("convert", convert::convert, vec![lowered], vec![source], target)
+        // `d.a == "x"` reads the path as text.
+        (Dynamic, String) => {
+            fuse_paths(kernel::call(convert::CONVERT, convert::convert, vec![lowered], vec![source], target))
         }
-        (_, String) => kernel::call("tostring", convert::to_string, vec![lowered], vec![source], String),
+        (Dynamic, _) | (String, Datetime | Timespan | Bool) => {
+            kernel::call(convert::CONVERT, convert::convert, vec![lowered], vec![source], target)
+        }
+        (_, String) => kernel::call(convert::TO_STRING, convert::to_string, vec![lowered], vec![source], String),
         (Datetime | Timespan, Long | Int | Real) => {
             try_cast(cast(lowered, DataType::Int64) / lit(NANOS_PER_TICK), target.arrow_type())
         }

@@ -15,6 +15,11 @@ use crate::result::format_timespan;
 
 const NANOS_PER_TICK: i64 = 100;
 
+/// The name of the `tostring` kernel.
+pub(crate) const TO_STRING: &str = "tostring";
+/// The name of the `convert` kernel.
+pub(crate) const CONVERT: &str = "convert";
+
 /// `kql_to_<type>(value)`: converts a dynamic or string value to the return
 /// type.
 pub(crate) fn convert(call: &Invocation<'_>) -> Result<ArrayRef> {

@@ -1,17 +1,34 @@
 //! Dynamic values: `parse_json`, property access, and the array and
 //! property-bag functions. A dynamic value is the compact JSON text of the
-//! value in a UTF-8 array (null when the value is null or missing).
+//! value in a UTF-8 array (null when the value is null or missing), as
+//! `serde_json` writes it.
+//!
+//! `parse_json` and property paths work on the text with
+//! [`json_scan`](super::json_scan): a text already in the dynamic form
+//! passes through, and a path is followed without building a tree. Only
+//! what the scanner leaves undecided goes through `serde_json`.
 
 use std::cmp::Ordering;
 use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::sync::Arc;
 
-use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::array::{Array, ArrayRef, StringBuilder};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::error::Result;
 use serde_json::{Map, Value as Json};
 use watchpost_schema::KqlType;
 
 use super::convert::json_to_string;
+use super::json_scan::{self, Fault, Kind, Step};
 use super::kernel::{dynamics, json_at, long_at, longs, text_at, Invocation};
+
+/// The name of the `parse_json` kernel.
+pub(crate) const PARSE_JSON: &str = "parse_json";
+/// The name of `get_path` returning a dynamic value.
+pub(crate) const GET_PATH: &str = "dynamic_get";
+/// The name of `get_path` returning text: `tostring(d.a.b)`.
+pub(crate) const GET_PATH_TEXT: &str = "dynamic_get_text";
 
 /// Parses JSON text; text that is not JSON becomes a dynamic string holding
 /// it, as `parse_json` of a plain string does.
@@ -30,24 +47,167 @@ fn map_rows(call: &Invocation<'_>, each: impl Fn(usize) -> Option<Json>) -> Arra
 }
 
 /// `parse_json(text)` / `todynamic(text)`; a dynamic argument passes through.
+///
+/// A text already in the dynamic form is kept as it is (the input array
+/// itself when every row is); other JSON is rewritten in that form, and a
+/// text that is not JSON becomes a dynamic string.
 pub(crate) fn parse_json(call: &Invocation<'_>) -> Result<ArrayRef> {
-    Ok(map_rows(call, |row| match call.arg_types[0] {
-        KqlType::String => text_at(&call.args[0], row).map(parse_or_string).filter(|json| !json.is_null()),
-        _ => dynamic_at(call, 0, row),
-    }))
+    if !matches!(call.arg_types[0], KqlType::String | KqlType::Dynamic) {
+        return Ok(map_rows(call, |row| dynamic_at(call, 0, row)));
+    }
+    let texts = &call.args[0];
+    let new_builder = || StringBuilder::with_capacity(call.n_rows, texts.get_array_memory_size());
+    // Until a row differs from its input, the input may be the result.
+    let mut builder = (texts.data_type() != &DataType::Utf8).then(new_builder);
+    let mut out = String::new();
+    for row in 0..call.n_rows {
+        let Some(text) = text_at(texts, row) else {
+            if let Some(builder) = builder.as_mut() {
+                builder.append_null();
+            }
+            continue;
+        };
+        let parsed = parse_text(text, &mut out);
+        if builder.is_none() && parsed != Parsed::Same {
+            let mut started = new_builder();
+            (0..row).for_each(|earlier| started.append_option(text_at(texts, earlier)));
+            builder = Some(started);
+        }
+        let Some(builder) = builder.as_mut() else { continue };
+        match parsed {
+            Parsed::Null => builder.append_null(),
+            Parsed::Same => builder.append_value(text),
+            Parsed::Written => builder.append_value(&out),
+        }
+    }
+    Ok(match builder {
+        Some(mut builder) => Arc::new(builder.finish()),
+        None => texts.clone(),
+    })
+}
+
+/// What `parse_json` makes of one text.
+#[derive(Debug, PartialEq, Eq)]
+enum Parsed {
+    /// JSON null.
+    Null,
+    /// The text itself: it is in the dynamic form already.
+    Same,
+    /// The dynamic text written to the output buffer.
+    Written,
+}
+
+fn parse_text(text: &str, out: &mut String) -> Parsed {
+    out.clear();
+    match json_scan::check(text) {
+        Ok((Kind::Null, _)) => Parsed::Null,
+        Ok((_, true)) => Parsed::Same,
+        Err(Fault::Invalid) => {
+            json_scan::write_json_string(text, out);
+            Parsed::Written
+        }
+        Ok((_, false)) | Err(Fault::Unsure) => match parse_or_string(text) {
+            Json::Null => Parsed::Null,
+            json => {
+                write!(out, "{json}").expect("writing to a String cannot fail");
+                Parsed::Written
+            }
+        },
+    }
 }
 
 /// `d.a.b[1]`: follows the keys and indexes in arguments 1.. from the
 /// value in argument 0. A missing step gives null; a negative index counts
 /// from the end of an array.
+///
+/// Argument 0 is a dynamic value, or a string read as `parse_json` reads
+/// it (which is the same thing: both are JSON text, and text that is not
+/// JSON is a string without properties). With a string return type the
+/// kernel is `tostring(d.a.b[1])`: a string's characters, other values'
+/// JSON text, "" for null.
 pub(crate) fn get_path(call: &Invocation<'_>) -> Result<ArrayRef> {
-    Ok(map_rows(call, |row| {
-        let mut value = dynamic_at(call, 0, row)?;
-        for idx in 1..call.args.len() {
-            value = step(value, &call.args[idx], call.arg_types[idx], row)?;
+    let as_text = call.return_type == KqlType::String;
+    let mut builder = StringBuilder::with_capacity(call.n_rows, call.n_rows * 16);
+    let mut path = PathScratch { steps: Vec::with_capacity(call.args.len()), key_buffer: String::new() };
+    let mut out = String::new();
+    for row in 0..call.n_rows {
+        out.clear();
+        let found = path_at(call, row, &mut path, &mut out, as_text);
+        match (found, as_text) {
+            (true, _) => builder.append_value(&out),
+            (false, true) => builder.append_value(""),
+            (false, false) => builder.append_null(),
         }
-        Some(value).filter(|json| !json.is_null())
-    }))
+    }
+    Ok(Arc::new(builder.finish()))
+}
+
+/// Buffers `get_path` reuses from row to row.
+struct PathScratch<'a> {
+    steps: Vec<Step<'a>>,
+    key_buffer: String,
+}
+
+/// Writes the value of the path at `row` to `out` (as text with
+/// `as_text`); false when it is null.
+fn path_at<'a>(
+    call: &'a Invocation<'a>,
+    row: usize,
+    path: &mut PathScratch<'a>,
+    out: &mut String,
+    as_text: bool,
+) -> bool {
+    let scannable = matches!(call.arg_types[0], KqlType::Dynamic | KqlType::String) && call.args.len() > 1;
+    if !scannable {
+        return write_reference(call, row, out, as_text);
+    }
+    let Some(text) = text_at(&call.args[0], row) else { return false };
+    path.steps.clear();
+    for idx in 1..call.args.len() {
+        let key = &call.args[idx];
+        let step = match call.arg_types[idx] {
+            KqlType::Int | KqlType::Long => long_at(key, row).map(Step::Index),
+            // A dynamic key is JSON text; serde_json reads it.
+            KqlType::Dynamic => return write_reference(call, row, out, as_text),
+            _ => text_at(key, row).map(Step::Key),
+        };
+        let Some(step) = step else { return false };
+        path.steps.push(step);
+    }
+    match json_scan::follow(text, &path.steps, &mut path.key_buffer) {
+        Ok(Some(found)) if found.kind != Kind::Null => {
+            if as_text {
+                json_scan::write_text(text, &found, out);
+            } else {
+                json_scan::write_dynamic(text, &found, out);
+            }
+            true
+        }
+        Ok(_) | Err(Fault::Invalid) => false,
+        Err(Fault::Unsure) => write_reference(call, row, out, as_text),
+    }
+}
+
+/// `get_path` of one row on a `serde_json` tree.
+fn write_reference(call: &Invocation<'_>, row: usize, out: &mut String, as_text: bool) -> bool {
+    let Some(json) = reference_path(call, row) else { return false };
+    if as_text {
+        out.push_str(&json_to_string(&json));
+    } else {
+        write!(out, "{json}").expect("writing to a String cannot fail");
+    }
+    true
+}
+
+fn reference_path(call: &Invocation<'_>, row: usize) -> Option<Json> {
+    let mut value = match call.arg_types[0] {
+        KqlType::String => text_at(&call.args[0], row).map(parse_or_string).filter(|json| !json.is_null())?,
+        _ => dynamic_at(call, 0, row)?,
+    };
+    for idx in 1..call.args.len() {
+        value = step(value, &call.args[idx], call.arg_types[idx], row)?;
+    }
+    Some(value).filter(|json| !json.is_null())
 }
 
 fn step(value: Json, key: &ArrayRef, key_type: KqlType, row: usize) -> Option<Json> {
@@ -254,3 +414,6 @@ pub(crate) fn strcat_array(call: &Invocation<'_>) -> Result<ArrayRef> {
         Some(texts.join(delimiter))
     })))
 }
+
+#[cfg(test)]
+mod tests;

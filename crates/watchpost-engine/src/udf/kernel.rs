@@ -55,6 +55,35 @@ pub(crate) fn call(
     ScalarUDF::from(function).call(args)
 }
 
+/// A call of a kernel, as an expression holds it.
+pub(crate) struct KernelCall<'e> {
+    pub name: &'static str,
+    pub kernel: Kernel,
+    pub args: &'e [Expr],
+    pub arg_types: &'e [KqlType],
+    pub return_type: KqlType,
+}
+
+impl KernelCall<'_> {
+    /// The same kernel called on `args` of `arg_types`.
+    pub(crate) fn with_args(&self, args: Vec<Expr>, arg_types: Vec<KqlType>) -> Expr {
+        call(self.name, self.kernel, args, arg_types, self.return_type)
+    }
+}
+
+/// The kernel call `expr` is, if it is one.
+pub(crate) fn kernel_call(expr: &Expr) -> Option<KernelCall<'_>> {
+    let Expr::ScalarFunction(function) = expr else { return None };
+    let kql_function = function.func.inner().downcast_ref::<KqlFunction>()?;
+    Some(KernelCall {
+        name: kql_function.name,
+        kernel: kql_function.kernel,
+        args: &function.args,
+        arg_types: &kql_function.arg_types,
+        return_type: kql_function.return_type,
+    })
+}
+
 #[derive(Debug)]
 struct KqlFunction {
     name: &'static str,
