@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::config::ConfigOptions;
 use datafusion::execution::cache::cache_manager::{CacheManagerConfig, FileMetadataCache};
 use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::memory_pool::FairSpillPool;
@@ -157,12 +158,20 @@ pub struct QueryEngine {
     /// query's session (segments never change once written, and a cached
     /// entry is checked against the file's size and modification time).
     metadata_cache: Arc<FileMetadataCache>,
+    /// DataFusion's settings: its defaults, then any `DATAFUSION_*`
+    /// environment variables (DataFusion's own names, for example
+    /// `DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS=true`), read once.
+    datafusion_options: ConfigOptions,
 }
 
 impl QueryEngine {
     pub fn new(store: Arc<Store>, options: EngineOptions) -> QueryEngine {
         let metadata_cache = Arc::new(DefaultCache::new(METADATA_CACHE_BYTES).with_name("watchpost-segment-metadata"));
-        QueryEngine { store, options, functions: None, metadata_cache }
+        let datafusion_options = ConfigOptions::from_env().unwrap_or_else(|err| {
+            tracing::warn!(error = %err, "ignoring the DATAFUSION_* environment variables");
+            ConfigOptions::new()
+        });
+        QueryEngine { store, options, functions: None, metadata_cache, datafusion_options }
     }
 
     /// Makes the workspaces' stored functions callable from queries.
@@ -345,8 +354,9 @@ impl QueryEngine {
                     .with_metadata_cache_limit(METADATA_CACHE_BYTES),
             )
             .build_arc()?;
-        let config =
-            SessionConfig::new().with_target_partitions(self.options.target_partitions).with_information_schema(false);
+        let config = SessionConfig::from(self.datafusion_options.clone())
+            .with_target_partitions(self.options.target_partitions)
+            .with_information_schema(false);
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)

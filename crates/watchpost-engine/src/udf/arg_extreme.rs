@@ -16,10 +16,10 @@ use std::sync::Arc;
 use datafusion::arrow::array::{new_null_array, Array, ArrayRef, BooleanArray, UInt32Array};
 use datafusion::arrow::compute::kernels::boolean::not;
 use datafusion::arrow::compute::kernels::nullif::nullif;
+use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::compute::{interleave, prep_null_mask_filter, take};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::arrow::row::{RowConverter, SortField};
-use datafusion::arrow::compute::SortOptions;
 use datafusion::common::ScalarValue;
 use datafusion::error::Result;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -304,8 +304,7 @@ impl GroupsAccumulator for Best {
     }
 
     fn size(&self) -> usize {
-        let arrays: usize =
-            self.keys.iter().chain(&self.values).map(|array| array.get_array_memory_size()).sum();
+        let arrays: usize = self.keys.iter().chain(&self.values).map(|array| array.get_array_memory_size()).sum();
         self.key_bytes
             + arrays
             + self.converter.size()
@@ -422,14 +421,17 @@ mod tests {
         }
         assert!(accumulator.keys.len() < 600, "chunks were compacted");
         let filter = BooleanArray::from(vec![true, false]);
-        accumulator.update(&longs(&[Some(10_000), Some(10_000)]), &texts(&["g0-top", "g1-top"]), &[0, 1], Some(&filter), 2).unwrap();
+        accumulator
+            .update(&longs(&[Some(10_000), Some(10_000)]), &texts(&["g0-top", "g1-top"]), &[0, 1], Some(&filter), 2)
+            .unwrap();
         assert_eq!(strings(&accumulator.evaluate(EmitTo::First(1)).unwrap()), [Some("g0-top".into())]);
         assert_eq!(strings(&accumulator.evaluate(EmitTo::All).unwrap()), [Some("g1-599".into())]);
     }
 
     #[test]
     fn without_groups_the_single_accumulator_answers() {
-        let mut single = SingleAccumulator { groups: Best::new(Extreme::Min, &DataType::Utf8, &DataType::Int64).unwrap() };
+        let mut single =
+            SingleAccumulator { groups: Best::new(Extreme::Min, &DataType::Utf8, &DataType::Int64).unwrap() };
         assert_eq!(single.evaluate().unwrap(), ScalarValue::Int64(None));
         single.update_batch(&[texts(&["m", "c", "x"]), longs(&[Some(1), Some(2), Some(3)])]).unwrap();
         single.merge_batch(&[texts(&["d"]), longs(&[Some(4)])]).unwrap();

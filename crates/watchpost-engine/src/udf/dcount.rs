@@ -210,9 +210,7 @@ impl GroupsAccumulator for Distinct {
     }
 
     fn size(&self) -> usize {
-        self.seen.capacity() * (size_of::<(u32, u64)>() + 1)
-            + self.counts.capacity() * 8
-            + self.hashes.capacity() * 8
+        self.seen.capacity() * (size_of::<(u32, u64)>() + 1) + self.counts.capacity() * 8 + self.hashes.capacity() * 8
     }
 }
 
