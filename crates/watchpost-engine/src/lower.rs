@@ -679,6 +679,9 @@ fn late_materialization(
         ExprKind::Column(name) => Some(name.clone()),
         _ => None,
     };
+    if !reads_the_same_rows_twice(input)? {
+        return Ok(None);
+    }
     let Some(key_column) = column_name(key) else { return Ok(None) };
     let Some(group_columns) = group_by.iter().map(|(_, expr)| column_name(expr)).collect::<Option<Vec<_>>>() else {
         return Ok(None);
@@ -714,6 +717,28 @@ fn late_materialization(
     state.table_options_mut().parquet.global.pushdown_filters = true;
     state.config_mut().options_mut().execution.parquet.pushdown_filters = true;
     Ok(Some(plan))
+}
+
+/// Whether running `plan` twice surely gives the same rows: only scans,
+/// literal rows, projections, filters, unions and aliases, with no volatile expression.
+/// A `take`, `sample` or `rand()` below a late-read `arg_max` could pick
+/// different rows in its two passes.
+fn reads_the_same_rows_twice(plan: &LogicalPlan) -> Result<bool> {
+    use datafusion::common::tree_node::TreeNode;
+    let unstable = plan.exists(|node| {
+        let kind_ok = matches!(
+            node,
+            LogicalPlan::TableScan(_)
+                | LogicalPlan::Values(_)
+                | LogicalPlan::EmptyRelation(_)
+                | LogicalPlan::Projection(_)
+                | LogicalPlan::Filter(_)
+                | LogicalPlan::Union(_)
+                | LogicalPlan::SubqueryAlias(_)
+        );
+        Ok(!kind_ok || node.expressions().iter().any(Expr::is_volatile))
+    })?;
+    Ok(!unstable)
 }
 
 /// Where a bound aggregate's raw value is found in the aggregate's output:

@@ -128,3 +128,30 @@ async fn two_paths_in_one_where_read_the_text() {
     let plan = physical_plan(&fx.engine, &request(text)).await;
     assert!(!plan.contains("parse_json"), "{plan}");
 }
+
+/// A wide `arg_max(T, *)` is read late: a semi join against each group's
+/// extreme key narrows the input first, unless a `take` below it could
+/// give the two passes different rows.
+#[tokio::test]
+async fn wide_arg_max_keeps_only_winning_rows_before_aggregating() {
+    let fx = fixture(EngineOptions::default());
+    let wide = "datatable(H:string, T:long, A:string, B:long, C:real)\
+                [\"h1\",1,\"x\",1,1.0,\"h1\",2,\"y\",2,2.0,\"h2\",7,\"z\",3,3.0]";
+    let late = format!("{wide} | summarize arg_max(T, *) by H");
+    let plan = physical_plan(&fx.engine, &request(&late)).await;
+    assert!(plan.contains("RightSemi"), "expected a semi join in:\n{plan}");
+    let (_, got) = rows(&fx.engine, &request(&format!("{late} | order by H asc"))).await;
+    assert_eq!(
+        got,
+        vec![
+            vec![json!("h1"), json!(2), json!("y"), json!(2), json!(2.0)],
+            vec![json!("h2"), json!(7), json!("z"), json!(3), json!(3.0)]
+        ]
+    );
+    let sampled = format!("{wide} | take 2 | summarize arg_max(T, *) by H");
+    let plan = physical_plan(&fx.engine, &request(&sampled)).await;
+    assert!(!plan.contains("RightSemi"), "no late read below a take:\n{plan}");
+    let narrow = format!("{wide} | summarize arg_max(T, A) by H");
+    let plan = physical_plan(&fx.engine, &request(&narrow)).await;
+    assert!(!plan.contains("RightSemi"), "no late read for two columns:\n{plan}");
+}
