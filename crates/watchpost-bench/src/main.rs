@@ -3,6 +3,11 @@
 //! Suite `decode`: the Data Collector body decoder alone, in process, one
 //! core, over the kit's batches: MB/s per run and the median.
 //!
+//! Suite `flush`: the storage side alone, in process: the kit's batches are
+//! decoded and appended (untimed, WAL fsync off), then one flush writes
+//! them to Parquet segments with their term filters; wall and process CPU
+//! seconds per run and the median MB/s of the posted JSON they stand for.
+//!
 //! Suite `logs-ingestion` (module [`logs_ingestion`]): the Logs Ingestion
 //! API with and without a transform, beside the Data Collector API.
 //!
@@ -40,6 +45,8 @@ enum Suite {
     Ingest(Args),
     /// The Data Collector decoder alone.
     Decode(DecodeArgs),
+    /// Flushing decoded rows to Parquet segments and term filters.
+    Flush(DecodeArgs),
     /// The kit's hunting queries over HTTP, beside DuckDB.
     Queries(queries::QueryArgs),
     /// Logs Ingestion API with and without a transform, beside the Data Collector API.
@@ -324,6 +331,7 @@ fn main() -> anyhow::Result<()> {
     match Suite::parse() {
         Suite::Ingest(args) => ingest(args),
         Suite::Decode(args) => decode(args),
+        Suite::Flush(args) => flush(args),
         Suite::Queries(args) => queries::queries(args),
         Suite::LogsIngestion(args) => logs_ingestion::run(args),
     }
@@ -399,6 +407,66 @@ fn decode(args: DecodeArgs) -> anyhow::Result<()> {
     println!(
         "{}",
         json!({"suite": "decode", "runs": args.runs, "median_mb_per_s": median(&mut rates),
+               "median_mb_per_cpu_s": median(&mut cpu_rates)})
+    );
+    Ok(())
+}
+
+/// CPU seconds (user + system) the whole process used so far, from /proc.
+fn process_cpu_seconds() -> f64 {
+    cpu_seconds(std::process::id())
+}
+
+fn flush(args: DecodeArgs) -> anyhow::Result<()> {
+    use watchpost_ingest::data_collector::{decode, TableKind, ValidatedPost};
+    use watchpost_storage::{AppendRequest, Store, StoreOptions};
+    let batches = read_batches(&args.batches)?;
+    let bytes: usize = batches.iter().map(|(_, body)| body.len()).sum();
+    let (mut rates, mut cpu_rates) = (Vec::new(), Vec::new());
+    for run in 0..args.runs {
+        let dir = tempfile::tempdir()?;
+        let options = StoreOptions { wal_fsync: false, ..StoreOptions::default() };
+        let store = Store::open(dir.path(), options)?;
+        for (_, body) in &batches {
+            let post = ValidatedPost {
+                workspace_id: WORKSPACE.to_string(),
+                table: "Events_CL".to_string(),
+                table_kind: TableKind::Custom,
+                time_generated_field: Some(TIME_FIELD.to_string()),
+                resource_id: None,
+                body: std::borrow::Cow::Borrowed(body),
+            };
+            let schema = store.table_schema(WORKSPACE, "Events_CL").unwrap_or_default();
+            let received = chrono::Utc::now();
+            let decoded = decode(&post, &schema, received).map_err(|err| anyhow::anyhow!(err.message))?;
+            store.append(AppendRequest {
+                workspace: WORKSPACE.to_string(),
+                table: "Events_CL".to_string(),
+                idempotency_key: None,
+                received_ns: received.timestamp_nanos_opt().unwrap_or_default(),
+                batch: decoded.batch,
+            })?;
+        }
+        let buffered = store.buffered_bytes();
+        let started = Instant::now();
+        let cpu_started = process_cpu_seconds();
+        let stats = store.flush()?;
+        let seconds = started.elapsed().as_secs_f64();
+        let cpu_seconds = process_cpu_seconds() - cpu_started;
+        let rate = bytes as f64 / seconds / 1e6;
+        let cpu_rate = bytes as f64 / cpu_seconds / 1e6;
+        println!(
+            "flush run {run}: {} rows ({} MiB of Arrow, {:.0} MB posted) in {seconds:.2}s = {rate:.0} MB/s; {cpu_seconds:.2} CPU-s = {cpu_rate:.0} MB per CPU-s",
+            stats.rows_written,
+            buffered >> 20,
+            bytes as f64 / 1e6
+        );
+        rates.push(rate);
+        cpu_rates.push(cpu_rate);
+    }
+    println!(
+        "{}",
+        json!({"suite": "flush", "runs": args.runs, "median_mb_per_s": median(&mut rates),
                "median_mb_per_cpu_s": median(&mut cpu_rates)})
     );
     Ok(())

@@ -5,21 +5,22 @@
 
 use std::fs;
 use std::path::Path;
-use std::sync::mpsc;
 use std::sync::Arc;
 
 use arrow::array::{Array, TimestampNanosecondArray};
-use arrow::compute::interleave_record_batch;
 use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 use watchpost_schema::TIME_GENERATED;
 
 use crate::terms::{TermFilterBuilder, BLOCK_ROWS};
 use crate::{StorageError, StorageResult};
+
+mod encode;
 
 /// What the catalog records about one segment file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,42 +42,16 @@ pub struct SegmentMeta {
 /// Rows written per Parquet row group.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 
-/// Encodes `batches` in time order (`order`, or as they are when `None`),
-/// handing each written batch to `also`.
-fn write_rows(
-    writer: &mut ArrowWriter<fs::File>,
-    batches: &[RecordBatch],
-    order: Option<&[(usize, usize)]>,
-    also: impl Fn(&RecordBatch),
-) -> StorageResult<()> {
-    match order {
-        None => {
-            for batch in batches {
-                writer.write(batch).map_err(StorageError::parquet)?;
-                also(batch);
-            }
-        }
-        Some(order) => {
-            let inputs: Vec<&RecordBatch> = batches.iter().collect();
-            for chunk in order.chunks(ROW_GROUP_ROWS) {
-                let rows = interleave_record_batch(&inputs, chunk).map_err(StorageError::arrow)?;
-                writer.write(&rows).map_err(StorageError::parquet)?;
-                also(&rows);
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Writes `batches` (all of `schema`) to `path` sorted by `TimeGenerated`,
 /// atomically (temporary name, fsync, rename).
 ///
-/// Rows are gathered into row groups straight from the input batches in
-/// time order (`interleave`), so memory beyond the input is about two row
-/// groups (one being encoded, one being tokenised), not a sorted copy of
-/// everything. Batches already in time order,
-/// the usual case since `TimeGenerated` mostly follows arrival, are written
-/// as they are, without the copy.
+/// Each row group's columns are encoded on every core ([`encode`]): rows in
+/// time order are gathered column by column by the worker that encodes the
+/// column (`interleave`) and builds its term filters, so memory beyond the
+/// input is about one column of one row group per core, not a sorted copy
+/// of everything. Batches already in time order, the usual case since
+/// `TimeGenerated` mostly follows arrival, are encoded as they are, without
+/// the copy.
 pub(crate) fn write_segment(
     path: &Path,
     relative: String,
@@ -84,55 +59,35 @@ pub(crate) fn write_segment(
     batches: &[RecordBatch],
 ) -> StorageResult<SegmentMeta> {
     let TimeOrder { order, n_rows, min_time_ns, max_time_ns } = time_order(batches);
-    let properties = WriterProperties::builder()
+    let mut properties = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level 1 is valid")))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         // Pages end at least every term-filter block, so the rows of a
         // block that may hold a term are read without their neighbours.
-        .set_data_page_row_count_limit(BLOCK_ROWS)
-        .build();
+        .set_data_page_row_count_limit(BLOCK_ROWS);
+    for column in encode::mostly_unique_columns(schema, batches) {
+        properties = properties.set_column_dictionary_enabled(ColumnPath::from(column), false);
+    }
     let tmp = path.with_extension("parquet.tmp");
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(|source| StorageError::io(parent, source))?;
     }
     let file = fs::File::create(&tmp).map_err(|source| StorageError::io(&tmp, source))?;
-    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(properties)).map_err(StorageError::parquet)?;
-    // The term filters are built on a thread of their own from the same
-    // batches as the Parquet encoder takes, so a flush costs the longer of
-    // the two rather than their sum (flushing paces ingest).
-    // A rendezvous channel: the builder holds one row group while the
-    // encoder writes the next, so at most two gathered row groups are alive.
-    let (rows_tx, rows_rx) = mpsc::sync_channel::<RecordBatch>(0);
-    let (written, terms) = std::thread::scope(|scope| {
-        let builder = match TermFilterBuilder::new(schema) {
-            Some(mut builder) => {
-                let spawned =
-                    std::thread::Builder::new().name("watchpost-terms".into()).spawn_scoped(scope, move || {
-                        for rows in rows_rx {
-                            builder.push(&rows);
-                        }
-                        builder
-                    });
-                Some(spawned.map_err(|source| StorageError::io(path, source))?)
-            }
-            None => None,
-        };
-        let send = |rows: &RecordBatch| {
-            if builder.is_some() {
-                // A closed channel means the builder thread panicked; the
-                // join below raises it.
-                let _ = rows_tx.send(rows.clone());
-            }
-        };
-        let written = write_rows(&mut writer, batches, order.as_deref(), send);
-        drop(rows_tx);
-        // A panic there is a bug, raised here as it would have been had
-        // the builder run on this thread.
-        let terms = builder.map(|handle| handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
-        Ok::<_, StorageError>((written, terms))
-    })?;
-    written?;
+    // `ArrowWriter` sets the file up (Parquet schema, the Arrow schema in
+    // the footer); its row groups are then encoded here, a column per core.
+    let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties.build())).map_err(StorageError::parquet)?;
+    let (mut writer, factory) = writer.into_serialized_writer().map_err(StorageError::parquet)?;
+    let encoder = encode::Encoder::new(schema, batches, writer.schema_descr(), TermFilterBuilder::new(schema));
+    for (index, group) in encode::row_groups(batches, order.as_deref(), ROW_GROUP_ROWS).iter().enumerate() {
+        let chunks = encoder.encode(&factory, index, group)?;
+        let mut row_group = writer.next_row_group().map_err(StorageError::parquet)?;
+        for chunk in chunks {
+            chunk.append_to_row_group(&mut row_group).map_err(StorageError::parquet)?;
+        }
+        row_group.close().map_err(StorageError::parquet)?;
+    }
+    let terms = encoder.into_terms();
     let file = writer.into_inner().map_err(StorageError::parquet)?;
     file.sync_all().map_err(|source| StorageError::io(&tmp, source))?;
     let bytes = file.metadata().map_err(|source| StorageError::io(&tmp, source))?.len();
@@ -188,3 +143,6 @@ fn time_order(batches: &[RecordBatch]) -> TimeOrder {
     let order = (!in_order).then(|| keyed.into_iter().map(|(_, batch_idx, row_idx)| (batch_idx, row_idx)).collect());
     TimeOrder { order, n_rows, min_time_ns, max_time_ns }
 }
+
+#[cfg(test)]
+mod tests;

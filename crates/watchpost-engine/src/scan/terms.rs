@@ -11,7 +11,7 @@
 
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
-use watchpost_storage::terms::{needle_hashes, TermFilters};
+use watchpost_storage::terms::{needle_hashes, NeedleHashes, TermFilters};
 
 /// What must hold for a row to pass, in terms the filters can answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,7 +21,7 @@ pub(crate) enum TermCheck {
     /// The column's value holds every one of these term hashes.
     Terms {
         column: String,
-        hashes: Vec<u64>,
+        hashes: NeedleHashes,
     },
     And(Vec<TermCheck>),
     Or(Vec<TermCheck>),

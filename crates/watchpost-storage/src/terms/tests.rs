@@ -19,12 +19,73 @@ fn terms_are_maximal_runs_of_term_bytes() {
     assert_eq!(terms_of("café-au"), ["café", "au"]);
     assert!(terms_of("-- ..").is_empty());
     assert_eq!(term_hash(b"RUBEUS"), term_hash(b"rubeus"));
-    assert_eq!(needle_hashes("Rubeus.EXE"), {
+    assert_ne!(term_hash(b"rubeus"), term_hash(b"rubeux"));
+    assert_eq!(needle_hashes("Rubeus.EXE").hashes(), {
         let mut v = vec![term_hash(b"rubeus"), term_hash(b"exe")];
         v.sort_unstable();
         v
     });
     assert!(needle_hashes("-").is_empty());
+}
+
+/// The fused pass (words read in place, past the value's end when the
+/// buffer goes on) gives exactly the hashes of tokenising then hashing, for
+/// every length around the word size and every value position in a buffer.
+#[test]
+fn hashing_terms_in_place_matches_hashing_them_alone() {
+    let mut data = b"aB3-0123456789abcdefXYZ.\xc3\xa9t\xc3\xa9 Zz__qwertyuiopASDFGHJ-k".to_vec();
+    // Terms across the 64-byte words of the bitmap, and a value of more than two words.
+    data.extend_from_slice(b" ab ".repeat(14).as_slice());
+    data.extend_from_slice(&[b'x'; 70]);
+    data.extend_from_slice(b"-end");
+    let mut masks = Vec::new();
+    for start in 0..data.len() {
+        for end in start..=data.len() {
+            let mut fused = Vec::new();
+            for_each_term_hash(&data, start, end, &mut masks, |hash| fused.push(hash));
+            let mut alone = Vec::new();
+            for_each_term(&data[start..end], |term| alone.push(term_hash(term)));
+            assert_eq!(fused, alone, "value {start}..{end}");
+        }
+    }
+    // Case folds; other letters and digits do not collide.
+    assert_eq!(term_hash(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"), term_hash(b"abcdefghijklmnopqrstuvwxyz"));
+    let mut seen = HashSet::new();
+    for term in ["a", "b", "ab", "ba", "a1", "1a", "abcdefgh", "abcdefgh1", "abcdefghi", "0", "00", "000"] {
+        assert!(seen.insert(term_hash(term.as_bytes())), "{term}");
+    }
+}
+
+/// Files written by earlier releases hash terms with XXH64 (`WPTERMS1`);
+/// they are still probed with the hashes they were built with.
+#[test]
+fn version_1_filters_stay_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.terms");
+    let hashes: Vec<u64> =
+        ["launch", "rubeus", "exe", "now"].iter().map(|term| term_hash_v1(term.as_bytes())).collect();
+    let bloom = Bloom::with_terms(&hashes, hashes.len());
+    let mut data = Vec::new();
+    bloom.write_to(&mut data);
+    let header = Header {
+        block_rows: BLOCK_ROWS,
+        n_rows: 1,
+        columns: vec![ColumnHeader { name: "Message".into(), blocks: vec![(0, bloom.words.len() as u32)] }],
+    };
+    let header = serde_json::to_vec(&header).unwrap();
+    let mut file = MAGIC_V1.to_vec();
+    file.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    file.extend_from_slice(&header);
+    file.extend_from_slice(&data);
+    fs::write(&path, file).unwrap();
+    let filters = TermFilters::open(&path).unwrap();
+    assert_eq!(filters.may_contain_all("Message", &needle_hashes("Rubeus.EXE")).unwrap(), Some(vec![true]));
+    let absent = (0..50)
+        .filter(|probe| {
+            filters.may_contain_all("Message", &needle_hashes(&format!("gone{probe}"))).unwrap() == Some(vec![false])
+        })
+        .count();
+    assert!(absent >= 45, "only {absent} of 50 absent terms rejected");
 }
 
 fn schema() -> Arc<Schema> {
@@ -124,6 +185,26 @@ fn filters_never_miss_a_term_and_skip_most_blocks_without_it() {
     assert!(false_positives < 500 * 4 / 20, "{false_positives} false positives");
     let host = filters.may_contain_all("Host", &needle_hashes("host-3")).unwrap().unwrap();
     assert!(host.iter().all(|m| *m));
+}
+
+/// The sketch that sizes each filter counts distinct terms closely enough
+/// (the filter's false-positive rate follows its size), repeats or not.
+#[test]
+fn the_distinct_term_estimate_is_close() {
+    for n in [0usize, 1, 10, 500, 5_000, 60_000, 250_000] {
+        let mut terms = BlockTerms::new();
+        for round in 0..3 {
+            for idx in 0..n {
+                terms.push(term_hash(format!("t{idx}").as_bytes()));
+            }
+            let estimate = terms.distinct() as f64;
+            let error = (estimate - n as f64).abs() / (n as f64).max(1.0);
+            assert!(error < 0.05, "{n} distinct after {round} repeats: estimated {estimate}");
+        }
+        terms.clear();
+        assert_eq!(terms.distinct(), 0);
+        assert!(terms.hashes.is_empty());
+    }
 }
 
 #[test]
