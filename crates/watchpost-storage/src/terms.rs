@@ -550,6 +550,7 @@ impl TermFilterBuilder {
         head.extend_from_slice(&header);
         file.write_all(&head).map_err(|source| StorageError::io(&tmp, source))?;
         file.write_all(&data).map_err(|source| StorageError::io(&tmp, source))?;
+        crate::segment::start_writeback(&file);
         file.sync_all().map_err(|source| StorageError::io(&tmp, source))?;
         fs::rename(&tmp, path).map_err(|source| StorageError::io(path, source))
     }

@@ -18,6 +18,7 @@
 
 use std::collections::HashSet;
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use arrow::array::{Array, ArrayRef, AsArray};
@@ -137,8 +138,6 @@ pub(super) fn row_groups<'a>(
     groups
 }
 
-/// The columns a worker encodes: per field, its index and the writers of its leaves.
-type Work = Vec<(usize, Vec<ArrowColumnWriter>)>;
 /// What a worker returns: per field, its index and its column chunks.
 type Encoded = Vec<(usize, Vec<ArrowColumnChunk>)>;
 
@@ -146,8 +145,11 @@ type Encoded = Vec<(usize, Vec<ArrowColumnChunk>)>;
 pub(super) struct Encoder<'a> {
     schema: &'a SchemaRef,
     batches: &'a [RecordBatch],
-    /// Per worker, the fields it encodes.
-    assignment: Vec<Vec<usize>>,
+    /// Worker threads per row group (one per core).
+    workers: usize,
+    /// The fields, largest first: workers take the next one when they are
+    /// done with one, so a few heavy string columns do not leave a core idle.
+    largest_first: Vec<usize>,
     /// Per field, its range of Parquet leaf columns.
     leaves: Vec<Range<usize>>,
     /// Per field, its term filters being built (string columns). Each
@@ -176,7 +178,6 @@ impl<'a> Encoder<'a> {
             leaves.push(start..next);
         }
         let workers = std::thread::available_parallelism().map_or(1, usize::from).min(schema.fields().len()).max(1);
-        // Largest fields first, each to the worker with the least so far.
         let mut sizes: Vec<(usize, usize)> = (0..schema.fields().len())
             .map(|idx| {
                 let bytes = batches.iter().take(8).map(|batch| batch.column(idx).get_array_memory_size()).sum();
@@ -184,18 +185,12 @@ impl<'a> Encoder<'a> {
             })
             .collect();
         sizes.sort_unstable_by(|a, b| b.cmp(a));
-        let mut assignment = vec![Vec::new(); workers];
-        let mut load = vec![0usize; workers];
-        for (bytes, idx) in sizes {
-            let lightest = (0..workers).min_by_key(|worker| load[*worker]).expect("at least one worker");
-            assignment[lightest].push(idx);
-            load[lightest] += bytes.max(1);
-        }
+        let largest_first = sizes.into_iter().map(|(_, idx)| idx).collect();
         let mut per_field: Vec<Option<Mutex<ColumnTerms>>> = (0..schema.fields().len()).map(|_| None).collect();
         for (idx, column) in terms.map(TermFilterBuilder::into_columns).unwrap_or_default() {
             per_field[idx] = Some(Mutex::new(column));
         }
-        Encoder { schema, batches, assignment, leaves, terms: per_field }
+        Encoder { schema, batches, workers, largest_first, leaves, terms: per_field }
     }
 
     /// The term filters built while encoding; `None` without string columns.
@@ -219,31 +214,21 @@ impl<'a> Encoder<'a> {
     ) -> StorageResult<Vec<ArrowColumnChunk>> {
         let mut writers: Vec<Option<ArrowColumnWriter>> =
             factory.create_column_writers(index).map_err(StorageError::parquet)?.into_iter().map(Some).collect();
-        let mut work: Vec<Work> = self
-            .assignment
+        // Per field, the writers of its leaves, taken by the worker that encodes it.
+        let fields: Vec<Mutex<Vec<ArrowColumnWriter>>> = self
+            .leaves
             .iter()
-            .map(|fields| {
-                fields
-                    .iter()
-                    .map(|field| {
-                        let leaves =
-                            self.leaves[*field].clone().map(|leaf| writers[leaf].take().expect("one leaf, one writer"));
-                        (*field, leaves.collect())
-                    })
-                    .collect()
+            .map(|leaves| {
+                Mutex::new(leaves.clone().map(|leaf| writers[leaf].take().expect("one leaf, one writer")).collect())
             })
             .collect();
-        let here = work.pop().unwrap_or_default();
+        let next = AtomicUsize::new(0);
+        let work = || self.encode_fields(group, &fields, &next);
         let results: Vec<StorageResult<Encoded>> = std::thread::scope(|scope| {
-            let spawned: Vec<_> = work
-                .into_iter()
-                .map(|work| {
-                    std::thread::Builder::new()
-                        .name("watchpost-encode".into())
-                        .spawn_scoped(scope, move || self.encode_fields(group, work))
-                })
+            let spawned: Vec<_> = (1..self.workers)
+                .map(|_| std::thread::Builder::new().name("watchpost-encode".into()).spawn_scoped(scope, work))
                 .collect();
-            let mut results = vec![self.encode_fields(group, here)];
+            let mut results = vec![work()];
             for handle in spawned {
                 match handle {
                     Ok(handle) => results.push(handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))),
@@ -260,10 +245,17 @@ impl<'a> Encoder<'a> {
         Ok(encoded.into_iter().flat_map(|(_, chunks)| chunks).collect())
     }
 
-    /// Gathers (when needed) and encodes the fields of `work`.
-    fn encode_fields(&self, group: &RowGroup<'_>, work: Work) -> StorageResult<Encoded> {
-        let mut encoded = Vec::with_capacity(work.len());
-        for (field_idx, mut writers) in work {
+    /// Takes the next field from [`Self::largest_first`] until none is
+    /// left; gathers (when needed) and encodes each.
+    fn encode_fields(
+        &self,
+        group: &RowGroup<'_>,
+        fields: &[Mutex<Vec<ArrowColumnWriter>>],
+        next: &AtomicUsize,
+    ) -> StorageResult<Encoded> {
+        let mut encoded = Vec::new();
+        while let Some(&field_idx) = self.largest_first.get(next.fetch_add(1, Ordering::Relaxed)) {
+            let mut writers = std::mem::take(&mut *fields[field_idx].lock().expect("writer lock poisoned"));
             let field = self.schema.field(field_idx);
             let mut write = |column: &ArrayRef| -> StorageResult<()> {
                 let leaves = compute_leaves(field, column).map_err(StorageError::parquet)?;
