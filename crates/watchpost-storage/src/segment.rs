@@ -43,7 +43,9 @@ pub struct SegmentMeta {
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 /// Writes `batches` (all of `schema`) to `path` sorted by `TimeGenerated`,
-/// atomically (temporary name, fsync, rename).
+/// atomically (temporary name, fsync, rename). `encoded` is called once
+/// every row is encoded, before the syncs: from then on the batches are no
+/// longer read.
 ///
 /// Each row group's columns are encoded on every core ([`encode`]): rows in
 /// time order are gathered column by column by the worker that encodes the
@@ -57,6 +59,7 @@ pub(crate) fn write_segment(
     relative: String,
     schema: &Arc<Schema>,
     batches: &[RecordBatch],
+    encoded: impl FnOnce(),
 ) -> StorageResult<SegmentMeta> {
     let TimeOrder { order, n_rows, min_time_ns, max_time_ns } = time_order(batches);
     let mut properties = WriterProperties::builder()
@@ -90,6 +93,7 @@ pub(crate) fn write_segment(
     }
     let file = writer.into_inner().map_err(StorageError::parquet)?;
     start_writeback(&file);
+    encoded();
     // The term filters are written (and synced) while the segment's last
     // pages are still going to disk; both are durable before either is
     // named in the catalogue.

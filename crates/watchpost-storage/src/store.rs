@@ -171,6 +171,10 @@ pub struct Store {
     state: RwLock<State>,
     flush_lock: Mutex<()>,
     buffered_bytes: AtomicU64,
+    /// Bytes of frozen buffers a running flush has finished encoding: they
+    /// are freed as soon as its files are synced and named, so appends do
+    /// not wait for those syncs ([`Self::wait_for_room`]).
+    encoded_bytes: AtomicU64,
 }
 
 impl Store {
@@ -225,6 +229,7 @@ impl Store {
             state: RwLock::new(state),
             flush_lock: Mutex::new(()),
             buffered_bytes: AtomicU64::new(buffered),
+            encoded_bytes: AtomicU64::new(0),
         })
     }
 
@@ -288,13 +293,17 @@ impl Store {
     /// Waits while the buffers are over [`StoreOptions::max_buffered_bytes`]
     /// (a flush frees them when it completes), then proceeds in any case
     /// after [`BACKPRESSURE_MAX_WAIT`] so a stuck flush cannot stop ingest.
+    /// Buffers a running flush has already encoded do not count: only disk
+    /// syncs stand between them and being freed, and waiting for those
+    /// left both cores idle.
     fn wait_for_room(&self) {
         let Some(limit) = self.options.max_buffered_bytes else { return };
-        if self.buffered_bytes() <= limit {
+        let held = || self.buffered_bytes().saturating_sub(self.encoded_bytes.load(Ordering::Relaxed));
+        if held() <= limit {
             return;
         }
         let started = std::time::Instant::now();
-        while self.buffered_bytes() > limit && started.elapsed() < BACKPRESSURE_MAX_WAIT {
+        while held() > limit && started.elapsed() < BACKPRESSURE_MAX_WAIT {
             std::thread::sleep(Duration::from_millis(5));
         }
         tracing::debug!(waited_ms = started.elapsed().as_millis() as u64, "IngestBackpressure");
@@ -484,7 +493,15 @@ impl Store {
         let mut stats = FlushStats { flushed_lsn, ..FlushStats::default() };
         for ((workspace, table), schema, batches) in frozen {
             let relative = format!("workspaces/{workspace}/tables/{table}/{}.parquet", uuid::Uuid::new_v4());
-            let meta = write_segment(&self.data_dir.join(&relative), relative, &schema, &batches)?;
+            let bytes: u64 = batches.iter().map(|batch| batch.get_array_memory_size() as u64).sum();
+            let encoded = || {
+                self.encoded_bytes.fetch_add(bytes, Ordering::Relaxed);
+            };
+            let meta = write_segment(&self.data_dir.join(&relative), relative, &schema, &batches, encoded);
+            if meta.is_err() {
+                self.encoded_bytes.store(0, Ordering::Relaxed);
+            }
+            let meta = meta?;
             stats.segments_written += 1;
             stats.rows_written += meta.n_rows;
             written.push(((workspace, table), meta));
@@ -509,6 +526,7 @@ impl Store {
                 .map(|batch| batch.get_array_memory_size() as u64)
                 .sum();
             self.buffered_bytes.store(bytes, Ordering::Relaxed);
+            self.encoded_bytes.store(0, Ordering::Relaxed);
         }
         self.wal.truncate_through(flushed_lsn)?;
         if stats.segments_written > 0 {

@@ -66,7 +66,9 @@ fn segments_hold_every_row_in_time_order_across_row_groups() {
         let path = dir.path().join("seg.parquet");
         let cuts = [0, 1_000, 100_000, 200_000, total];
         let batches: Vec<RecordBatch> = cuts.windows(2).map(|cut| batch(cut[0], cut[1], shuffle)).collect();
-        let meta = write_segment(&path, "seg.parquet".into(), &schema(), &batches).unwrap();
+        let mut encoded = false;
+        let meta = write_segment(&path, "seg.parquet".into(), &schema(), &batches, || encoded = true).unwrap();
+        assert!(encoded);
         assert_eq!(meta.n_rows, total as u64);
 
         let rows = read_back(&path);
