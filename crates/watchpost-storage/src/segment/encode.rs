@@ -4,7 +4,8 @@
 //! calling thread. A flush is the one big piece of CPU work besides
 //! decoding requests, and when it falls behind, ingest waits for it; so the
 //! columns of each row group are shared out between worker threads (one per
-//! core, balanced by size), each gathering its columns' rows in time order
+//! core, each taking the largest column left), each gathering its columns'
+//! rows in time order
 //! and encoding them with parquet's own [`ArrowColumnWriter`]s. The chunks
 //! are then appended to the row group in schema order, so the file is the
 //! same as `ArrowWriter` would write. The worker that encodes a string
