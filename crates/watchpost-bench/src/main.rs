@@ -370,45 +370,70 @@ fn thread_cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// A kit batch as a validated Data Collector post to `Events_CL`.
+fn bench_post(body: &[u8]) -> watchpost_ingest::data_collector::ValidatedPost<'_> {
+    watchpost_ingest::data_collector::ValidatedPost {
+        workspace_id: WORKSPACE.to_string(),
+        table: "Events_CL".to_string(),
+        table_kind: watchpost_ingest::data_collector::TableKind::Custom,
+        time_generated_field: Some(TIME_FIELD.to_string()),
+        resource_id: None,
+        body: std::borrow::Cow::Borrowed(body),
+    }
+}
+
+/// Per-run MB/s and MB per CPU-second of the in-process suites.
+#[derive(Default)]
+struct Rates {
+    wall: Vec<f64>,
+    cpu: Vec<f64>,
+}
+
+impl Rates {
+    /// Records a run over `bytes` and returns its two rates.
+    fn record(&mut self, bytes: usize, seconds: f64, cpu_seconds: f64) -> (f64, f64) {
+        let (rate, cpu_rate) = (bytes as f64 / seconds / 1e6, bytes as f64 / cpu_seconds / 1e6);
+        self.wall.push(rate);
+        self.cpu.push(cpu_rate);
+        (rate, cpu_rate)
+    }
+
+    /// Prints the medians as the suite's JSON line.
+    fn print(mut self, suite: &str) {
+        let runs = self.wall.len();
+        println!(
+            "{}",
+            json!({"suite": suite, "runs": runs, "median_mb_per_s": median(&mut self.wall),
+                   "median_mb_per_cpu_s": median(&mut self.cpu)})
+        );
+    }
+}
+
 fn decode(args: DecodeArgs) -> anyhow::Result<()> {
-    use watchpost_ingest::data_collector::{decode, TableKind, ValidatedPost};
+    use watchpost_ingest::data_collector::decode;
     let batches = read_batches(&args.batches)?;
     let bytes: usize = batches.iter().map(|(_, body)| body.len()).sum();
-    let (mut rates, mut cpu_rates) = (Vec::new(), Vec::new());
+    let mut rates = Rates::default();
     for run in 0..args.runs {
         let mut schema = watchpost_schema::TableSchema::default();
         let started = Instant::now();
         let cpu_started = thread_cpu_seconds();
         let mut rows = 0;
         for (_, body) in &batches {
-            let post = ValidatedPost {
-                workspace_id: WORKSPACE.to_string(),
-                table: "Events_CL".to_string(),
-                table_kind: TableKind::Custom,
-                time_generated_field: Some(TIME_FIELD.to_string()),
-                resource_id: None,
-                body: std::borrow::Cow::Borrowed(body),
-            };
+            let post = bench_post(body);
             let decoded = decode(&post, &schema, chrono::Utc::now()).map_err(|err| anyhow::anyhow!(err.message))?;
             schema.columns.extend(decoded.new_columns);
             rows += decoded.n_rows;
         }
         let seconds = started.elapsed().as_secs_f64();
         let cpu_seconds = thread_cpu_seconds() - cpu_started;
-        let rate = bytes as f64 / seconds / 1e6;
-        let cpu_rate = bytes as f64 / cpu_seconds / 1e6;
+        let (rate, cpu_rate) = rates.record(bytes, seconds, cpu_seconds);
         println!(
             "decode run {run}: {rows} rows, {:.0} MB in {seconds:.2}s = {rate:.0} MB/s; {cpu_seconds:.2} CPU-s = {cpu_rate:.0} MB per CPU-s",
             bytes as f64 / 1e6
         );
-        rates.push(rate);
-        cpu_rates.push(cpu_rate);
     }
-    println!(
-        "{}",
-        json!({"suite": "decode", "runs": args.runs, "median_mb_per_s": median(&mut rates),
-               "median_mb_per_cpu_s": median(&mut cpu_rates)})
-    );
+    rates.print("decode");
     Ok(())
 }
 
@@ -418,24 +443,17 @@ fn process_cpu_seconds() -> f64 {
 }
 
 fn flush(args: DecodeArgs) -> anyhow::Result<()> {
-    use watchpost_ingest::data_collector::{decode, TableKind, ValidatedPost};
+    use watchpost_ingest::data_collector::decode;
     use watchpost_storage::{AppendRequest, Store, StoreOptions};
     let batches = read_batches(&args.batches)?;
     let bytes: usize = batches.iter().map(|(_, body)| body.len()).sum();
-    let (mut rates, mut cpu_rates) = (Vec::new(), Vec::new());
+    let mut rates = Rates::default();
     for run in 0..args.runs {
         let dir = tempfile::tempdir()?;
         let options = StoreOptions { wal_fsync: false, ..StoreOptions::default() };
         let store = Store::open(dir.path(), options)?;
         for (_, body) in &batches {
-            let post = ValidatedPost {
-                workspace_id: WORKSPACE.to_string(),
-                table: "Events_CL".to_string(),
-                table_kind: TableKind::Custom,
-                time_generated_field: Some(TIME_FIELD.to_string()),
-                resource_id: None,
-                body: std::borrow::Cow::Borrowed(body),
-            };
+            let post = bench_post(body);
             let schema = store.table_schema(WORKSPACE, "Events_CL").unwrap_or_default();
             let received = chrono::Utc::now();
             let decoded = decode(&post, &schema, received).map_err(|err| anyhow::anyhow!(err.message))?;
@@ -453,22 +471,15 @@ fn flush(args: DecodeArgs) -> anyhow::Result<()> {
         let stats = store.flush()?;
         let seconds = started.elapsed().as_secs_f64();
         let cpu_seconds = process_cpu_seconds() - cpu_started;
-        let rate = bytes as f64 / seconds / 1e6;
-        let cpu_rate = bytes as f64 / cpu_seconds / 1e6;
+        let (rate, cpu_rate) = rates.record(bytes, seconds, cpu_seconds);
         println!(
             "flush run {run}: {} rows ({} MiB of Arrow, {:.0} MB posted) in {seconds:.2}s = {rate:.0} MB/s; {cpu_seconds:.2} CPU-s = {cpu_rate:.0} MB per CPU-s",
             stats.rows_written,
             buffered >> 20,
             bytes as f64 / 1e6
         );
-        rates.push(rate);
-        cpu_rates.push(cpu_rate);
     }
-    println!(
-        "{}",
-        json!({"suite": "flush", "runs": args.runs, "median_mb_per_s": median(&mut rates),
-               "median_mb_per_cpu_s": median(&mut cpu_rates)})
-    );
+    rates.print("flush");
     Ok(())
 }
 
