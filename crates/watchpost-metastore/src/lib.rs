@@ -461,7 +461,13 @@ impl Metastore {
 
     /// Reads the file again if another process (the CLI's admin verbs)
     /// changed it since it was loaded or last written here.
+    /// Cheap when nothing changed (one `stat`), so callers may check on
+    /// every use.
     pub fn reload(&self) -> MetastoreResult<()> {
+        let current = file_stamp(&self.path);
+        if current.is_none() || current == *self.stamp.lock().expect("metastore stamp lock poisoned") {
+            return Ok(());
+        }
         let mut document = self.document.write().expect("metastore lock poisoned");
         let mut stamp = self.stamp.lock().expect("metastore stamp lock poisoned");
         let current = file_stamp(&self.path);

@@ -123,20 +123,30 @@ pub struct RuleRegistry {
 }
 
 impl RuleRegistry {
-    /// The rule with `immutable_id`, compiled on first use.
+    /// The rule with `immutable_id`, compiled on first use. A rule that
+    /// another process (the CLI's `watchpost dcr`) changed or deleted in the
+    /// data directory is seen on its next use: the metastore file is
+    /// checked (one `stat`) and a rule that differs from the compiled one
+    /// is compiled again.
     fn get(&self, metastore: &Metastore, immutable_id: &str) -> Option<Arc<(DataCollectionRule, CompiledRule)>> {
         let key = immutable_id.to_ascii_lowercase();
-        if let Some(found) = self.compiled.read().expect("registry lock poisoned").get(&key) {
-            return Some(found.clone());
+        if let Err(err) = metastore.reload() {
+            tracing::warn!(error = %err, "could not re-read the metastore; using the rules already loaded");
         }
-        let rule = metastore.data_collection_rule_by_immutable_id(&key).or_else(|| {
-            metastore.reload().ok()?;
-            metastore.data_collection_rule_by_immutable_id(&key)
-        })?;
+        let Some(rule) = metastore.data_collection_rule_by_immutable_id(&key) else {
+            self.remove(&key);
+            return None;
+        };
+        if let Some(found) = self.compiled.read().expect("registry lock poisoned").get(&key) {
+            if found.0 == rule {
+                return Some(found.clone());
+            }
+        }
         let compiled = match compile_rule(&rule.definition) {
             Ok(compiled) => compiled,
             Err(err) => {
                 tracing::error!(rule = %rule.name, error = %err, "StoredRuleInvalid");
+                self.remove(&key);
                 return None;
             }
         };
@@ -652,6 +662,30 @@ mod tests {
             err.message
         );
         assert!(err.message.contains("(at `take 10`)"), "{}", err.message);
+    }
+
+    /// The CLI changes rules in the data directory from another process;
+    /// a running server uses the changed rule on its next request and stops
+    /// accepting a deleted one, without a restart.
+    #[test]
+    fn rules_changed_or_deleted_by_another_process_are_seen_on_next_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Metastore::open(dir.path()).unwrap();
+        let workspace = server.ensure_workspace(None, None).unwrap();
+        let first = rule("source | extend TimeGenerated = todatetime(When)");
+        let (stored, _) = server.put_data_collection_rule(&workspace.id, "r", first.clone()).unwrap();
+        let registry = RuleRegistry::default();
+        assert_eq!(registry.get(&server, &stored.immutable_id).unwrap().0.definition, first);
+
+        let cli = Metastore::open(dir.path()).unwrap();
+        let second = rule("source | where Raw != 'skip' | extend TimeGenerated = now()");
+        cli.put_data_collection_rule(&workspace.id, "r", second.clone()).unwrap();
+        let entry = registry.get(&server, &stored.immutable_id).unwrap();
+        assert_eq!(entry.0.definition, second);
+        assert_eq!(entry.0.immutable_id, stored.immutable_id);
+
+        assert!(cli.delete_data_collection_rule(&workspace.id, "r").unwrap());
+        assert!(registry.get(&server, &stored.immutable_id).is_none());
     }
 
     #[test]
