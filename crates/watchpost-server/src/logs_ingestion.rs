@@ -21,9 +21,11 @@ use subtle::ConstantTimeEq;
 use watchpost_diagnostics::LineCol;
 use watchpost_engine::transform::Transform;
 use watchpost_ingest::logs_ingestion::{
-    codes, decode_stream, gunzip_limited, stamp_time_generated, DcrDefinition, LogsIngestionError, API_VERSIONS,
+    codes, decode_stream, gunzip_limited, stamp_time_generated, DataFlow, DcrDefinition, LogsIngestionError,
+    API_VERSIONS,
 };
 use watchpost_metastore::{AppRegistration, DataCollectionRule, Metastore};
+use watchpost_schema::standard::standard_table;
 use watchpost_schema::{KqlType, TableSchema, TIME_GENERATED};
 use watchpost_storage::{AppendRequest, StorageErrorKind};
 
@@ -74,6 +76,7 @@ pub fn compile_rule(definition: &Json) -> Result<CompiledRule, LogsIngestionErro
                 output
             }
         };
+        check_built_in_output(idx, &definition.flows[idx], &output)?;
         if let Some(time) = output.column(TIME_GENERATED) {
             if time.kql_type != KqlType::Datetime {
                 return Err(LogsIngestionError::new(
@@ -88,6 +91,34 @@ pub fn compile_rule(definition: &Json) -> Result<CompiledRule, LogsIngestionErro
         }
     }
     Ok(CompiledRule { definition, transforms })
+}
+
+/// Refuses a flow into a built-in table (`Microsoft-<Table>`, one of the
+/// standard tables Watchpost ships) whose output has a column the table
+/// lacks or a column of another type, as Azure refuses such a rule. Caught
+/// here, it is a precise 400 when the rule is saved rather than every batch
+/// failing to store later. Built-in tables Watchpost does not ship are not
+/// checked: their rows make a table as custom ones do.
+fn check_built_in_output(idx: usize, flow: &DataFlow, output: &TableSchema) -> Result<(), LogsIngestionError> {
+    if !flow.output_stream.starts_with("Microsoft-") {
+        return Ok(());
+    }
+    let Some(table) = standard_table(&flow.table) else { return Ok(()) };
+    for column in &output.columns {
+        let problem = match table.schema.column(&column.name) {
+            None => format!("the built-in table {} has no column `{}`", flow.table, column.name),
+            Some(declared) if declared.kql_type != column.kql_type => format!(
+                "the output column `{}` is {}, but the built-in table {} declares it {} (convert it in transformKql)",
+                column.name, column.kql_type, flow.table, declared.kql_type
+            ),
+            Some(_) => continue,
+        };
+        return Err(LogsIngestionError::invalid_rule(format!(
+            "properties.dataFlows[{idx}] ({}): {problem}",
+            flow.output_stream
+        )));
+    }
+    Ok(())
 }
 
 /// What one rule's traffic looked like since the server started: the
@@ -686,6 +717,43 @@ mod tests {
 
         assert!(cli.delete_data_collection_rule(&workspace.id, "r").unwrap());
         assert!(registry.get(&server, &stored.immutable_id).is_none());
+    }
+
+    /// A flow into a shipped built-in table must produce its columns with
+    /// its types; the error names the flow, the column and the table.
+    #[test]
+    fn flows_into_built_in_tables_must_fit_their_columns() {
+        let into_syslog = |transform: &str| {
+            json!({"properties": {
+                "streamDeclarations": {"Custom-S": {"columns": [{"name": "Raw", "type": "string"}, {"name": "When", "type": "string"}]}},
+                "destinations": {"logAnalytics": [{"name": "d"}]},
+                "dataFlows": [{"streams": ["Custom-S"], "destinations": ["d"], "transformKql": transform, "outputStream": "Microsoft-Syslog"}],
+            }})
+        };
+        let fits = "source | project TimeGenerated = todatetime(When), SyslogMessage = Raw, ProcessID = toint(1)";
+        compile_rule(&into_syslog(fits)).unwrap();
+
+        let err =
+            compile_rule(&into_syslog("source | project TimeGenerated = todatetime(When), Bogus = Raw")).unwrap_err();
+        assert_eq!(err.status, 400);
+        assert_eq!(
+            err.message,
+            "properties.dataFlows[0] (Microsoft-Syslog): the built-in table Syslog has no column `Bogus`"
+        );
+        let err = compile_rule(&into_syslog("source | project TimeGenerated = todatetime(When), ProcessID = Raw"))
+            .unwrap_err();
+        assert!(
+            err.message
+                .contains("the output column `ProcessID` is string, but the built-in table Syslog declares it int"),
+            "{}",
+            err.message
+        );
+        // Without a transform the stream's own columns are the output: Raw is not a Syslog column.
+        let mut plain = into_syslog("source");
+        plain["properties"]["dataFlows"][0].as_object_mut().unwrap().remove("transformKql");
+        assert!(compile_rule(&plain).unwrap_err().message.contains("has no column `Raw`"));
+        // Custom tables take any columns.
+        compile_rule(&rule("source | extend TimeGenerated = todatetime(When), Bogus = Raw")).unwrap();
     }
 
     #[test]
