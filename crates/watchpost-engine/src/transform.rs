@@ -74,6 +74,7 @@ const ALLOWED_FUNCTIONS: &[&str] = &[
     "parse_json",
     "todynamic",
     "parse_xml",
+    "parse_cef_dictionary",
     "zip",
     // math
     "abs",

@@ -419,6 +419,9 @@ pub enum ScalarFunction {
     ParseUrl,
     ParsePath,
     ParseXml,
+    /// The extension of a CEF record as a bag of strings (Azure's DCR
+    /// transform function, available in queries too).
+    ParseCefDictionary,
     // Internal to `make-series`, not callable by name.
     /// `(list of [index, value] pairs, from, to, step, default)`: the dense
     /// series array, `default` where no pair gives a value.

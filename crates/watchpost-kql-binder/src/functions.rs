@@ -166,6 +166,7 @@ pub(crate) const SIGNATURES: &[Signature] = {
         sig(&["url_decode"], F::UrlDecode, 1, 1, Type(Str)),
         sig(&["parse_path"], F::ParsePath, 1, 1, Type(Dynamic)),
         sig(&["parse_xml"], F::ParseXml, 1, 1, Type(Dynamic)),
+        sig(&["parse_cef_dictionary"], F::ParseCefDictionary, 1, 1, Type(Dynamic)),
         // Series. A name with a dot cannot be written as a call: the binder
         // rewrites `series_decompose_anomalies()` in `extend` into these.
         sig(&[ANOMALY_FLAGS], F::SeriesAnomalyFlags, 1, 7, Type(Dynamic)),

@@ -7,6 +7,7 @@
 //! (`guid`, `dynamic`) is stored as UTF-8 text and keeps its KQL type in the
 //! field metadata under [`KQL_TYPE_METADATA_KEY`].
 
+pub mod cef;
 pub mod standard;
 
 use std::collections::HashMap;

@@ -756,6 +756,17 @@ mod tests {
         compile_rule(&rule("source | extend TimeGenerated = todatetime(When), Bogus = Raw")).unwrap();
     }
 
+    /// `parse_cef_dictionary`, a transform-only function in Azure, is in
+    /// the transform subset.
+    #[test]
+    fn transforms_may_split_cef_extensions() {
+        let transform =
+            "source | extend TimeGenerated = todatetime(When), Act = tostring(parse_cef_dictionary(Raw).act)";
+        let compiled = compile_rule(&rule(transform)).unwrap();
+        let output = compiled.transforms[0].as_ref().unwrap().output_schema();
+        assert_eq!(output.column("Act").unwrap().kql_type, KqlType::String);
+    }
+
     #[test]
     fn compile_rule_wants_time_generated_as_datetime() {
         let err = compile_rule(&rule("source | extend TimeGenerated = When")).unwrap_err();

@@ -296,6 +296,9 @@ pub(super) fn lower_call(
         F::ParseUrl => call.kernel("parse_url", parse_text::parse_url, &[Pass::Text])?,
         F::ParsePath => call.kernel("parse_path", parse_text::parse_path, &[Pass::Text])?,
         F::ParseXml => call.kernel("parse_xml", xml::parse_xml, &[Pass::Text])?,
+        F::ParseCefDictionary => {
+            call.kernel("parse_cef_dictionary", parse_text::parse_cef_dictionary, &[Pass::Text])?
+        }
         F::SeriesFill => call.kernel("series_fill", series::series_fill, &[])?,
         F::SeriesAxis => call.kernel("series_axis", series::series_axis, &[])?,
         // Distinct names: calls that share a name and arguments are merged.

@@ -1,5 +1,6 @@
 //! `parse_url` and `parse_path`: split a URL or a file path into the
-//! property bag Kusto documents.
+//! property bag Kusto documents; `parse_cef_dictionary`, the DCR transform
+//! function, splits a CEF extension into one.
 
 use datafusion::arrow::array::ArrayRef;
 use datafusion::error::Result;
@@ -79,6 +80,19 @@ fn percent_decode(text: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `parse_cef_dictionary(extension)`: the `key=value` pairs of a CEF
+/// record's extension as a bag of strings, split as the syslog pipeline
+/// splits them for `CommonSecurityLog` (`watchpost_schema::cef`): a value
+/// runs to the space before the next key, `\=`, `\\`, `\n` and `\r` are
+/// undone, and a repeated key keeps its last value. Text without a pair
+/// (an empty string too) gives an empty bag.
+pub(crate) fn parse_cef_dictionary(call: &Invocation<'_>) -> Result<ArrayRef> {
+    Ok(dynamics((0..call.n_rows).map(|row| {
+        let pairs = watchpost_schema::cef::parse_extension(text_at(&call.args[0], row)?);
+        Some(Json::Object(pairs.into_iter().map(|(key, value)| (key, Json::String(value))).collect::<Map<_, _>>()))
+    })))
 }
 
 /// `parse_path(path)`: Scheme, RootPath, DirectoryPath, DirectoryName,

@@ -4,6 +4,7 @@ use chrono::{DateTime, Datelike, FixedOffset, NaiveDateTime, TimeZone, Utc};
 use serde_json::{Map, Value as Json};
 
 use super::syslog::{rfc3339, Origin, SyslogMessage};
+use watchpost_schema::cef::parse_extension;
 
 /// A parsed CEF record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,65 +69,6 @@ pub fn parse(message: &str) -> Option<Cef> {
         severity: next(),
         extensions: parse_extension(&text[extension_start..]),
     })
-}
-
-fn is_key(text: &str) -> bool {
-    !text.is_empty()
-        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'[' || b == b']')
-}
-
-/// Splits `k1=v 1 k2=v2` where a value runs to the space before the next
-/// `key=`; an `=` whose left side is not a key stays in the value.
-fn parse_extension(text: &str) -> Vec<(String, String)> {
-    // Positions of unescaped '=' that start a new pair: preceded by a
-    // space-delimited key.
-    let bytes = text.as_bytes();
-    let mut starts = Vec::new(); // (key_start, eq_index)
-    let mut index = 0;
-    while index < bytes.len() {
-        match bytes[index] {
-            b'\\' => index += 1,
-            b'=' => {
-                let key_start = text[..index].rfind(' ').map_or(0, |s| s + 1);
-                if is_key(&text[key_start..index]) {
-                    starts.push((key_start, index));
-                }
-            }
-            _ => {}
-        }
-        index += 1;
-    }
-    let mut pairs = Vec::with_capacity(starts.len());
-    for (n, &(key_start, eq)) in starts.iter().enumerate() {
-        let value_end = starts.get(n + 1).map_or(text.len(), |&(next_key, _)| next_key);
-        let key = text[key_start..eq].to_string();
-        let value = unescape_value(text[eq + 1..value_end].trim_end_matches(' '));
-        pairs.push((key, value));
-    }
-    pairs
-}
-
-fn unescape_value(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('=') => out.push('='),
-            Some('\\') => out.push('\\'),
-            Some('n') => out.push('\n'),
-            Some('r') => out.push('\r'),
-            Some(other) => {
-                out.push('\\');
-                out.push(other);
-            }
-            None => out.push('\\'),
-        }
-    }
-    out
 }
 
 /// The type of a column, as the `CommonSecurityLog` schema declares it: a
