@@ -24,6 +24,7 @@ pub(crate) mod xml;
 
 use std::sync::{Arc, LazyLock};
 
+use datafusion::arrow::array::{Array, BooleanArray};
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
 static HAS: LazyLock<Arc<ScalarUDF>> = LazyLock::new(|| Arc::new(ScalarUDF::from(has::HasFunc::new())));
@@ -52,4 +53,10 @@ static DCOUNT: LazyLock<Arc<AggregateUDF>> = LazyLock::new(|| Arc::new(dcount::d
 /// `kql_dcount(value)`: distinct non-null values per group.
 pub(crate) fn dcount() -> Arc<AggregateUDF> {
     DCOUNT.clone()
+}
+
+/// Whether an aggregate's `FILTER` (a `countif`-style predicate, as
+/// DataFusion passes it) leaves `row` out: false or null.
+pub(crate) fn filtered_out(filter: Option<&BooleanArray>, row: usize) -> bool {
+    filter.is_some_and(|filter| !filter.is_valid(row) || !filter.value(row))
 }

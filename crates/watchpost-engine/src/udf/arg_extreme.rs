@@ -172,7 +172,7 @@ impl Best {
         }
         let rows = self.converter.convert_columns(std::slice::from_ref(key))?;
         for (row, &group) in group_indices.iter().enumerate() {
-            if filter.is_some_and(|filter| !filter.is_valid(row) || !filter.value(row)) {
+            if super::filtered_out(filter, row) {
                 continue;
             }
             let candidate = rows.row(row);

@@ -110,8 +110,7 @@ impl Distinct {
         create_hashes([values], &foldhash::fast::FixedState::with_seed(SEED), &mut hashes)?;
         let nulls = values.logical_nulls();
         for (row, &group) in group_indices.iter().enumerate() {
-            let skipped = nulls.as_ref().is_some_and(|nulls| nulls.is_null(row))
-                || filter.is_some_and(|filter| !filter.is_valid(row) || !filter.value(row));
+            let skipped = nulls.as_ref().is_some_and(|nulls| nulls.is_null(row)) || super::filtered_out(filter, row);
             if !skipped {
                 self.insert(group, hashes[row]);
             }
@@ -200,8 +199,7 @@ impl GroupsAccumulator for Distinct {
         create_hashes([values], &foldhash::fast::FixedState::with_seed(SEED), &mut hashes)?;
         let nulls = values.logical_nulls();
         let kept = |row: usize| {
-            !nulls.as_ref().is_some_and(|nulls| nulls.is_null(row))
-                && !opt_filter.is_some_and(|filter| !filter.is_valid(row) || !filter.value(row))
+            !nulls.as_ref().is_some_and(|nulls| nulls.is_null(row)) && !super::filtered_out(opt_filter, row)
         };
         let offsets = OffsetBuffer::from_lengths((0..values.len()).map(|row| usize::from(kept(row))));
         let items = UInt64Array::from_iter_values((0..values.len()).filter(|&row| kept(row)).map(|row| hashes[row]));
