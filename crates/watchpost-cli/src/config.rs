@@ -31,6 +31,9 @@ pub(crate) struct FileConfig {
     pub tls_self_signed: Option<bool>,
     /// Largest Logs Ingestion request body in MiB (wire and decompressed).
     pub logs_ingestion_max_body_mib: Option<u64>,
+    /// MaxMind City database (`.mmdb`) for `geo_info_from_ip_address` and
+    /// DCR transforms' `geo_location`.
+    pub geoip_db: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,6 +57,7 @@ pub(crate) struct ServeConfig {
     pub workspaces: Vec<(String, String)>,
     pub tls: TlsMode,
     pub max_ingestion_body_bytes: usize,
+    pub geoip_db: Option<PathBuf>,
 }
 
 /// How the server speaks TLS.

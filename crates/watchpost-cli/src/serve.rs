@@ -46,6 +46,10 @@ pub(crate) struct ServeArgs {
     /// Largest Logs Ingestion request body in MiB [default: 30].
     #[arg(long, value_name = "MIB")]
     max_body_mib: Option<u64>,
+    /// MaxMind City database (GeoLite2-City.mmdb) that geo_info_from_ip_address
+    /// and geo_location look up in; without one they answer {}.
+    #[arg(long, value_name = "MMDB")]
+    geoip_db: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -84,6 +88,7 @@ impl ServeArgs {
             flush_interval_seconds: file.flush_interval_seconds.unwrap_or(60),
             wal_fsync: file.wal_fsync.unwrap_or(true),
             workspaces,
+            geoip_db: self.geoip_db.or(file.geoip_db),
         })
     }
 }
@@ -132,7 +137,15 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let store =
         tokio::task::spawn_blocking(move || Store::open(&data_dir, store_options)).await?.context("opening storage")?;
     let store = Arc::new(store);
-    let engine = QueryEngine::new(store.clone(), EngineOptions::default());
+    let geo = match &config.geoip_db {
+        Some(path) => {
+            let db = watchpost_geo::GeoDb::open(path)?;
+            println!("GeoIP database: {} ({})", path.display(), db.database_type());
+            Some(Arc::new(db))
+        }
+        None => None,
+    };
+    let engine = QueryEngine::new(store.clone(), EngineOptions { geo, ..EngineOptions::default() });
     let date_window = (config.date_window_seconds > 0).then(|| Duration::from_secs(config.date_window_seconds));
     let tls_config = match &config.tls {
         TlsMode::Off => None,
@@ -166,6 +179,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(%address, data_dir = %config.data_dir.display(), "ServerStarted");
     let stop = Arc::new(AtomicBool::new(false));
     let maintenance = spawn_maintenance(store.clone(), config.clone(), stop.clone());
+    let health_saver = tokio::spawn(save_rule_health_periodically(state.clone()));
+    let last_save = state.clone();
     match tls_config {
         None => axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?,
         Some(tls) => {
@@ -173,12 +188,29 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?
         }
     }
+    health_saver.abort();
+    if let Err(err) = tokio::task::spawn_blocking(move || last_save.save_rule_health()).await? {
+        tracing::error!(error = %err, "DcrHealthSaveError");
+    }
     stop.store(true, Ordering::Relaxed);
     tokio::task::spawn_blocking(move || maintenance.join()).await?.ok();
     tracing::info!("shutting down: flushing buffers");
     let flushed = tokio::task::spawn_blocking(move || store.flush()).await?.context("final flush")?;
     tracing::info!(rows = flushed.rows_written, segments = flushed.segments_written, "ServerStopped");
     Ok(())
+}
+
+/// Writes the data collection rules' health records every few seconds when
+/// they changed, so a restart keeps them.
+async fn save_rule_health_periodically(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let state = state.clone();
+        if let Ok(Err(err)) = tokio::task::spawn_blocking(move || state.save_rule_health()).await {
+            tracing::error!(error = %err, "DcrHealthSaveError");
+        }
+    }
 }
 
 /// Flushes buffers when they grow past the threshold or age past the

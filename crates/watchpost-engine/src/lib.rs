@@ -59,11 +59,14 @@ pub struct EngineOptions {
     /// Rows returned at most; more makes a partial result.
     pub max_rows: usize,
     pub target_partitions: usize,
+    /// The IP geolocation database (`geo_info_from_ip_address`); `None`
+    /// answers `{}` for every address.
+    pub geo: Option<Arc<watchpost_geo::GeoDb>>,
 }
 
 impl Default for EngineOptions {
     fn default() -> EngineOptions {
-        EngineOptions { memory_limit_bytes: 1 << 30, max_rows: 500_000, target_partitions: 2 }
+        EngineOptions { memory_limit_bytes: 1 << 30, max_rows: 500_000, target_partitions: 2, geo: None }
     }
 }
 
@@ -182,6 +185,11 @@ impl QueryEngine {
 
     fn catalog<'a>(&'a self, workspace: &'a str) -> StoreCatalog<'a> {
         StoreCatalog { store: &self.store, workspace, functions: self.functions.as_deref() }
+    }
+
+    /// The IP geolocation database queries look up in, if any.
+    pub fn geo(&self) -> Option<&Arc<watchpost_geo::GeoDb>> {
+        self.options.geo.as_ref()
     }
 
     /// The row cap of every query.
@@ -341,7 +349,8 @@ impl QueryEngine {
                 .cloned()
                 .ok_or_else(|| datafusion::error::DataFusionError::Internal(format!("table {name} was not prepared")))
         };
-        let context = lower::LowerContext { session, now_ns: request.now_ns, scan: &scan_fn };
+        let context =
+            lower::LowerContext { session, now_ns: request.now_ns, geo: self.options.geo.as_ref(), scan: &scan_fn };
         Ok(lower::lower_query(bound, &context)?)
     }
 

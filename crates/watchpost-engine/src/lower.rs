@@ -17,6 +17,7 @@ use datafusion::logical_expr::{
     cast, when, Expr, ExprFunctionExt, JoinType, LogicalPlan, LogicalPlanBuilder, Operator,
 };
 use datafusion::prelude::{ident, lit, SessionContext};
+use watchpost_geo::GeoDb;
 use watchpost_kql_binder::bound::{
     AggregateFunction, BoundAggregate, BoundExpr, BoundTabular, ExprKind, JoinKind, TabularKind, UnionInput, Value,
 };
@@ -36,6 +37,8 @@ pub(crate) struct LowerContext<'a> {
     pub session: &'a SessionContext,
     /// The query's "now", nanoseconds since the epoch.
     pub now_ns: i64,
+    /// The database `geo_info_from_ip_address` and `geo_location` look up in.
+    pub geo: Option<&'a Arc<GeoDb>>,
     /// Returns the scan of a stored table, already restricted to the query
     /// window.
     pub scan: &'a (dyn Fn(&str) -> Result<LogicalPlan> + Sync),

@@ -13,6 +13,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use watchpost_diagnostics::{Diagnostic, Span};
+use watchpost_geo::GeoDb;
 use watchpost_kql_binder::bound::BoundTabular;
 use watchpost_kql_binder::TableCatalog;
 use watchpost_kql_syntax::ast::{
@@ -75,6 +76,7 @@ const ALLOWED_FUNCTIONS: &[&str] = &[
     "todynamic",
     "parse_xml",
     "parse_cef_dictionary",
+    "geo_location",
     "zip",
     // math
     "abs",
@@ -154,6 +156,8 @@ pub struct Transform {
     /// Made once: a session registers every built-in function, which is a
     /// cost worth paying per rule rather than per batch.
     session: SessionContext,
+    /// What `geo_location` looks up in.
+    geo: Option<Arc<GeoDb>>,
 }
 
 impl std::fmt::Debug for Transform {
@@ -184,10 +188,16 @@ impl Transform {
             Some(bound) if diagnostics.is_empty() => {
                 let config = SessionConfig::new().with_target_partitions(1).with_information_schema(false);
                 let session = SessionContext::new_with_config(config);
-                Ok(Transform { text: text.to_string(), input: input.clone(), bound, session })
+                Ok(Transform { text: text.to_string(), input: input.clone(), bound, session, geo: None })
             }
             _ => Err(diagnostics),
         }
+    }
+
+    /// Makes `geo_location` look up in `geo`.
+    pub fn with_geo(mut self, geo: Option<Arc<GeoDb>>) -> Transform {
+        self.geo = geo;
+        self
     }
 
     /// The transform's text.
@@ -213,7 +223,7 @@ impl Transform {
                 Err(datafusion::error::DataFusionError::Plan(format!("a transform reads only `source`, not {name}")))
             }
         };
-        let context = crate::lower::LowerContext { session, now_ns, scan: &scan };
+        let context = crate::lower::LowerContext { session, now_ns, geo: self.geo.as_ref(), scan: &scan };
         let plan = crate::lower::lower_query(&self.bound, &context)?;
         let frame = session.execute_logical_plan(plan).await?;
         Ok(frame.collect().await?)

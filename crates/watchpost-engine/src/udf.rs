@@ -11,6 +11,7 @@ pub(crate) mod dcount;
 pub(crate) mod dynamic;
 pub(crate) mod expand;
 pub(crate) mod geo;
+pub(crate) mod geoip;
 mod has;
 pub(crate) mod ip;
 pub(crate) mod ip_text;

@@ -404,6 +404,11 @@ pub enum ScalarFunction {
     SetHasElement,
     StrcatArray,
     GeoDistance2Points,
+    /// `geo_info_from_ip_address(ip)`: country, state, city and coordinates.
+    GeoInfoFromIpAddress,
+    /// `geo_location(ip)`, the DCR transform function: the same with the
+    /// continent as `region`.
+    GeoLocation,
     UrlDecode,
     HasIpv4,
     HasIpv4Prefix,

@@ -151,6 +151,8 @@ pub(crate) const SIGNATURES: &[Signature] = {
         sig(&["strcat_array"], F::StrcatArray, 2, 2, Type(Str)),
         // Geospatial.
         sig(&["geo_distance_2points"], F::GeoDistance2Points, 4, 4, Type(Real)),
+        sig(&["geo_info_from_ip_address"], F::GeoInfoFromIpAddress, 1, 1, Type(Dynamic)),
+        sig(&["geo_location"], F::GeoLocation, 1, 1, Type(Dynamic)),
         // IP addresses.
         sig(&["ipv4_is_in_range"], F::Ipv4IsInRange, 2, 2, Type(Bool)),
         sig(&["ipv4_is_private"], F::Ipv4IsPrivate, 1, 1, Type(Bool)),

@@ -160,6 +160,11 @@ impl Metastore {
         Ok(Metastore { path, document: RwLock::new(document), stamp })
     }
 
+    /// The data directory the metastore lives in.
+    pub fn data_dir(&self) -> &Path {
+        self.path.parent().expect("the metastore file is in a directory")
+    }
+
     /// Returns every workspace.
     pub fn workspaces(&self) -> Vec<Workspace> {
         self.read().workspaces.clone()

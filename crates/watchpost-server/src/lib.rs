@@ -19,6 +19,7 @@
 //! Start reading at [`router`] and [`AppState`].
 
 mod data_collector;
+pub mod dcr_health;
 pub mod logs_ingestion;
 mod management;
 mod query;
@@ -87,16 +88,14 @@ impl AppState {
     pub fn new(metastore: Arc<Metastore>, store: Arc<Store>, engine: QueryEngine, options: ServerOptions) -> AppState {
         let engine = engine.with_functions(Arc::new(MetastoreFunctions(metastore.clone())));
         let control = Control::new(metastore.clone(), store.clone());
-        AppState {
-            metastore,
-            store,
-            engine,
-            options,
-            control,
-            bodies: Arc::default(),
-            tokens: None,
-            rules: Arc::default(),
-        }
+        let rules = Arc::new(logs_ingestion::RuleRegistry::open(metastore.data_dir(), engine.geo().cloned()));
+        AppState { metastore, store, engine, options, control, bodies: Arc::default(), tokens: None, rules }
+    }
+
+    /// Writes the rules' health records if they changed (the server calls
+    /// this every few seconds and on shutdown).
+    pub fn save_rule_health(&self) -> Result<bool, watchpost_metastore::MetastoreError> {
+        self.rules.save_health()
     }
 
     /// Serves the token endpoint and accepts tokens signed by `issuer`.

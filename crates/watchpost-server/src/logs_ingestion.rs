@@ -8,18 +8,18 @@
 //! compiled rules and each rule's health record, and appends to storage.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
-use serde::Serialize;
 use serde_json::{json, Value as Json};
 use subtle::ConstantTimeEq;
 use watchpost_diagnostics::LineCol;
 use watchpost_engine::transform::Transform;
+use watchpost_geo::GeoDb;
 use watchpost_ingest::logs_ingestion::{
     codes, decode_stream, gunzip_limited, stamp_time_generated, DataFlow, DcrDefinition, LogsIngestionError,
     API_VERSIONS,
@@ -29,6 +29,7 @@ use watchpost_schema::standard::standard_table;
 use watchpost_schema::{KqlType, TableSchema, TIME_GENERATED};
 use watchpost_storage::{AppendRequest, StorageErrorKind};
 
+use crate::dcr_health::{HealthBook, RuleHealth};
 use crate::{json_response, AppState};
 
 /// A rule with its definition parsed and its transforms compiled.
@@ -93,6 +94,21 @@ pub fn compile_rule(definition: &Json) -> Result<CompiledRule, LogsIngestionErro
     Ok(CompiledRule { definition, transforms })
 }
 
+impl CompiledRule {
+    /// The rule with its transforms' `geo_location` looking up in `geo`.
+    fn with_geo(self, geo: &Option<Arc<GeoDb>>) -> CompiledRule {
+        if geo.is_none() {
+            return self;
+        }
+        let transforms = self
+            .transforms
+            .into_iter()
+            .map(|transform| transform.map(|transform| Arc::new((*transform).clone().with_geo(geo.clone()))))
+            .collect();
+        CompiledRule { definition: self.definition, transforms }
+    }
+}
+
 /// Refuses a flow into a built-in table (`Microsoft-<Table>`, one of the
 /// standard tables Watchpost ships) whose output has a column the table
 /// lacks or a column of another type, as Azure refuses such a rule. Caught
@@ -121,39 +137,27 @@ fn check_built_in_output(idx: usize, flow: &DataFlow, output: &TableSchema) -> R
     Ok(())
 }
 
-/// What one rule's traffic looked like since the server started: the
-/// record of what was dropped, so nothing is dropped silently.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RuleHealth {
-    pub requests: u64,
-    pub records_received: u64,
-    pub rows_stored: u64,
-    pub last_ingestion_time: Option<String>,
-    /// Undeclared property → records that carried it, and when last seen.
-    pub dropped_columns: BTreeMap<String, DroppedColumn>,
-    /// Declared column → values stored as null because they could not be
-    /// converted to the column's type.
-    pub coercion_failures: BTreeMap<String, u64>,
-    pub last_error: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DroppedColumn {
-    pub stream: String,
-    pub records: u64,
-    pub last_seen: String,
-}
-
 /// Compiled rules by immutable id, and their health records.
 #[derive(Debug, Default)]
 pub struct RuleRegistry {
     compiled: RwLock<HashMap<String, Arc<(DataCollectionRule, CompiledRule)>>>,
-    health: Mutex<HashMap<String, RuleHealth>>,
+    health: HealthBook,
+    /// What transforms' `geo_location` looks up in.
+    geo: Option<Arc<GeoDb>>,
 }
 
 impl RuleRegistry {
+    /// The registry of the data directory `data_dir`, whose health records
+    /// it reads and saves there.
+    pub fn open(data_dir: &std::path::Path, geo: Option<Arc<GeoDb>>) -> RuleRegistry {
+        RuleRegistry { compiled: RwLock::default(), health: HealthBook::open(data_dir), geo }
+    }
+
+    /// Writes the health records if they changed; see [`HealthBook::save`].
+    pub fn save_health(&self) -> Result<bool, watchpost_metastore::MetastoreError> {
+        self.health.save()
+    }
+
     /// The rule with `immutable_id`, compiled on first use. A rule that
     /// another process (the CLI's `watchpost dcr`) changed or deleted in the
     /// data directory is seen on its next use: the metastore file is
@@ -174,7 +178,7 @@ impl RuleRegistry {
             }
         }
         let compiled = match compile_rule(&rule.definition) {
-            Ok(compiled) => compiled,
+            Ok(compiled) => compiled.with_geo(&self.geo),
             Err(err) => {
                 tracing::error!(rule = %rule.name, error = %err, "StoredRuleInvalid");
                 self.remove(&key);
@@ -188,20 +192,22 @@ impl RuleRegistry {
 
     fn replace(&self, rule: DataCollectionRule, compiled: CompiledRule) {
         let key = rule.immutable_id.clone();
+        let compiled = compiled.with_geo(&self.geo);
         self.compiled.write().expect("registry lock poisoned").insert(key, Arc::new((rule, compiled)));
     }
 
+    /// Forgets a deleted rule, and its health record.
     fn remove(&self, immutable_id: &str) {
         self.compiled.write().expect("registry lock poisoned").remove(immutable_id);
+        self.health.remove(immutable_id);
     }
 
     fn health(&self, immutable_id: &str) -> RuleHealth {
-        self.health.lock().expect("health lock poisoned").get(immutable_id).cloned().unwrap_or_default()
+        self.health.get(immutable_id)
     }
 
     fn record(&self, immutable_id: &str, change: impl FnOnce(&mut RuleHealth)) {
-        let mut health = self.health.lock().expect("health lock poisoned");
-        change(health.entry(immutable_id.to_string()).or_default());
+        self.health.record(immutable_id, change);
     }
 }
 
@@ -476,8 +482,10 @@ pub(crate) async fn post_stream(
             response
         }
         Err(err) => {
-            if err.status >= 400 && err.status != 401 {
-                let key = immutable_id.to_ascii_lowercase();
+            let key = immutable_id.to_ascii_lowercase();
+            // Only rules that exist get a record: any id can be sent.
+            let known = state.metastore.data_collection_rule_by_immutable_id(&key).is_some();
+            if err.status >= 400 && err.status != 401 && known {
                 let message = err.to_string();
                 state.rules.record(&key, |health| health.last_error = Some(message));
             }

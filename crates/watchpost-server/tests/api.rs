@@ -144,3 +144,85 @@ async fn render_goes_back_only_when_asked_for() {
     let (_, answer) = call(&app, query_request(&path, Some(KEY), body)).await;
     assert!(answer.get("render").is_none());
 }
+
+/// The state of a server over `dir`, with `geo` as its GeoIP database.
+fn state_over(dir: &std::path::Path, geo: Option<Arc<watchpost_geo::GeoDb>>) -> AppState {
+    let metastore = Arc::new(Metastore::open(dir).unwrap());
+    metastore.ensure_workspace(Some(WS), Some(KEY)).unwrap();
+    let store = Arc::new(Store::open(dir, StoreOptions { wal_fsync: false, ..StoreOptions::default() }).unwrap());
+    let engine = QueryEngine::new(store.clone(), EngineOptions { geo, ..EngineOptions::default() });
+    AppState::new(metastore, store, engine, ServerOptions::default())
+}
+
+async fn send(router: &axum::Router, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Json) {
+    let response = router.clone().oneshot(request).await.unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = if bytes.is_empty() { Json::Null } else { serde_json::from_slice(&bytes).unwrap() };
+    (status, headers, body)
+}
+
+fn with_key(builder: axum::http::request::Builder, body: Json) -> Request<Body> {
+    builder
+        .header("authorization", format!("Bearer {KEY}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+/// A transform enriches rows with `geo_location` from the server's GeoIP
+/// database; the rule's health record (what was dropped) survives a
+/// restart of the server.
+#[tokio::test]
+async fn transforms_geolocate_and_rule_health_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = watchpost_geo::GeoDb::from_bytes(watchpost_geo::testing::sample_database(), "sample").unwrap();
+    let state = state_over(dir.path(), Some(Arc::new(db)));
+    let app = router(state.clone());
+    let rule = json!({"properties": {
+        "streamDeclarations": {"Custom-Conn": {"columns": [{"name": "Ip", "type": "string"}]}},
+        "destinations": {"logAnalytics": [{"name": "here"}]},
+        "dataFlows": [{
+            "streams": ["Custom-Conn"], "destinations": ["here"], "outputStream": "Custom-Conn_CL",
+            "transformKql": "source | extend TimeGenerated = now(), Geo = geo_location(Ip) | project TimeGenerated, Ip, Country = tostring(Geo.country), City = tostring(Geo.city), Region = tostring(Geo.region)"
+        }]
+    }});
+    let path = format!("/v1/workspaces/{WS}/dataCollectionRules/geo");
+    let (status, _, created) = send(&app, with_key(Request::put(&path), rule)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let immutable_id = created["properties"]["immutableId"].as_str().unwrap().to_string();
+
+    let rows = json!([{"Ip": "20.53.203.50", "Port": 443}, {"Ip": "10.0.0.1"}]);
+    let stream = format!("/dataCollectionRules/{immutable_id}/streams/Custom-Conn?api-version=2023-01-01");
+    let (status, headers, _) = send(&app, with_key(Request::post(&stream), rows)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(headers["x-watchpost-dropped-columns"], "Port=1");
+
+    let query = json!({"query": "Conn_CL | order by Ip asc | project Ip, Country, City, Region"});
+    let (status, _, answer) =
+        send(&app, with_key(Request::post(format!("/v1/workspaces/{WS}/query")), query.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        answer["tables"][0]["rows"],
+        json!([["10.0.0.1", "", "", ""], ["20.53.203.50", "Australia", "Sydney", "Oceania"]])
+    );
+
+    assert!(state.save_rule_health().unwrap());
+    drop((app, state));
+    let restarted = router(state_over(dir.path(), None));
+    let (status, _, health) = send(&restarted, with_key(Request::get(format!("{path}/health")), Json::Null)).await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    assert_eq!(health["requests"], 1);
+    assert_eq!(health["recordsReceived"], 2);
+    assert_eq!(health["rowsStored"], 2);
+    assert_eq!(health["droppedColumns"]["Port"]["records"], 1);
+    assert_eq!(health["droppedColumns"]["Port"]["stream"], "Custom-Conn");
+
+    // Requests naming a rule that does not exist leave no record behind.
+    let unknown =
+        "/dataCollectionRules/dcr-00000000000000000000000000000000/streams/Custom-Conn?api-version=2023-01-01";
+    let (status, _, _) = send(&restarted, with_key(Request::post(unknown), json!([]))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let saved = std::fs::read_to_string(dir.path().join(watchpost_server::dcr_health::FILE_NAME)).unwrap();
+    assert!(!saved.contains("dcr-0000"), "{saved}");
+}

@@ -14,6 +14,7 @@ use watchpost_schema::{KqlType, TIME_RECEIVED};
 use super::{datetime_literal, lower_bin, lower_expr, now_literal, LowerContext};
 use crate::optimize::fuse_paths;
 use crate::udf::datetime::Period;
+use crate::udf::geoip::{self, GeoFlavor};
 use crate::udf::kernel::{self, Kernel};
 use crate::udf::{anomalies, convert, datetime, dynamic, geo, ip, ip_text, parse_text, series, strings, xml};
 
@@ -281,6 +282,8 @@ pub(super) fn lower_call(
                 call.ty,
             )
         }
+        F::GeoInfoFromIpAddress => geoip::call(GeoFlavor::Info, call.context.geo.cloned(), call.text(0)?),
+        F::GeoLocation => geoip::call(GeoFlavor::Location, call.context.geo.cloned(), call.text(0)?),
         F::UrlDecode => call.kernel("url_decode", strings::url_decode, &[Pass::Text])?,
         F::HasIpv4 => call.kernel("has_ipv4", ip_text::has_ipv4, &[Pass::Text, Pass::Text])?,
         F::HasIpv4Prefix => call.kernel("has_ipv4_prefix", ip_text::has_ipv4_prefix, &[Pass::Text, Pass::Text])?,

@@ -121,3 +121,37 @@ async fn ip_url_path_and_hash_functions() {
     assert_eq!(row[8], json!("a9993e364706816aba3e25717850c26c9cd0d89d"));
     assert_eq!(row[9], json!("Kusto"));
 }
+
+#[tokio::test]
+async fn ip_geolocation_reads_the_configured_database() {
+    let db = watchpost_geo::GeoDb::from_bytes(watchpost_geo::testing::sample_database(), "sample").unwrap();
+    let fx = fixture(EngineOptions { geo: Some(std::sync::Arc::new(db)), ..EngineOptions::default() });
+    let text = r#"datatable(Ip: string) ["20.53.203.50", "2a03:2880:f12c:83:face:b00c::25de", "89.160.20.1", "10.0.0.1", "nonsense", "20.53.203.50"]
+        | extend Info = geo_info_from_ip_address(Ip), Location = geo_location(Ip)
+        | extend Country = tostring(Info.country), Latitude = todouble(Info.latitude)"#;
+    let (_, printed) = rows(&fx.engine, &request(text)).await;
+    assert_eq!(
+        dynamic(&printed[0][1]),
+        json!({"country": "Australia", "state": "New South Wales", "city": "Sydney", "latitude": -33.8715, "longitude": 151.2006})
+    );
+    assert_eq!(dynamic(&printed[0][2])["region"], json!("Oceania"));
+    assert_eq!(printed[0][3..], [json!("Australia"), json!(-33.8715)]);
+    assert_eq!(dynamic(&printed[1][1])["city"], json!("Boca Raton"));
+    // A record with a country only, an address outside every network, and
+    // text that is no address.
+    assert_eq!(dynamic(&printed[2][1]), json!({"country": "Sweden"}));
+    assert_eq!(dynamic(&printed[3][1]), json!({}));
+    assert_eq!(printed[3][3], json!(""));
+    assert_eq!(printed[4][1], Json::Null);
+    assert_eq!(printed[5][1], printed[0][1]);
+}
+
+#[tokio::test]
+async fn ip_geolocation_without_a_database_knows_no_place() {
+    let row =
+        one_row(r#"print geo_info_from_ip_address("20.53.203.50"), geo_location("20.53.203.50"), geo_location("x")"#)
+            .await;
+    assert_eq!(dynamic(&row[0]), json!({}));
+    assert_eq!(dynamic(&row[1]), json!({}));
+    assert_eq!(row[2], Json::Null);
+}
