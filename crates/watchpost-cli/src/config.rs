@@ -34,6 +34,8 @@ pub(crate) struct FileConfig {
     /// MaxMind City database (`.mmdb`) for `geo_info_from_ip_address` and
     /// DCR transforms' `geo_location`.
     pub geoip_db: Option<PathBuf>,
+    /// How new segments are compressed: `lz4` (default) or `zstd`.
+    pub segment_compression: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,6 +60,7 @@ pub(crate) struct ServeConfig {
     pub tls: TlsMode,
     pub max_ingestion_body_bytes: usize,
     pub geoip_db: Option<PathBuf>,
+    pub segment_codec: watchpost_storage::SegmentCodec,
 }
 
 /// How the server speaks TLS.

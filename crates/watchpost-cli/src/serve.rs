@@ -50,6 +50,9 @@ pub(crate) struct ServeArgs {
     /// and geo_location look up in; without one they answer {}.
     #[arg(long, value_name = "MMDB")]
     geoip_db: Option<PathBuf>,
+    /// How new segments are compressed: lz4 (faster queries) or zstd (smaller files) [default: lz4].
+    #[arg(long, value_name = "CODEC")]
+    segment_compression: Option<String>,
 }
 
 impl ServeArgs {
@@ -77,7 +80,12 @@ impl ServeArgs {
         if max_body_mib == 0 {
             anyhow::bail!("the Logs Ingestion body limit must be at least 1 MiB");
         }
+        let codec_name = self.segment_compression.or(file.segment_compression).unwrap_or_else(|| "lz4".to_string());
+        let Some(segment_codec) = watchpost_storage::SegmentCodec::parse(&codec_name) else {
+            anyhow::bail!("segment_compression must be `lz4` or `zstd`, got `{codec_name}`");
+        };
         Ok(ServeConfig {
+            segment_codec,
             tls,
             max_ingestion_body_bytes: usize::try_from(max_body_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX),
             listen: parse_listen(&listen)?,
@@ -131,6 +139,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         // burst is absorbed in memory (about 1.3 GB of RSS at the default
         // threshold) and flushed as the burst eases.
         max_buffered_bytes: Some(config.flush_buffer_bytes.saturating_mul(3)),
+        segment_codec: config.segment_codec,
         ..StoreOptions::default()
     };
     let data_dir = config.data_dir.clone();

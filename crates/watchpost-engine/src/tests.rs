@@ -32,7 +32,7 @@ fn fixture(options: EngineOptions) -> Fixture {
 }
 
 /// Appends sign-in rows: (hour offset, user, result, bytes).
-fn append_signins(store: &Store, rows: &[(i64, &str, &str, f64)]) {
+pub(super) fn append_signins(store: &Store, rows: &[(i64, &str, &str, f64)]) {
     let schema = TableSchema::new(vec![
         ColumnDef::new("TimeGenerated", KqlType::Datetime),
         ColumnDef::new("User_s", KqlType::String),

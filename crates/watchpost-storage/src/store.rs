@@ -18,7 +18,7 @@ use watchpost_wal::{Lsn, Wal, WalOptions};
 
 use crate::catalog::{CatalogDocument, IdempotencyEntry, TableEntry, DEFAULT_RETENTION_DAYS};
 use crate::record::{self, RecordHeader};
-use crate::segment::{write_segment, SegmentMeta};
+use crate::segment::{write_segment, SegmentCodec, SegmentMeta};
 use crate::{Receipt, StorageError, StorageResult};
 
 const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
@@ -37,6 +37,8 @@ pub struct StoreOptions {
     /// buffers hold more than this many bytes, so that a flush that cannot
     /// keep up slows ingest down instead of growing memory without bound.
     pub max_buffered_bytes: Option<u64>,
+    /// How new segments are compressed.
+    pub segment_codec: SegmentCodec,
 }
 
 /// The longest an append waits for a flush to make room.
@@ -49,6 +51,7 @@ impl Default for StoreOptions {
             wal_segment_bytes: 64 * 1024 * 1024,
             idempotency_window: Duration::from_secs(24 * 3600),
             max_buffered_bytes: None,
+            segment_codec: SegmentCodec::default(),
         }
     }
 }
@@ -497,7 +500,14 @@ impl Store {
             let encoded = || {
                 self.encoded_bytes.fetch_add(bytes, Ordering::Relaxed);
             };
-            let meta = write_segment(&self.data_dir.join(&relative), relative, &schema, &batches, encoded);
+            let meta = write_segment(
+                &self.data_dir.join(&relative),
+                relative,
+                &schema,
+                &batches,
+                self.options.segment_codec,
+                encoded,
+            );
             if meta.is_err() {
                 self.encoded_bytes.store(0, Ordering::Relaxed);
             }

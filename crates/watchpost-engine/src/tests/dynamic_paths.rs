@@ -8,7 +8,7 @@ use serde_json::json;
 use watchpost_schema::{ColumnDef, KqlType, TableSchema};
 use watchpost_storage::{AppendRequest, Store};
 
-use super::{fixture, request, rows, T0, WS};
+use super::{append_signins, fixture, request, rows, T0, WS};
 use crate::{scan, EngineOptions, QueryEngine, QueryRequest, QueryStats};
 
 const Q10: &str = r#"Events
@@ -154,4 +154,22 @@ async fn wide_arg_max_keeps_only_winning_rows_before_aggregating() {
     let narrow = format!("{wide} | summarize arg_max(T, A) by H");
     let plan = physical_plan(&fx.engine, &request(&narrow)).await;
     assert!(!plan.contains("RightSemi"), "no late read for two columns:\n{plan}");
+}
+
+/// The late read's semi join builds one table of the winners for every
+/// probe partition instead of repartitioning the stored input by hash.
+#[tokio::test]
+async fn late_read_of_stored_rows_builds_the_winners_once() {
+    let fx = fixture(EngineOptions::default());
+    append_signins(
+        &fx.store,
+        &[(1, "alice", "failure", 10.0), (2, "alice", "success", 20.0), (3, "bob", "failure", 5.0)],
+    );
+    fx.store.flush().unwrap();
+    let text = "SignIn_CL | summarize arg_max(TimeGenerated, *) by User_s";
+    let plan = physical_plan(&fx.engine, &request(text)).await;
+    assert!(plan.contains("RightSemi") && plan.contains("mode=CollectLeft"), "{plan}");
+    let (_, got) =
+        rows(&fx.engine, &request(&format!("{text} | order by User_s asc | project User_s, Result_s"))).await;
+    assert_eq!(got, vec![vec![json!("alice"), json!("success")], vec![json!("bob"), json!("failure")]]);
 }

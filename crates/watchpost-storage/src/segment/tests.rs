@@ -57,17 +57,18 @@ fn read_back(path: &Path) -> Vec<(i64, i64, String, Option<String>)> {
 /// Three row groups (two full, one partial) from uneven batches, in and
 /// out of time order: every row comes back once, in time order, with its
 /// values; the mostly-unique column is written without a dictionary and
-/// the repetitive one with one; the term filters cover every row group.
+/// the repetitive one with one; the term filters cover every row group;
+/// pages are compressed with the codec asked for.
 #[test]
 fn segments_hold_every_row_in_time_order_across_row_groups() {
     let total = 2 * ROW_GROUP_ROWS as i64 + 1_234;
-    for shuffle in [false, true] {
+    for (shuffle, codec) in [(false, SegmentCodec::Lz4), (true, SegmentCodec::Zstd)] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("seg.parquet");
         let cuts = [0, 1_000, 100_000, 200_000, total];
         let batches: Vec<RecordBatch> = cuts.windows(2).map(|cut| batch(cut[0], cut[1], shuffle)).collect();
         let mut encoded = false;
-        let meta = write_segment(&path, "seg.parquet".into(), &schema(), &batches, || encoded = true).unwrap();
+        let meta = write_segment(&path, "seg.parquet".into(), &schema(), &batches, codec, || encoded = true).unwrap();
         assert!(encoded);
         assert_eq!(meta.n_rows, total as u64);
 
@@ -97,6 +98,7 @@ fn segments_hold_every_row_in_time_order_across_row_groups() {
         let metadata = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().metadata().clone();
         assert_eq!(metadata.num_row_groups(), 3);
         for row_group in metadata.row_groups() {
+            assert!(row_group.columns().iter().all(|chunk| chunk.compression() == codec.compression()));
             let encodings = |idx: usize| row_group.column(idx).encodings().collect::<Vec<_>>();
             assert!(encodings(1).contains(&Encoding::RLE_DICTIONARY), "Host keeps its dictionary");
             assert!(!encodings(2).contains(&Encoding::RLE_DICTIONARY), "Message has no dictionary");
