@@ -128,7 +128,17 @@ impl ScalarUDFImpl for KqlFunction {
         let n_rows = args.number_rows;
         let all_scalar = args.args.iter().all(|arg| matches!(arg, ColumnarValue::Scalar(_)));
         let rows = if all_scalar { 1 } else { n_rows };
-        let arrays = args.args.iter().map(|arg| arg.to_array(rows)).collect::<Result<Vec<_>>>()?;
+        // Kernels that read constant arguments through `broadcast_row` get
+        // them as one-row arrays instead of a copy per row.
+        let broadcast = BROADCAST_KERNELS.contains(&self.name);
+        let arrays = args
+            .args
+            .iter()
+            .map(|arg| match arg {
+                ColumnarValue::Scalar(scalar) if broadcast => scalar.to_array_of_size(1),
+                _ => arg.to_array(rows),
+            })
+            .collect::<Result<Vec<_>>>()?;
         let invocation =
             Invocation { args: &arrays, arg_types: &self.arg_types, n_rows: rows, return_type: self.return_type };
         let result = (self.kernel)(&invocation)?;
@@ -136,6 +146,21 @@ impl ScalarUDFImpl for KqlFunction {
             return Ok(ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&result, 0)?));
         }
         Ok(ColumnarValue::Array(result))
+    }
+}
+
+/// Kernels written to take a constant argument as a one-row array (they
+/// index it with [`broadcast_row`]); every other kernel gets each argument
+/// as an array of the batch's length.
+const BROADCAST_KERNELS: &[&str] = &["extract"];
+
+/// The row of `array` that holds the value of `row`: 0 for a constant
+/// argument passed as a one-row array.
+pub(crate) fn broadcast_row(array: &ArrayRef, row: usize) -> usize {
+    if array.len() == 1 {
+        0
+    } else {
+        row
     }
 }
 

@@ -3,18 +3,22 @@
 //! `indexof`, `countof`, regex `trim`, `strrep`, base64 and hashes.
 
 use base64::Engine as _;
-use datafusion::arrow::array::ArrayRef;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, StringBuilder};
 use datafusion::error::{DataFusionError, Result};
 use regex::{Captures, Regex};
 use serde_json::Value as Json;
 use sha2::Digest as _;
 
-use super::kernel::{dynamics, json_at, long_at, longs, strings, text_at, Invocation};
+use super::kernel::{broadcast_row, dynamics, json_at, long_at, longs, strings, text_at, Invocation};
 
 /// The last compiled pattern, so a constant regex compiles once per batch.
 #[derive(Default)]
 struct RegexCache {
     last: Option<(String, Regex)>,
+    /// Counts the patterns compiled, so callers can tell a new one.
+    generation: usize,
 }
 
 impl RegexCache {
@@ -24,6 +28,7 @@ impl RegexCache {
             let regex = Regex::new(pattern)
                 .map_err(|err| DataFusionError::Execution(format!("invalid regular expression '{pattern}': {err}")))?;
             self.last = Some((pattern.to_string(), regex));
+            self.generation += 1;
         }
         Ok(&self.last.as_ref().expect("just filled").1)
     }
@@ -91,24 +96,40 @@ fn expand(rewrite: &str, caps: &Captures<'_>) -> String {
 /// `extract(regex, group, source [, typeof(T)])`: the text of capture
 /// group `group` of the first match, null when nothing matches. Lowering
 /// converts the text to `T`.
+///
+/// The pattern and group are usually constants, passed as one-row arrays
+/// (`BROADCAST_KERNELS`); the match is found with one reused set of
+/// capture slots and copied straight into the result.
 pub(crate) fn extract(call: &Invocation<'_>) -> Result<ArrayRef> {
+    let [patterns, groups, sources] = &call.args[..3] else { unreachable!("extract has three arguments") };
     let mut cache = RegexCache::default();
-    let mut out = Vec::with_capacity(call.n_rows);
+    let mut slots: Option<(usize, regex::CaptureLocations)> = None;
+    let mut out = StringBuilder::with_capacity(call.n_rows, 0);
     for row in 0..call.n_rows {
-        let (Some(pattern), Some(group), Some(source)) =
-            (text(call, 0, row), long_at(&call.args[1], row), text(call, 2, row))
-        else {
-            out.push(None);
+        let (Some(pattern), Some(group), Some(source)) = (
+            text_at(patterns, broadcast_row(patterns, row)),
+            long_at(groups, broadcast_row(groups, row)),
+            text_at(sources, broadcast_row(sources, row)),
+        ) else {
+            out.append_null();
             continue;
         };
-        let regex = cache.get(pattern)?;
-        let found = regex.captures(source).and_then(|caps| {
-            let group = usize::try_from(group).ok()?;
-            caps.get(group).map(|found| found.as_str().to_string())
-        });
-        out.push(found);
+        cache.get(pattern)?;
+        let (generation, regex) = (cache.generation, &cache.last.as_ref().expect("just compiled").1);
+        // Slots are made again only when the pattern changes.
+        if slots.as_ref().is_none_or(|(made_for, _)| *made_for != generation) {
+            slots = Some((generation, regex.capture_locations()));
+        }
+        let (_, locations) = slots.as_mut().expect("just made");
+        let found = usize::try_from(group)
+            .ok()
+            .and_then(|group| regex.captures_read(locations, source).and_then(|_| locations.get(group)));
+        match found {
+            Some((start, end)) => out.append_value(&source[start..end]),
+            None => out.append_null(),
+        }
     }
-    Ok(strings(out))
+    Ok(Arc::new(out.finish()))
 }
 
 /// `extract_all(regex, [groups,] source)`: every match's capture groups;
