@@ -4,12 +4,20 @@
 //! one with some is read with a row selection, so Parquet skips the pages
 //! of the other blocks (segments are written with pages of at most one
 //! block). Segments without term filters are read whole.
+//!
+//! Skipping pages needs each file's page index (where every page starts),
+//! which DataFusion loads only for predicates it can prune with page
+//! statistics; a term filter's selection is not one. Scans with a selection
+//! therefore read through [`PageIndexReaders`], which always asks for the
+//! page index (kept in the shared metadata cache), so only the selected
+//! pages are read from disk and decompressed.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
 use datafusion::common::stats::Precision;
@@ -18,14 +26,22 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::object_store::ObjectStoreUrl;
-use datafusion::datasource::physical_plan::parquet::ParquetRowSelection;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
+use datafusion::datasource::physical_plan::parquet::{
+    CachedParquetFileReaderFactory, ParquetFileReaderFactory, ParquetRowSelection,
+};
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
-use datafusion::parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+use datafusion::parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection, RowSelector};
+use datafusion::parquet::arrow::async_reader::AsyncFileReader;
+use datafusion::parquet::errors::Result as ParquetResult;
+use datafusion::parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion::physical_plan::ExecutionPlan;
+use futures::future::{BoxFuture, FutureExt};
 use watchpost_storage::terms::TermFilters;
 use watchpost_storage::SegmentMeta;
 
@@ -121,6 +137,7 @@ impl TableProvider for SegmentTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let check = TermCheck::of_filters(filters);
         let mut files = Vec::new();
+        let mut selective = false;
         for (path, meta, terms) in &self.segments {
             let file = PartitionedFile::new(path.to_string_lossy().into_owned(), meta.bytes);
             let file = match segment_access(&check, meta.n_rows, terms.as_ref()) {
@@ -131,6 +148,7 @@ impl TableProvider for SegmentTable {
                 Access::All => file,
                 Access::Rows(selection, skipped) => {
                     self.pruning.blocks.fetch_add(skipped, Ordering::Relaxed);
+                    selective = true;
                     file.with_extension(ParquetRowSelection::new(selection))
                 }
             };
@@ -157,12 +175,66 @@ impl TableProvider for SegmentTable {
         }
         let groups: Vec<FileGroup> = groups.into_iter().map(|(_, files)| FileGroup::new(files)).collect();
         let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
-        let source = format.file_source(self.schema.clone().into());
+        let source = if selective {
+            // Built here: `ParquetFormat::create_physical_plan` would put
+            // its own reader factory in place of this one.
+            let runtime = state.runtime_env();
+            let store = runtime.object_store(ObjectStoreUrl::local_filesystem())?;
+            let cached = CachedParquetFileReaderFactory::new(store, runtime.cache_manager.get_file_metadata_cache());
+            Arc::new(
+                ParquetSource::new(self.schema.clone())
+                    .with_table_parquet_options(state.table_options().parquet.clone())
+                    .with_parquet_file_reader_factory(Arc::new(PageIndexReaders(cached))),
+            )
+        } else {
+            format.file_source(self.schema.clone().into())
+        };
         let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), source)
             .with_file_groups(groups)
             .with_projection_indices(projection.cloned())?
             .with_limit(limit)
             .build();
+        if selective {
+            return Ok(DataSourceExec::from_data_source(config));
+        }
         format.create_physical_plan(state, config).await
+    }
+}
+
+/// Readers whose metadata always carries the page index (see the module
+/// documentation).
+#[derive(Debug)]
+struct PageIndexReaders(CachedParquetFileReaderFactory);
+
+impl ParquetFileReaderFactory for PageIndexReaders {
+    fn create_reader(
+        &self,
+        partition_index: usize,
+        partitioned_file: PartitionedFile,
+        metadata_size_hint: Option<usize>,
+        metrics: &ExecutionPlanMetricsSet,
+    ) -> Result<Box<dyn AsyncFileReader + Send>> {
+        let inner = self.0.create_reader(partition_index, partitioned_file, metadata_size_hint, metrics)?;
+        Ok(Box::new(PageIndexReader(inner)))
+    }
+}
+
+struct PageIndexReader(Box<dyn AsyncFileReader + Send>);
+
+impl AsyncFileReader for PageIndexReader {
+    fn get_bytes(&mut self, range: std::ops::Range<u64>) -> BoxFuture<'_, ParquetResult<Bytes>> {
+        self.0.get_bytes(range)
+    }
+
+    fn get_byte_ranges(&mut self, ranges: Vec<std::ops::Range<u64>>) -> BoxFuture<'_, ParquetResult<Vec<Bytes>>> {
+        self.0.get_byte_ranges(ranges)
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, ParquetResult<Arc<ParquetMetaData>>> {
+        let options = options.cloned().unwrap_or_default().with_page_index_policy(PageIndexPolicy::Optional);
+        async move { self.0.get_metadata(Some(&options)).await }.boxed()
     }
 }

@@ -164,3 +164,39 @@ async fn segments_without_term_filters_are_read_whole() {
     let (n, stats) = count(&engine, r#"Logs_CL | where Message_s has "mimikatz" | count"#).await;
     assert_eq!((n, stats.segments_pruned), (0, 0));
 }
+
+/// Bytes the Parquet scans of `text` read from disk.
+async fn bytes_read(engine: &QueryEngine, text: &str) -> usize {
+    let request = request(text);
+    let bound = engine.check(&request.workspace, &request.text).unwrap();
+    let session = engine.session().unwrap();
+    let mut stats = crate::QueryStats::default();
+    let pruning = Arc::new(crate::scan::TermPruning::default());
+    let plan = engine.lowered_plan(&session, &bound, &request, &mut stats, &pruning).unwrap();
+    let physical = session.state().create_physical_plan(&plan).await.unwrap();
+    datafusion::physical_plan::collect(physical.clone(), session.task_ctx()).await.unwrap();
+    fn sum(plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> usize {
+        let own = plan.metrics().and_then(|metrics| metrics.sum_by_name("bytes_scanned")).map_or(0, |m| m.as_usize());
+        own + plan.children().into_iter().map(sum).sum::<usize>()
+    }
+    sum(&physical)
+}
+
+/// A term filter's row selection reads only the pages of the selected
+/// blocks: the page index is loaded for it, so Parquet fetches and
+/// decompresses those pages and no others.
+#[tokio::test]
+async fn a_selection_reads_only_the_pages_of_its_blocks() {
+    let fx = fixture(EngineOptions::default());
+    let mut rng = Lcg(5);
+    // One segment of eight blocks; the rare term only in the third.
+    let mut messages: Vec<String> = (0..8 * 8192).map(|_| random_message(&mut rng)).collect();
+    messages[2 * 8192 + 17] = "conn deny proc=Rubeus.exe".into();
+    append_messages(&fx.store, &messages);
+    fx.store.flush().unwrap();
+    let (n, stats) = count(&fx.engine, r#"Logs_CL | where Message_s has "rubeus" | count"#).await;
+    assert_eq!((n, stats.blocks_skipped), (1, 7), "{stats:?}");
+    let selective = bytes_read(&fx.engine, r#"Logs_CL | where Message_s has "rubeus" | count"#).await;
+    let whole = bytes_read(&fx.engine, r#"Logs_CL | where strlen(Message_s) > 0 | count"#).await;
+    assert!(whole > 0 && selective * 4 < whole, "selective {selective} bytes, whole {whole} bytes");
+}
