@@ -181,7 +181,8 @@ impl RuleRegistry {
             Ok(compiled) => compiled.with_geo(&self.geo),
             Err(err) => {
                 tracing::error!(rule = %rule.name, error = %err, "StoredRuleInvalid");
-                self.remove(&key);
+                // The rule still exists: its health record stays.
+                self.compiled.write().expect("registry lock poisoned").remove(&key);
                 return None;
             }
         };
@@ -725,6 +726,27 @@ mod tests {
 
         assert!(cli.delete_data_collection_rule(&workspace.id, "r").unwrap());
         assert!(registry.get(&server, &stored.immutable_id).is_none());
+    }
+
+    /// A stored rule that no longer compiles is refused but keeps its health
+    /// record; a deleted rule loses it.
+    #[test]
+    fn health_records_outlive_invalid_rules_but_not_deleted_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let metastore = Metastore::open(dir.path()).unwrap();
+        let workspace = metastore.ensure_workspace(None, None).unwrap();
+        let (stored, _) = metastore.put_data_collection_rule(&workspace.id, "r", rule("source")).unwrap();
+        let registry = RuleRegistry::open(dir.path(), None);
+        assert!(registry.get(&metastore, &stored.immutable_id).is_some());
+        registry.record(&stored.immutable_id, |health| health.requests = 3);
+
+        metastore.put_data_collection_rule(&workspace.id, "r", rule("source | take 1")).unwrap();
+        assert!(registry.get(&metastore, &stored.immutable_id).is_none());
+        assert_eq!(registry.health(&stored.immutable_id).requests, 3);
+
+        assert!(metastore.delete_data_collection_rule(&workspace.id, "r").unwrap());
+        assert!(registry.get(&metastore, &stored.immutable_id).is_none());
+        assert_eq!(registry.health(&stored.immutable_id).requests, 0);
     }
 
     /// A flow into a shipped built-in table must produce its columns with
