@@ -90,7 +90,6 @@ fn row_by_row(texts: &ArrayRef, terms: &ArrayRef, case_sensitive: bool) -> Array
 pub(crate) struct TermMatcher {
     term: Vec<u8>,
     finder: memmem::Finder<'static>,
-    case_sensitive: bool,
     /// Whether case folding can change a match: only a term with ASCII
     /// letters needs the text lower-cased.
     folds: bool,
@@ -104,7 +103,7 @@ impl TermMatcher {
         let term = if case_sensitive { term.as_bytes().to_vec() } else { term.to_ascii_lowercase().into_bytes() };
         let finder = memmem::Finder::new(&term).into_owned();
         let folds = !case_sensitive && term.iter().any(u8::is_ascii_alphabetic);
-        TermMatcher { term, finder, case_sensitive, folds, scratch: Default::default() }
+        TermMatcher { term, finder, folds, scratch: Default::default() }
     }
 
     pub(crate) fn matches(&self, text: &str) -> bool {
