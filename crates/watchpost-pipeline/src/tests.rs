@@ -204,7 +204,11 @@ fn config_errors_name_the_step_and_option() {
         err("[[transform]]\ntype = \"grok\"\nmatch = { message = \"%{WORD:w}\" }\nmtach = 1"),
         "transform[0] (grok): unsupported option `mtach`"
     );
-    assert!(err("[[transform]]\ntype = \"geoip\"").contains("unsupported transform type `geoip`"));
+    assert!(err("[[transform]]\ntype = \"translate\"").contains("unsupported transform type `translate`"));
+    assert!(err("[[transform]]\ntype = \"geoip\"").contains("option `source` is required"));
+    assert!(err("[[transform]]\ntype = \"geoip\"\nsource = \"ip\"").contains("option `database` is required"));
+    let missing = err("[[transform]]\ntype = \"geoip\"\nsource = \"ip\"\ndatabase = \"/nowhere/City.mmdb\"");
+    assert!(missing.contains("cannot open the GeoIP database /nowhere/City.mmdb"), "{missing}");
     assert!(err("[[transform]]\ntype = \"grok\"\nmatch = { message = \"%{NOPE}\" }").contains("NOPE"));
     assert!(err("[[transform]]\ntype = \"date\"\nmatch = [\"t\", \"yyyy QQ\"]").contains("QQ"));
     assert!(err("[[transform]]\ntype = \"mutate\"\nif = \"[a] ==\"").contains("offset"));
@@ -234,4 +238,32 @@ fn csv_and_kv_transforms() {
     assert_eq!(f["kv_level"], "info");
     let bad = "[[transform]]\ntype = \"kv\"\nfield_split_pattern = \",\"";
     assert!(PipelineConfig::from_toml(bad).unwrap().compile().is_err());
+}
+
+/// `geoip` writes Logstash's fields under its target; an address the
+/// database does not know is tagged and the event goes on.
+#[test]
+fn geoip_enriches_known_addresses_and_tags_the_rest() {
+    let dir = std::env::temp_dir().join(format!("watchpost-pipeline-geoip-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("City.mmdb");
+    std::fs::write(&db, watchpost_geo::testing::sample_database()).unwrap();
+    let config = format!(
+        "[[transform]]\ntype = \"kv\"\nsource = \"message\"\n[[transform]]\ntype = \"geoip\"\nsource = \"src\"\ntarget = \"[src_geo]\"\ndatabase = {:?}",
+        db.display().to_string()
+    );
+    let f = fields(run(&config, "src=20.53.203.50 user=ann"));
+    assert_eq!(
+        f["src_geo"],
+        json!({"country_name": "Australia", "country_code2": "AU", "continent_name": "Oceania",
+               "region_name": "New South Wales", "city_name": "Sydney", "latitude": -33.8715,
+               "longitude": 151.2006, "location": {"lat": -33.8715, "lon": 151.2006}})
+    );
+    assert!(f.get("tags").is_none());
+    let f = fields(run(&config, "src=10.0.0.1 user=bob"));
+    assert!(f.get("src_geo").is_none());
+    assert_eq!(f["tags"], json!(["_geoip_lookup_failure"]));
+    let f = fields(run(&config, "user=carol"));
+    assert!(f.get("src_geo").is_none() && f.get("tags").is_none());
+    std::fs::remove_dir_all(&dir).ok();
 }

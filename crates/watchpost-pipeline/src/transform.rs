@@ -3,6 +3,7 @@
 
 mod csv;
 mod date;
+mod geoip;
 mod grok;
 mod json;
 mod kv;
@@ -81,7 +82,7 @@ pub struct Transforms {
 }
 
 /// Transform types this build knows.
-pub const TRANSFORM_TYPES: &[&str] = &["grok", "date", "mutate", "json", "csv", "kv", "drop", "if"];
+pub const TRANSFORM_TYPES: &[&str] = &["grok", "date", "mutate", "json", "csv", "kv", "geoip", "drop", "if"];
 
 impl Transforms {
     /// Compiles `[[transform]]` tables. `location` prefixes error locations
@@ -230,6 +231,7 @@ fn compile_node(mut table: toml::Table, location: &str, default_on_failure: OnFa
         "json" => Box::new(json::JsonTransform::compile(&mut options)?),
         "csv" => Box::new(csv::CsvTransform::compile(&mut options)?),
         "kv" => Box::new(kv::KvTransform::compile(&mut options)?),
+        "geoip" => Box::new(geoip::GeoipTransform::compile(&mut options)?),
         "drop" => {
             if options.take("percentage").is_some() {
                 return Err(options.error("option `percentage` is not supported"));

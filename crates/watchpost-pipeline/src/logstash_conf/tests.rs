@@ -140,7 +140,8 @@ fn unsupported_plugins_and_options_are_named() {
     );
     assert!(err("filter { grok { match => { \"message\" => \"%{WORD:w}\" } patterns_dir => [\"/x\"] } }")
         .contains("transform[0] (grok): option `patterns_dir` is not supported"));
-    assert!(err("filter { geoip { source => \"ip\" } }").contains("unsupported transform type `geoip`"));
+    assert!(err("filter { translate { source => \"ip\" } }").contains("unsupported transform type `translate`"));
+    assert!(err("filter { geoip { source => \"ip\" } }").contains("option `database` is required"));
     assert!(err("filter { mutate { add_tag => [\"a\"] frobnicate => 1 } }").contains("unsupported option `frobnicate`"));
     assert!(err("output { elasticsearch { hosts => [\"x\"] } }").contains("line 1: output plugin `elasticsearch`"));
     assert!(err("filter {\n if [a] == { drop {} } }").contains("line 2"));
