@@ -152,7 +152,7 @@ impl ScalarUDFImpl for KqlFunction {
 /// Kernels written to take a constant argument as a one-row array (they
 /// index it with [`broadcast_row`]); every other kernel gets each argument
 /// as an array of the batch's length.
-const BROADCAST_KERNELS: &[&str] = &["extract"];
+const BROADCAST_KERNELS: &[&str] = &["extract", "extract_all", "replace_regex"];
 
 /// The row of `array` that holds the value of `row`: 0 for a constant
 /// argument passed as a one-row array.

@@ -34,8 +34,11 @@ impl RegexCache {
     }
 }
 
+/// The text of argument `idx` at `row`, constant arguments passed as
+/// one-row arrays included (see `BROADCAST_KERNELS`).
 fn text<'a>(call: &'a Invocation<'_>, idx: usize, row: usize) -> Option<&'a str> {
-    text_at(&call.args[idx], row)
+    let array = &call.args[idx];
+    text_at(array, broadcast_row(array, row))
 }
 
 /// `split(source, delimiter [, index])`: the parts, empty ones kept; with an
@@ -146,7 +149,7 @@ pub(crate) fn extract_all(call: &Invocation<'_>) -> Result<ArrayRef> {
         };
         let regex = cache.get(pattern)?;
         let groups: Vec<usize> = match call.args.len() {
-            3 => match json_at(&call.args[1], call.arg_types[1], row) {
+            3 => match json_at(&call.args[1], call.arg_types[1], broadcast_row(&call.args[1], row)) {
                 Json::Array(items) => items.iter().filter_map(|item| item.as_u64()).map(|g| g as usize).collect(),
                 _ => Vec::new(),
             },
