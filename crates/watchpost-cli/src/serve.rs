@@ -187,19 +187,13 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     println!("Watchpost is listening on {scheme}://{address}");
     tracing::info!(%address, data_dir = %config.data_dir.display(), "ServerStarted");
     let stop = Arc::new(AtomicBool::new(false));
-    let maintenance = spawn_maintenance(store.clone(), config.clone(), stop.clone());
-    let health_saver = tokio::spawn(save_rule_health_periodically(state.clone()));
-    let last_save = state.clone();
+    let maintenance = spawn_maintenance(store.clone(), state.clone(), config.clone(), stop.clone());
     match tls_config {
         None => axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?,
         Some(tls) => {
             let listener = watchpost_server::tls::TlsListener::new(listener, tls)?;
             axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?
         }
-    }
-    health_saver.abort();
-    if let Err(err) = tokio::task::spawn_blocking(move || last_save.save_rule_health()).await? {
-        tracing::error!(error = %err, "DcrHealthSaveError");
     }
     stop.store(true, Ordering::Relaxed);
     tokio::task::spawn_blocking(move || maintenance.join()).await?.ok();
@@ -209,34 +203,34 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes the data collection rules' health records every few seconds when
-/// they changed, so a restart keeps them.
-async fn save_rule_health_periodically(state: AppState) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
-    loop {
-        tick.tick().await;
-        let state = state.clone();
-        if let Ok(Err(err)) = tokio::task::spawn_blocking(move || state.save_rule_health()).await {
-            tracing::error!(error = %err, "DcrHealthSaveError");
-        }
-    }
-}
-
 /// Flushes buffers when they grow past the threshold or age past the
-/// interval, and enforces retention hourly, on a thread of its own.
+/// interval, enforces retention hourly, and saves the data collection
+/// rules' health records every 5 s and once more when stopped (so a restart
+/// keeps them), on a thread of its own.
 ///
 /// On Linux the thread runs at a lower CPU priority (nice 10): Parquet
 /// encoding then yields the two cores to request decoding during a burst
 /// and catches up when ingest calms down. Memory stays bounded because a
 /// flush always runs once buffers pass the threshold; it only runs slower
 /// while requests compete for the CPU.
-fn spawn_maintenance(store: Arc<Store>, config: ServeConfig, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+fn spawn_maintenance(
+    store: Arc<Store>,
+    state: AppState,
+    config: ServeConfig,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    let save_health = move || {
+        if let Err(err) = state.save_rule_health() {
+            tracing::error!(error = %err, "DcrHealthSaveError");
+        }
+    };
     std::thread::Builder::new()
         .name("watchpost-maintenance".into())
         .spawn(move || {
             lower_thread_priority();
             let mut last_flush = Instant::now();
             let mut last_retention: Option<Instant> = None;
+            let mut last_health_save = Instant::now();
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(250));
                 let buffered = store.buffered_bytes();
@@ -254,7 +248,12 @@ fn spawn_maintenance(store: Arc<Store>, config: ServeConfig, stop: Arc<AtomicBoo
                     }
                     last_retention = Some(Instant::now());
                 }
+                if last_health_save.elapsed() >= Duration::from_secs(5) {
+                    save_health();
+                    last_health_save = Instant::now();
+                }
             }
+            save_health();
         })
         .expect("spawning the maintenance thread")
 }

@@ -45,6 +45,11 @@ pub struct CompiledRule {
 /// transform problem is a 400 `InvalidTransformQuery` naming the flow, the
 /// line and the position.
 pub fn compile_rule(definition: &Json) -> Result<CompiledRule, LogsIngestionError> {
+    compile_rule_with_geo(definition, &None)
+}
+
+/// [`compile_rule`], with transforms whose `geo_location` looks up in `geo`.
+fn compile_rule_with_geo(definition: &Json, geo: &Option<Arc<GeoDb>>) -> Result<CompiledRule, LogsIngestionError> {
     let definition = DcrDefinition::parse(definition)?;
     let mut transforms = Vec::new();
     for (idx, flow) in definition.flows.iter().enumerate() {
@@ -73,7 +78,7 @@ pub fn compile_rule(definition: &Json) -> Result<CompiledRule, LogsIngestionErro
                     LogsIngestionError::new(400, codes::INVALID_TRANSFORM_QUERY, message)
                 })?;
                 let output = transform.output_schema().clone();
-                transforms.push(Some(Arc::new(transform)));
+                transforms.push(Some(Arc::new(transform.with_geo(geo.clone()))));
                 output
             }
         };
@@ -92,21 +97,6 @@ pub fn compile_rule(definition: &Json) -> Result<CompiledRule, LogsIngestionErro
         }
     }
     Ok(CompiledRule { definition, transforms })
-}
-
-impl CompiledRule {
-    /// The rule with its transforms' `geo_location` looking up in `geo`.
-    fn with_geo(self, geo: &Option<Arc<GeoDb>>) -> CompiledRule {
-        if geo.is_none() {
-            return self;
-        }
-        let transforms = self
-            .transforms
-            .into_iter()
-            .map(|transform| transform.map(|transform| Arc::new((*transform).clone().with_geo(geo.clone()))))
-            .collect();
-        CompiledRule { definition: self.definition, transforms }
-    }
 }
 
 /// Refuses a flow into a built-in table (`Microsoft-<Table>`, one of the
@@ -177,8 +167,8 @@ impl RuleRegistry {
                 return Some(found.clone());
             }
         }
-        let compiled = match compile_rule(&rule.definition) {
-            Ok(compiled) => compiled.with_geo(&self.geo),
+        let compiled = match compile_rule_with_geo(&rule.definition, &self.geo) {
+            Ok(compiled) => compiled,
             Err(err) => {
                 tracing::error!(rule = %rule.name, error = %err, "StoredRuleInvalid");
                 // The rule still exists: its health record stays.
@@ -193,7 +183,6 @@ impl RuleRegistry {
 
     fn replace(&self, rule: DataCollectionRule, compiled: CompiledRule) {
         let key = rule.immutable_id.clone();
-        let compiled = compiled.with_geo(&self.geo);
         self.compiled.write().expect("registry lock poisoned").insert(key, Arc::new((rule, compiled)));
     }
 
@@ -354,7 +343,7 @@ pub(crate) async fn put_rule(
             ))
         }
     };
-    let compiled = match compile_rule(&definition) {
+    let compiled = match compile_rule_with_geo(&definition, &state.rules.geo) {
         Ok(compiled) => compiled,
         Err(err) => return error_response(&err),
     };

@@ -34,11 +34,7 @@ fn app(max_rows: usize) -> App {
 }
 
 async fn call(app: &App, request: Request<Body>) -> (StatusCode, Json) {
-    let response = app.router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    assert!(response.headers().contains_key("x-ms-request-id"), "every response has a request id");
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let body = if bytes.is_empty() { Json::Null } else { serde_json::from_slice(&bytes).unwrap() };
+    let (status, _, body) = send(&app.router, request).await;
     (status, body)
 }
 
@@ -154,9 +150,11 @@ fn state_over(dir: &std::path::Path, geo: Option<Arc<watchpost_geo::GeoDb>>) -> 
     AppState::new(metastore, store, engine, ServerOptions::default())
 }
 
+/// Runs `request`; every response must carry a request id.
 async fn send(router: &axum::Router, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Json) {
     let response = router.clone().oneshot(request).await.unwrap();
     let (status, headers) = (response.status(), response.headers().clone());
+    assert!(headers.contains_key("x-ms-request-id"), "every response has a request id");
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     let body = if bytes.is_empty() { Json::Null } else { serde_json::from_slice(&bytes).unwrap() };
     (status, headers, body)

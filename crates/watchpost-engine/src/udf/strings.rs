@@ -16,21 +16,26 @@ use super::kernel::{broadcast_row, dynamics, json_at, long_at, longs, strings, t
 /// The last compiled pattern, so a constant regex compiles once per batch.
 #[derive(Default)]
 struct RegexCache {
-    last: Option<(String, Regex)>,
-    /// Counts the patterns compiled, so callers can tell a new one.
-    generation: usize,
+    /// The pattern, its regex, and capture slots for it.
+    last: Option<(String, Regex, regex::CaptureLocations)>,
 }
 
 impl RegexCache {
     fn get(&mut self, pattern: &str) -> Result<&Regex> {
-        let stale = self.last.as_ref().is_none_or(|(text, _)| text != pattern);
+        Ok(self.get_with_slots(pattern)?.0)
+    }
+
+    /// The regex and reusable capture slots of `pattern`.
+    fn get_with_slots(&mut self, pattern: &str) -> Result<(&Regex, &mut regex::CaptureLocations)> {
+        let stale = self.last.as_ref().is_none_or(|(text, _, _)| text != pattern);
         if stale {
             let regex = Regex::new(pattern)
                 .map_err(|err| DataFusionError::Execution(format!("invalid regular expression '{pattern}': {err}")))?;
-            self.last = Some((pattern.to_string(), regex));
-            self.generation += 1;
+            let slots = regex.capture_locations();
+            self.last = Some((pattern.to_string(), regex, slots));
         }
-        Ok(&self.last.as_ref().expect("just filled").1)
+        let (_, regex, slots) = self.last.as_mut().expect("just filled");
+        Ok((regex, slots))
     }
 }
 
@@ -101,29 +106,20 @@ fn expand(rewrite: &str, caps: &Captures<'_>) -> String {
 /// converts the text to `T`.
 ///
 /// The pattern and group are usually constants, passed as one-row arrays
-/// (`BROADCAST_KERNELS`); the match is found with one reused set of
-/// capture slots and copied straight into the result.
+/// (`BROADCAST_KERNELS`); the match is found with the cached pattern's
+/// reused capture slots and copied straight into the result.
 pub(crate) fn extract(call: &Invocation<'_>) -> Result<ArrayRef> {
-    let [patterns, groups, sources] = &call.args[..3] else { unreachable!("extract has three arguments") };
+    let groups = &call.args[1];
     let mut cache = RegexCache::default();
-    let mut slots: Option<(usize, regex::CaptureLocations)> = None;
     let mut out = StringBuilder::with_capacity(call.n_rows, 0);
     for row in 0..call.n_rows {
-        let (Some(pattern), Some(group), Some(source)) = (
-            text_at(patterns, broadcast_row(patterns, row)),
-            long_at(groups, broadcast_row(groups, row)),
-            text_at(sources, broadcast_row(sources, row)),
-        ) else {
+        let (Some(pattern), Some(group), Some(source)) =
+            (text(call, 0, row), long_at(groups, broadcast_row(groups, row)), text(call, 2, row))
+        else {
             out.append_null();
             continue;
         };
-        cache.get(pattern)?;
-        let (generation, regex) = (cache.generation, &cache.last.as_ref().expect("just compiled").1);
-        // Slots are made again only when the pattern changes.
-        if slots.as_ref().is_none_or(|(made_for, _)| *made_for != generation) {
-            slots = Some((generation, regex.capture_locations()));
-        }
-        let (_, locations) = slots.as_mut().expect("just made");
+        let (regex, locations) = cache.get_with_slots(pattern)?;
         let found = usize::try_from(group)
             .ok()
             .and_then(|group| regex.captures_read(locations, source).and_then(|_| locations.get(group)));
