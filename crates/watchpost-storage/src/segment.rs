@@ -73,6 +73,18 @@ impl SegmentCodec {
 /// Rows written per Parquet row group.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 
+/// Rows per Parquet data page at most. Pages are the unit a reader fetches
+/// and decompresses, so a query that needs a few scattered rows (the
+/// winners of a late-read `arg_max`, found by their keys) pays for one page
+/// of every column per row: with 1,024-row pages, 500 rows spread over 10M
+/// read about 5% of the pages, against a third with 8,192-row pages. A
+/// term-filter block is a whole number of pages (and row groups a whole
+/// number of blocks), so a block that may hold a term is still read
+/// without its neighbours. Decoding more, smaller pages costs full scans
+/// little: page headers are a few bytes and LZ4 works on each page alone.
+pub(crate) const PAGE_ROWS: usize = 1024;
+const _: () = assert!(BLOCK_ROWS % PAGE_ROWS == 0 && ROW_GROUP_ROWS % BLOCK_ROWS == 0);
+
 /// Writes `batches` (all of `schema`) to `path` sorted by `TimeGenerated`,
 /// atomically (temporary name, fsync, rename). `encoded` is called once
 /// every row is encoded, before the syncs: from then on the batches are no
@@ -98,9 +110,7 @@ pub(crate) fn write_segment(
         .set_compression(codec.compression())
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        // Pages end at least every term-filter block, so the rows of a
-        // block that may hold a term are read without their neighbours.
-        .set_data_page_row_count_limit(BLOCK_ROWS);
+        .set_data_page_row_count_limit(PAGE_ROWS);
     for column in encode::mostly_unique_columns(schema, batches) {
         properties = properties.set_column_dictionary_enabled(ColumnPath::from(column), false);
     }

@@ -175,6 +175,8 @@ impl TableProvider for SegmentTable {
         }
         let groups: Vec<FileGroup> = groups.into_iter().map(|(_, files)| FileGroup::new(files)).collect();
         let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
+        let late = state.config().options().execution.parquet.pushdown_filters;
+        let selective = selective || late;
         let source = if selective {
             // Built here: `ParquetFormat::create_physical_plan` would put
             // its own reader factory in place of this one.

@@ -22,6 +22,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use super::PAGE_ROWS;
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::compute::interleave;
 use arrow::datatypes::{DataType, Schema, SchemaRef};
@@ -258,10 +259,20 @@ impl<'a> Encoder<'a> {
         while let Some(&field_idx) = self.largest_first.get(next.fetch_add(1, Ordering::Relaxed)) {
             let mut writers = std::mem::take(&mut *fields[field_idx].lock().expect("writer lock poisoned"));
             let field = self.schema.field(field_idx);
+            // Rows of this row group written so far: writes are cut where a
+            // page must end, since a page closes only between writes.
+            let mut position = 0usize;
             let mut write = |column: &ArrayRef| -> StorageResult<()> {
-                let leaves = compute_leaves(field, column).map_err(StorageError::parquet)?;
-                for (leaf, writer) in leaves.iter().zip(writers.iter_mut()) {
-                    writer.write(leaf).map_err(StorageError::parquet)?;
+                let mut offset = 0;
+                while offset < column.len() {
+                    let take = (PAGE_ROWS - position % PAGE_ROWS).min(column.len() - offset);
+                    let piece = column.slice(offset, take);
+                    let leaves = compute_leaves(field, &piece).map_err(StorageError::parquet)?;
+                    for (leaf, writer) in leaves.iter().zip(writers.iter_mut()) {
+                        writer.write(leaf).map_err(StorageError::parquet)?;
+                    }
+                    offset += take;
+                    position += take;
                 }
                 Ok(())
             };

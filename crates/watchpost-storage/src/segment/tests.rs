@@ -2,8 +2,9 @@ use std::collections::HashMap;
 
 use arrow::array::{Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, TimeUnit};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::basic::Encoding;
+use parquet::file::metadata::PageIndexPolicy;
 
 use super::*;
 use crate::terms::{needle_hashes, TermFilters};
@@ -95,8 +96,20 @@ fn segments_hold_every_row_in_time_order_across_row_groups() {
         assert_eq!(meta.min_time_ns, Some(0));
 
         let file = fs::File::open(&path).unwrap();
-        let metadata = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().metadata().clone();
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
+        let metadata = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options).unwrap().metadata().clone();
         assert_eq!(metadata.num_row_groups(), 3);
+        // Every page holds at most PAGE_ROWS rows, and a term-filter block
+        // starts every BLOCK_ROWS / PAGE_ROWS pages.
+        let offsets = metadata.offset_index().expect("segments carry a page index");
+        for (group, columns) in offsets.iter().enumerate() {
+            let n_rows = metadata.row_group(group).num_rows();
+            for pages in columns {
+                let starts: Vec<i64> = pages.page_locations().iter().map(|page| page.first_row_index).collect();
+                let expected: Vec<i64> = (0..n_rows).step_by(PAGE_ROWS).collect();
+                assert_eq!(starts, expected, "row group {group}: pages of {PAGE_ROWS} rows");
+            }
+        }
         for row_group in metadata.row_groups() {
             assert!(row_group.columns().iter().all(|chunk| chunk.compression() == codec.compression()));
             let encodings = |idx: usize| row_group.column(idx).encodings().collect::<Vec<_>>();
