@@ -371,6 +371,7 @@ impl QueryEngine {
             .with_runtime_env(runtime)
             .with_default_features()
             .with_optimizer_rules(optimize::optimizer_rules())
+            .with_physical_optimizer_rule(Arc::new(optimize::DictionaryGroups))
             .build();
         Ok(SessionContext::new_with_state(state))
     }

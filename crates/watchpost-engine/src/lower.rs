@@ -86,9 +86,16 @@ fn lower(tabular: &BoundTabular, context: &LowerContext<'_>) -> Result<LogicalPl
                 Some(winners_only) => winners_only,
                 None => input,
             };
+            // A single string key may stay a dictionary, which the
+            // `DictionaryGroups` physical rule groups by its keys; several
+            // keys are grouped as plain strings.
             let groups = group_by
                 .iter()
-                .map(|(name, expr)| Ok(lower_expr(expr, context)?.alias(name)))
+                .map(|(name, expr)| {
+                    let lowered =
+                        if group_by.len() == 1 { lower_expr(expr, context)? } else { lower_plain(expr, context)? };
+                    Ok(lowered.alias(name))
+                })
                 .collect::<Result<Vec<_>>>()?;
             let (lowered, outputs) = lower_aggregates(aggregates, context)?;
             let plan = LogicalPlanBuilder::from(input).aggregate(groups, lowered)?.build()?;
@@ -784,7 +791,7 @@ fn lower_aggregates(
             };
             let (_, _, column, values) = &mut families[family];
             let field = format!("v{}", values.len());
-            values.push(lower_expr(&aggregate.args[1], context)?);
+            values.push(lower_plain(&aggregate.args[1], context)?);
             outputs.push(AggregateOutput { column: *column, field: Some(field) });
             continue;
         }
@@ -806,8 +813,17 @@ fn lower_aggregates(
     Ok((lowered, outputs))
 }
 
+/// `expr` lowered, and cast to `Utf8` when it is a string: stored string
+/// columns may be read as dictionaries (`scan::dictionary_columns`), which
+/// group keys use as they are but aggregate functions take as plain
+/// strings. The cast costs nothing on a column that is already `Utf8`.
+fn lower_plain(expr: &BoundExpr, context: &LowerContext<'_>) -> Result<Expr> {
+    let lowered = lower_expr(expr, context)?;
+    Ok(if expr.ty == KqlType::String { cast(lowered, DataType::Utf8) } else { lowered })
+}
+
 fn lower_aggregate(aggregate: &BoundAggregate, context: &LowerContext<'_>) -> Result<Expr> {
-    let arg = |idx: usize| lower_expr(&aggregate.args[idx], context);
+    let arg = |idx: usize| lower_plain(&aggregate.args[idx], context);
     Ok(match aggregate.function {
         AggregateFunction::Count => agg::count(lit(1i64)),
         AggregateFunction::CountIf => agg::count(when(arg(0)?, lit(1i64)).end()?),

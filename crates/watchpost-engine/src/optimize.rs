@@ -16,6 +16,11 @@
 //! it pass `Text` on unparsed. Each fusion relies on two facts about the
 //! kernels: a path on a string gives what it gives on `parse_json` of that
 //! string, and a path with a string result gives `tostring()` of the path.
+//!
+//! One physical rule too: [`DictionaryGroups`] groups by a dictionary
+//! column's keys.
+
+mod dictionary_groups;
 
 use std::sync::Arc;
 
@@ -26,6 +31,8 @@ use datafusion::logical_expr::{Expr, LogicalPlan, Projection};
 use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::{Optimizer, OptimizerConfig, OptimizerRule};
 use watchpost_schema::KqlType;
+
+pub(crate) use dictionary_groups::DictionaryGroups;
 
 use crate::udf::kernel::{kernel_call, KernelCall};
 use crate::udf::{convert, dynamic};

@@ -8,14 +8,16 @@ pub(crate) mod terms;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::SchemaRef;
+use std::path::PathBuf;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::error::Result;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::{ident, SessionContext};
-use watchpost_schema::TIME_GENERATED;
-use watchpost_storage::TableSnapshot;
+use watchpost_schema::{KqlType, TableSchema, TIME_GENERATED};
+use watchpost_storage::{SegmentMeta, TableSnapshot};
 
 use crate::QueryStats;
 
@@ -53,6 +55,7 @@ pub(crate) fn scan_table(
         }
     }
     stats.segments_scanned += paths.len();
+    let arrow_schema = dictionary_columns(&snapshot.schema, &arrow_schema, &paths);
     let memory = memory_plan(session, &arrow_schema, snapshot.batches)?;
     let plan = if paths.is_empty() {
         memory
@@ -71,6 +74,39 @@ pub(crate) fn scan_table(
         }
         _ => Ok(plan),
     }
+}
+
+/// `schema` with the string columns that every scanned segment stores as
+/// dictionaries typed `Dictionary(Int32, Utf8)`: their values are then read
+/// as the keys of the segment's dictionary, without building a string per
+/// row, and a summarize by one of them groups by key (`DictionaryGroups`).
+/// Other string columns, and any column some segment stores plainly, are
+/// read as `Utf8`. Only KQL `string` columns qualify; functions expand
+/// dictionaries they are given (`udf::kernel::without_dictionary`).
+fn dictionary_columns(
+    table: &TableSchema,
+    schema: &SchemaRef,
+    segments: &[(PathBuf, SegmentMeta, Option<PathBuf>)],
+) -> SchemaRef {
+    if segments.is_empty() {
+        return schema.clone();
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let field = field.as_ref().clone();
+            let string = table.column(field.name()).is_some_and(|column| column.kql_type == KqlType::String);
+            let everywhere =
+                segments.iter().all(|(_, meta, _)| meta.dictionary.iter().any(|name| name == field.name()));
+            if string && everywhere && field.data_type() == &DataType::Utf8 {
+                field.with_data_type(DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)))
+            } else {
+                field
+            }
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 /// What term filters saved, counted while plans are built.
@@ -93,6 +129,18 @@ impl TermPruning {
 fn memory_plan(session: &SessionContext, schema: &SchemaRef, batches: Vec<RecordBatch>) -> Result<LogicalPlan> {
     let mut partitions = vec![Vec::new(), Vec::new()];
     for (idx, batch) in batches.into_iter().enumerate() {
+        let batch = if batch.schema().fields() == schema.fields() {
+            batch
+        } else {
+            // Columns the segments hold as dictionaries.
+            let columns = batch
+                .columns()
+                .iter()
+                .zip(schema.fields())
+                .map(|(column, field)| Ok(arrow::compute::cast(column, field.data_type())?))
+                .collect::<Result<Vec<_>>>()?;
+            RecordBatch::try_new(schema.clone(), columns)?
+        };
         partitions[idx % 2].push(batch);
     }
     let table = MemTable::try_new(schema.clone(), partitions)?;

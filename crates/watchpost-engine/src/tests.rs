@@ -70,6 +70,18 @@ async fn rows(engine: &QueryEngine, request: &QueryRequest) -> (Vec<(String, &'s
     (columns, output.json_rows())
 }
 
+/// The physical plan of `request`, one operator a line.
+pub(super) async fn physical_plan(engine: &QueryEngine, request: &QueryRequest) -> String {
+    let bound = engine.check(&request.workspace, &request.text).unwrap();
+    let session = engine.session().unwrap();
+    let mut stats = QueryStats::default();
+    let pruning = Arc::new(scan::TermPruning::default());
+    let plan = engine.lowered_plan(&session, &bound, request, &mut stats, &pruning).unwrap();
+    let physical = session.state().create_physical_plan(&plan).await.unwrap();
+    let text = datafusion::physical_plan::displayable(physical.as_ref()).indent(true).to_string();
+    text
+}
+
 fn sample(store: &Store) {
     append_signins(store, &[(1, "alice", "failure", 10.0), (2, "alice", "failure", 20.0), (3, "bob", "success", 5.0)]);
     store.flush().unwrap();
@@ -187,6 +199,7 @@ fn long_integers_keep_their_type() {
     assert_eq!(result::encode_cell(KqlType::Long, &array, 1), Json::Null);
 }
 
+mod dictionary;
 mod dynamic_paths;
 mod functions;
 mod term_filters;

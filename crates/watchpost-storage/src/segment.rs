@@ -8,10 +8,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{Array, TimestampNanosecondArray};
-use arrow::datatypes::Schema;
+use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
+use parquet::arrow::{encode_arrow_schema, ArrowWriter, ARROW_SCHEMA_META_KEY};
+use parquet::basic::{Compression, Encoding, PageType, ZstdLevel};
+use parquet::file::metadata::{ColumnChunkMetaData, KeyValue};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
@@ -37,6 +39,12 @@ pub struct SegmentMeta {
     /// tables without string columns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terms: Option<String>,
+    /// The string columns whose every page is dictionary-encoded. The
+    /// segment's Arrow schema gives them as `Dictionary(Int32, Utf8)`, so
+    /// readers may take them as dictionary keys without building strings.
+    /// Empty for segments written before it was recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dictionary: Vec<String>,
 }
 
 /// How segment pages are compressed. Readers need no setting: each
@@ -83,7 +91,7 @@ const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// without its neighbours. Decoding more, smaller pages costs full scans
 /// little: page headers are a few bytes and LZ4 works on each page alone.
 pub(crate) const PAGE_ROWS: usize = 1024;
-const _: () = assert!(BLOCK_ROWS % PAGE_ROWS == 0 && ROW_GROUP_ROWS % BLOCK_ROWS == 0);
+const _: () = assert!(BLOCK_ROWS.is_multiple_of(PAGE_ROWS) && ROW_GROUP_ROWS.is_multiple_of(BLOCK_ROWS));
 
 /// Writes `batches` (all of `schema`) to `path` sorted by `TimeGenerated`,
 /// atomically (temporary name, fsync, rename). `encoded` is called once
@@ -119,20 +127,38 @@ pub(crate) fn write_segment(
         fs::create_dir_all(parent).map_err(|source| StorageError::io(parent, source))?;
     }
     let file = fs::File::create(&tmp).map_err(|source| StorageError::io(&tmp, source))?;
-    // `ArrowWriter` sets the file up (Parquet schema, the Arrow schema in
-    // the footer); its row groups are then encoded here, a column per core.
-    let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties.build())).map_err(StorageError::parquet)?;
+    // `ArrowWriter` sets the file up (the Parquet schema); its row groups
+    // are then encoded here, a column per core. The Arrow schema in the
+    // footer is written last, once it is known which columns kept their
+    // dictionaries.
+    let options = ArrowWriterOptions::new().with_properties(properties.build()).with_skip_arrow_metadata(true);
+    let writer = ArrowWriter::try_new_with_options(file, schema.clone(), options).map_err(StorageError::parquet)?;
     let (mut writer, factory) = writer.into_serialized_writer().map_err(StorageError::parquet)?;
     let encoder = encode::Encoder::new(schema, batches, writer.schema_descr(), TermFilterBuilder::new(schema));
+    // Candidates: top-level string columns (one Parquet leaf each, at the
+    // leaf index of their field), dropped at the first chunk that is not
+    // dictionary-encoded throughout.
+    let mut dictionary: Vec<(usize, String)> = Vec::new();
+    let mut leaf = 0;
+    for field in schema.fields() {
+        if field.data_type() == &DataType::Utf8 {
+            dictionary.push((leaf, field.name().clone()));
+        }
+        leaf += leaf_count(field.data_type());
+    }
     for (index, group) in encode::row_groups(batches, order.as_deref(), ROW_GROUP_ROWS).iter().enumerate() {
         let chunks = encoder.encode(&factory, index, group)?;
         let mut row_group = writer.next_row_group().map_err(StorageError::parquet)?;
         for chunk in chunks {
             chunk.append_to_row_group(&mut row_group).map_err(StorageError::parquet)?;
         }
-        row_group.close().map_err(StorageError::parquet)?;
+        let written = row_group.close().map_err(StorageError::parquet)?;
+        dictionary.retain(|(idx, _)| fully_dictionary_encoded(written.column(*idx)));
         start_writeback(writer.inner());
     }
+    let dictionary: Vec<String> = dictionary.into_iter().map(|(_, name)| name).collect();
+    let hinted = dictionary_hints(schema, &dictionary);
+    writer.append_key_value_metadata(KeyValue::new(ARROW_SCHEMA_META_KEY.to_string(), encode_arrow_schema(&hinted)));
     let file = writer.into_inner().map_err(StorageError::parquet)?;
     start_writeback(&file);
     encoded();
@@ -149,7 +175,51 @@ pub(crate) fn write_segment(
     file.sync_all().map_err(|source| StorageError::io(&tmp, source))?;
     let bytes = file.metadata().map_err(|source| StorageError::io(&tmp, source))?.len();
     fs::rename(&tmp, path).map_err(|source| StorageError::io(path, source))?;
-    Ok(SegmentMeta { file: relative, n_rows: n_rows as u64, bytes, min_time_ns, max_time_ns, terms })
+    Ok(SegmentMeta { file: relative, n_rows: n_rows as u64, bytes, min_time_ns, max_time_ns, terms, dictionary })
+}
+
+/// The number of Parquet leaf columns a field of `data_type` is stored in.
+fn leaf_count(data_type: &DataType) -> usize {
+    match data_type {
+        DataType::Struct(fields) => fields.iter().map(|field| leaf_count(field.data_type())).sum(),
+        DataType::List(field) | DataType::LargeList(field) | DataType::FixedSizeList(field, _) => {
+            leaf_count(field.data_type())
+        }
+        DataType::Map(field, _) => leaf_count(field.data_type()),
+        _ => 1,
+    }
+}
+
+/// Whether every data page of `chunk` holds dictionary indices (a writer
+/// falls back to plain pages when a dictionary grows too large).
+fn fully_dictionary_encoded(chunk: &ColumnChunkMetaData) -> bool {
+    if chunk.dictionary_page_offset().is_none() {
+        return false;
+    }
+    let Some(stats) = chunk.page_encoding_stats() else { return false };
+    stats.iter().all(|page| {
+        !matches!(page.page_type, PageType::DATA_PAGE | PageType::DATA_PAGE_V2)
+            || matches!(page.encoding, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY)
+    })
+}
+
+/// `schema` with the `dictionary` columns typed `Dictionary(Int32, Utf8)`:
+/// the Arrow schema a segment declares in its footer.
+pub(crate) fn dictionary_hints(schema: &Schema, dictionary: &[String]) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let field = field.as_ref().clone();
+            if dictionary.iter().any(|name| name == field.name()) {
+                let data_type = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+                field.with_data_type(data_type)
+            } else {
+                field
+            }
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
 }
 
 /// Asks the kernel to start writing `file`'s dirty pages now, without

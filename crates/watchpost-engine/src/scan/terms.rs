@@ -9,6 +9,7 @@
 //! keeps still go through the real filter, so a false "maybe" only costs
 //! time.
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
 use watchpost_storage::terms::{needle_hashes, NeedleHashes, TermFilters};
@@ -140,16 +141,30 @@ impl TermCheck {
     }
 }
 
+/// The column `expr` reads, also through the cast that turns a column
+/// read as a dictionary into plain strings.
 fn column_of(expr: &Expr) -> Option<&str> {
     match expr {
         Expr::Column(column) => Some(column.name.as_str()),
+        Expr::Cast(cast) if cast.field.data_type() == &DataType::Utf8 => column_of(&cast.expr),
         _ => None,
     }
 }
 
+/// The text of a string literal, also one cast to a dictionary to be
+/// compared with a dictionary column.
 fn text_of(expr: &Expr) -> Option<&str> {
     match expr {
-        Expr::Literal(ScalarValue::Utf8(Some(text)) | ScalarValue::Utf8View(Some(text)), _) => Some(text),
+        Expr::Literal(value, _) => text_of_value(value),
+        Expr::Cast(cast) => text_of(&cast.expr),
+        _ => None,
+    }
+}
+
+fn text_of_value(value: &ScalarValue) -> Option<&str> {
+    match value {
+        ScalarValue::Utf8(Some(text)) | ScalarValue::Utf8View(Some(text)) => Some(text),
+        ScalarValue::Dictionary(_, inner) => text_of_value(inner),
         _ => None,
     }
 }

@@ -8,8 +8,8 @@ use serde_json::json;
 use watchpost_schema::{ColumnDef, KqlType, TableSchema};
 use watchpost_storage::{AppendRequest, Store};
 
-use super::{append_signins, fixture, request, rows, T0, WS};
-use crate::{scan, EngineOptions, QueryEngine, QueryRequest, QueryStats};
+use super::{append_signins, fixture, physical_plan, request, rows, T0, WS};
+use crate::EngineOptions;
 
 const Q10: &str = r#"Events
 | extend AF = parse_json(AdditionalFields)
@@ -34,18 +34,6 @@ fn append_events(store: &Store, additional_fields: &[&str]) {
     let request =
         AppendRequest { workspace: WS.into(), table: "Events".into(), idempotency_key: None, received_ns: 0, batch };
     store.append(request).unwrap();
-}
-
-/// The physical plan of `request`, one operator a line.
-async fn physical_plan(engine: &QueryEngine, request: &QueryRequest) -> String {
-    let bound = engine.check(&request.workspace, &request.text).unwrap();
-    let session = engine.session().unwrap();
-    let mut stats = QueryStats::default();
-    let pruning = Arc::new(scan::TermPruning::default());
-    let plan = engine.lowered_plan(&session, &bound, request, &mut stats, &pruning).unwrap();
-    let physical = session.state().create_physical_plan(&plan).await.unwrap();
-    let text = datafusion::physical_plan::displayable(physical.as_ref()).indent(true).to_string();
-    text
 }
 
 /// An `AdditionalFields` text shaped like the benchmark's, keys unsorted.

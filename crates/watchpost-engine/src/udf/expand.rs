@@ -54,7 +54,7 @@ impl ScalarUDFImpl for ExpandList {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let values = args.args[0].to_array(args.number_rows)?;
+        let values = super::kernel::without_dictionary(args.args[0].to_array(args.number_rows)?)?;
         let mut builder = ListBuilder::new(StringBuilder::new());
         for row in 0..values.len() {
             let Some(text) = text_at(&values, row) else {

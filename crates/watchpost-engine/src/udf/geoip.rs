@@ -92,7 +92,10 @@ impl ScalarUDFImpl for GeoIpFunction {
                 let result = self.lookup_all(&array);
                 Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&result, 0)?))
             }
-            ColumnarValue::Array(array) => Ok(ColumnarValue::Array(self.lookup_all(array))),
+            ColumnarValue::Array(array) => {
+                let array = super::kernel::without_dictionary(array.clone())?;
+                Ok(ColumnarValue::Array(self.lookup_all(&array)))
+            }
         }
     }
 }

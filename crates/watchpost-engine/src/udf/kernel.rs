@@ -138,6 +138,7 @@ impl ScalarUDFImpl for KqlFunction {
                 ColumnarValue::Scalar(scalar) if broadcast => scalar.to_array_of_size(1),
                 _ => arg.to_array(rows),
             })
+            .map(|array| without_dictionary(array?))
             .collect::<Result<Vec<_>>>()?;
         let invocation =
             Invocation { args: &arrays, arg_types: &self.arg_types, n_rows: rows, return_type: self.return_type };
@@ -146,6 +147,16 @@ impl ScalarUDFImpl for KqlFunction {
             return Ok(ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&result, 0)?));
         }
         Ok(ColumnarValue::Array(result))
+    }
+}
+
+/// `array` with its dictionary, if it has one, expanded into the values'
+/// type. Stored string columns are read as dictionaries (see
+/// `scan::dictionary_columns`); functions read plain arrays.
+pub(crate) fn without_dictionary(array: ArrayRef) -> Result<ArrayRef> {
+    match array.data_type() {
+        DataType::Dictionary(_, values) => Ok(arrow::compute::cast(&array, values)?),
+        _ => Ok(array),
     }
 }
 

@@ -42,9 +42,11 @@ fn read_back(path: &Path) -> Vec<(i64, i64, String, Option<String>)> {
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch.unwrap();
-        assert_eq!(batch.schema(), schema(), "the Arrow schema comes back whole");
+        let hinted = Arc::new(dictionary_hints(&schema(), &["Host".to_string()]));
+        assert_eq!(batch.schema(), hinted, "the Arrow schema comes back whole, Host as a dictionary");
         let time = batch.column(0).as_any().downcast_ref::<TimestampNanosecondArray>().unwrap();
-        let host = batch.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+        let host = arrow::compute::cast(batch.column(1), &DataType::Utf8).unwrap();
+        let host = host.as_any().downcast_ref::<StringArray>().unwrap();
         let message = batch.column(2).as_any().downcast_ref::<StringArray>().unwrap();
         let n = batch.column(3).as_any().downcast_ref::<Int64Array>().unwrap();
         for row in 0..batch.num_rows() {
@@ -72,6 +74,7 @@ fn segments_hold_every_row_in_time_order_across_row_groups() {
         let meta = write_segment(&path, "seg.parquet".into(), &schema(), &batches, codec, || encoded = true).unwrap();
         assert!(encoded);
         assert_eq!(meta.n_rows, total as u64);
+        assert_eq!(meta.dictionary, ["Host"], "Message is written without a dictionary");
 
         let rows = read_back(&path);
         assert_eq!(rows.len(), total as usize);

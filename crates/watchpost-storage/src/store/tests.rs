@@ -1,7 +1,8 @@
 use std::sync::Arc;
 
-use arrow::array::{Array, Float64Array, StringArray, TimestampNanosecondArray};
-use arrow::datatypes::Schema;
+use arrow::array::{Array, ArrayRef, Float64Array, StringArray, TimestampNanosecondArray};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use watchpost_schema::{ColumnDef, KqlType};
 
@@ -82,7 +83,7 @@ fn flush_writes_sorted_parquet_and_trims_replay() {
         assert_eq!((meta.min_time_ns, meta.max_time_ns), (Some(10), Some(30)));
         let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(path).unwrap()).unwrap().build().unwrap();
         let batches: Vec<_> = reader.map(Result::unwrap).collect();
-        let names = batches[0].column_by_name("Name_s").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+        let names = as_text(batches[0].column_by_name("Name_s").unwrap());
         assert_eq!(names.iter().flatten().collect::<Vec<_>>(), ["a", "b", "c"]);
         let values = batches[0].column_by_name("Value_d").unwrap();
         assert_eq!(values.null_count(), 2, "rows without the new column read back as nulls");
@@ -111,7 +112,7 @@ fn flush_of_rows_already_in_time_order_keeps_every_row() {
     let names: Vec<String> = batches
         .iter()
         .flat_map(|batch| {
-            let names = batch.column_by_name("Name_s").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+            let names = as_text(batch.column_by_name("Name_s").unwrap());
             names.iter().flatten().map(str::to_string).collect::<Vec<_>>()
         })
         .collect();
@@ -277,4 +278,11 @@ fn declared_tables_persist_grow_and_refuse_retyping() {
     assert!(info.declared);
     let err = append_to(&store, "App_CL", batch(&[1], &["a"], None)).unwrap_err();
     assert!(matches!(err, StorageError::UndeclaredColumns { .. }), "Name_s is not declared: {err}");
+}
+
+/// A string column read back from a segment (where dictionary-encoded
+/// columns come as dictionaries) as plain strings.
+fn as_text(column: &ArrayRef) -> StringArray {
+    let text = cast(column, &DataType::Utf8).unwrap();
+    text.as_any().downcast_ref::<StringArray>().unwrap().clone()
 }
