@@ -182,13 +182,15 @@ impl ExecutionPlan for DictionaryGroupsExec {
             aggregates: self.aggregates.clone(),
             filters: self.filters.clone(),
             accumulators,
-            names: HashMap::new(),
+            names: HashMap::default(),
             values: Vec::new(),
             null_group: None,
             text_bytes: 0,
             reservation,
             by_value: Vec::new(),
             indices: Vec::new(),
+            histogram: Vec::new(),
+            dictionary: None,
             constants: None,
             counts: self
                 .aggregates
@@ -221,16 +223,20 @@ struct Groups {
     filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
     /// Group index by key text.
-    names: HashMap<Box<str>, usize>,
+    names: HashMap<Box<str>, usize, foldhash::fast::RandomState>,
     /// Key text by group index (`None`: the null key).
     values: Vec<Option<Box<str>>>,
     null_group: Option<usize>,
     text_bytes: usize,
     reservation: MemoryReservation,
-    /// Buffers reused from batch to batch: each dictionary value's group,
-    /// each row's group.
+    /// Each value's group in `dictionary` ([`UNSEEN`] until used).
     by_value: Vec<usize>,
+    /// Buffers reused from batch to batch: each row's group; the row
+    /// counts per key of [`Groups::count_keys`].
     indices: Vec<usize>,
+    histogram: Vec<usize>,
+    /// The dictionary `by_value` belongs to.
+    dictionary: Option<ArrayRef>,
     /// The last constant argument and its expansion.
     constants: Option<(ScalarValue, ArrayRef)>,
     /// Per aggregate, when it is a `count` of a constant without a filter:
@@ -271,16 +277,21 @@ impl Groups {
         let texts = dictionary.values().as_string_opt::<i32>().ok_or_else(|| {
             DataFusionError::Internal(format!("string dictionary expected, got {}", dictionary.values().data_type()))
         })?;
+        // The group of each dictionary value, looked up at its first use
+        // (values no row uses must not become groups) and kept while the
+        // batches share the dictionary, as a column chunk's batches do.
+        let same_dictionary = self.dictionary.as_ref().is_some_and(|known| Arc::ptr_eq(known, dictionary.values()));
+        if !same_dictionary {
+            self.dictionary = Some(dictionary.values().clone());
+            self.by_value.clear();
+            self.by_value.resize(texts.len(), UNSEEN);
+        }
         let keys = dictionary.keys();
         if keys.null_count() == 0 && self.counts.iter().all(Option::is_some) {
             self.count_keys(keys.values(), texts);
             return self.reserve();
         }
-        // The group of each dictionary value, looked up at its first use:
-        // values no row uses must not become groups.
         let mut by_value = std::mem::take(&mut self.by_value);
-        by_value.clear();
-        by_value.resize(texts.len(), UNSEEN);
         let mut indices = std::mem::take(&mut self.indices);
         indices.clear();
         indices.resize(n_rows, 0);
@@ -342,7 +353,7 @@ impl Groups {
     /// increment), then added to the value's group.
     fn count_keys(&mut self, keys: &[i32], texts: &StringArray) {
         const LANES: usize = 4;
-        let mut histogram = std::mem::take(&mut self.by_value);
+        let mut histogram = std::mem::take(&mut self.histogram);
         histogram.clear();
         histogram.resize(texts.len() * LANES, 0);
         let mut chunks = keys.chunks_exact(LANES);
@@ -359,7 +370,11 @@ impl Groups {
             if rows == 0 {
                 continue;
             }
-            let group = self.first_use(texts, value);
+            let mut group = self.by_value[value];
+            if group == UNSEEN {
+                group = self.first_use(texts, value);
+                self.by_value[value] = group;
+            }
             for counts in self.counts.iter_mut().flatten() {
                 if counts.len() <= group {
                     counts.resize(group + 1, 0);
@@ -367,7 +382,7 @@ impl Groups {
                 counts[group] += rows as i64;
             }
         }
-        self.by_value = histogram;
+        self.histogram = histogram;
     }
 
     /// Grows the memory reservation to the groups and states held.

@@ -14,7 +14,9 @@ use watchpost_storage::{AppendRequest, Store};
 use super::{fixture, physical_plan, request, rows, T0, WS};
 use crate::EngineOptions;
 
-const N: usize = 6_000;
+/// Rows in all: each half is one segment of several 8,192-row batches that
+/// share their dictionaries.
+const N: usize = 40_000;
 
 fn append_range(store: &Store, from: usize, to: usize) {
     let schema = TableSchema::new(vec![
@@ -29,7 +31,7 @@ fn append_range(store: &Store, from: usize, to: usize) {
     let columns: Vec<ArrayRef> = vec![
         Arc::new(
             TimestampNanosecondArray::from(
-                rows.clone().map(|idx| T0 + (idx as i64 % 997) * 1_000_000_000).collect::<Vec<_>>(),
+                rows.clone().map(|idx| T0 + (idx as i64 * 7_919 % 40_009) * 1_000_000_000).collect::<Vec<_>>(),
             )
             .with_timezone("UTC"),
         ),
