@@ -8,7 +8,8 @@
 //! Skipping pages needs each file's page index (where every page starts),
 //! which DataFusion loads only for predicates it can prune with page
 //! statistics; a term filter's selection is not one. Scans with a selection
-//! therefore read through [`PageIndexReaders`], which always asks for the
+//! (or with filters evaluated while decoding) therefore read through
+//! [`PageIndexReaders`], which always asks for the
 //! page index (kept in the shared metadata cache), so only the selected
 //! pages are read from disk and decompressed.
 
@@ -175,9 +176,11 @@ impl TableProvider for SegmentTable {
         }
         let groups: Vec<FileGroup> = groups.into_iter().map(|(_, files)| FileGroup::new(files)).collect();
         let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
-        let late = state.config().options().execution.parquet.pushdown_filters;
-        let selective = selective || late;
-        let source = if selective {
+        // A selection, or filters evaluated while decoding (which the
+        // late-read `arg_max` turns on), reads only some pages: the page
+        // index says where they are.
+        let page_index = selective || state.config().options().execution.parquet.pushdown_filters;
+        let source = if page_index {
             // Built here: `ParquetFormat::create_physical_plan` would put
             // its own reader factory in place of this one.
             let runtime = state.runtime_env();
@@ -196,7 +199,7 @@ impl TableProvider for SegmentTable {
             .with_projection_indices(projection.cloned())?
             .with_limit(limit)
             .build();
-        if selective {
+        if page_index {
             return Ok(DataSourceExec::from_data_source(config));
         }
         format.create_physical_plan(state, config).await
