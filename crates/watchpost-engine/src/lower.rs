@@ -666,7 +666,7 @@ fn lower_bin(args: &[BoundExpr], context: &LowerContext<'_>) -> Result<Expr> {
 /// (`pushdown_filters`), so the other columns are decoded only for rows
 /// the filter keeps. Queries without this shape keep DataFusion's default,
 /// which measured faster for plain selective scans such as q06. The join
-/// is built once (`repartition_joins` off for the query).
+/// is built once, as every join is (see `QueryEngine::session`).
 /// Nulls compare equal in the join, so a group whose keys are all null
 /// keeps its rows; ties keep all tied rows, and the aggregate above still
 /// picks one. `None` when the shape does not apply.
@@ -727,12 +727,6 @@ fn late_materialization(
     let mut state = state.write();
     state.table_options_mut().parquet.global.pushdown_filters = true;
     state.config_mut().options_mut().execution.parquet.pushdown_filters = true;
-    // One hash table of the winners for every probe partition: a
-    // partitioned join would repartition the whole input by hash first and
-    // evaluate its dynamic filter as a CASE over partitions on every row
-    // (measured: 1.25 s against 0.86 s for a five-column `arg_max` over 10M
-    // rows). The winners are one row per group, so the table stays small.
-    state.config_mut().options_mut().optimizer.repartition_joins = false;
     Ok(Some(plan))
 }
 

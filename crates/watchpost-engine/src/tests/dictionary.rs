@@ -113,6 +113,11 @@ async fn stored_dictionaries_answer_as_plain_strings_do() {
     let plan = physical_plan(&flushed.engine, &request("Dict_CL | summarize count() by Host_s, User_s")).await;
     assert!(!plan.contains("DictionaryGroupsExec"), "{plan}");
 
+    // Joins build their left side once rather than repartitioning both.
+    let join = "Dict_CL | where Bytes_d > 98 | join kind=inner (Dict_CL | project Host_s, Other = User_s) on Host_s";
+    let plan = physical_plan(&flushed.engine, &request(join)).await;
+    assert!(plan.contains("mode=CollectLeft") && !plan.contains("mode=Partitioned"), "{plan}");
+
     for query in QUERIES {
         let expected = rows(&memory.engine, &request(query)).await;
         assert!(!expected.1.is_empty(), "{query}: no rows");
