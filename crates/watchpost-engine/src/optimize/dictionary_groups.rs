@@ -38,6 +38,7 @@ use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::execution_plan::{apply_expression_roots, Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::InputOrderMode;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties};
 use futures::StreamExt;
 
@@ -93,6 +94,9 @@ impl DictionaryGroupsExec {
             || !group_by.is_single()
             || group_by.expr().len() != 1
             || aggregate.limit_options().is_some()
+            // A streaming aggregation over sorted input promises an output
+            // order to the operators above; this one emits at the end.
+            || *aggregate.input_order_mode() != InputOrderMode::Linear
         {
             return Ok(None);
         }
