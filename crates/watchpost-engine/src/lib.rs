@@ -170,10 +170,21 @@ pub struct QueryEngine {
 impl QueryEngine {
     pub fn new(store: Arc<Store>, options: EngineOptions) -> QueryEngine {
         let metadata_cache = Arc::new(DefaultCache::new(METADATA_CACHE_BYTES).with_name("watchpost-segment-metadata"));
-        let datafusion_options = ConfigOptions::from_env().unwrap_or_else(|err| {
+        let mut datafusion_options = ConfigOptions::from_env().unwrap_or_else(|err| {
             tracing::warn!(error = %err, "ignoring the DATAFUSION_* environment variables");
             ConfigOptions::new()
         });
+        // Joins build one hash table from their left side and stream the
+        // right side past it from every partition (`CollectLeft`), as
+        // Kusto broadcasts the left side it asks to be the smaller. Without
+        // statistics DataFusion would otherwise repartition both sides by
+        // hash, copying every probe row once more: q06 (a few thousand
+        // failure windows joined with 9M successes) 1.65 s against 1.39 s;
+        // the late-read `arg_max` 1.25 s against 0.86 s. The variable can
+        // still turn repartitioned joins back on.
+        if std::env::var_os("DATAFUSION_OPTIMIZER_REPARTITION_JOINS").is_none() {
+            datafusion_options.optimizer.repartition_joins = false;
+        }
         QueryEngine { store, options, functions: None, metadata_cache, datafusion_options }
     }
 
@@ -363,20 +374,9 @@ impl QueryEngine {
                     .with_metadata_cache_limit(METADATA_CACHE_BYTES),
             )
             .build_arc()?;
-        let mut config = SessionConfig::from(self.datafusion_options.clone())
+        let config = SessionConfig::from(self.datafusion_options.clone())
             .with_target_partitions(self.options.target_partitions)
             .with_information_schema(false);
-        // Joins build one hash table from their left side and stream the
-        // right side past it from every partition (`CollectLeft`), as
-        // Kusto broadcasts the left side it asks to be the smaller. Without
-        // statistics DataFusion would otherwise repartition both sides by
-        // hash, copying every probe row once more: q06 (a few thousand
-        // failure windows joined with 9M successes) 1.65 s against 1.39 s;
-        // the late-read `arg_max` 1.25 s against 0.86 s. `DATAFUSION_*`
-        // variables can still turn repartitioned joins back on.
-        if std::env::var_os("DATAFUSION_OPTIMIZER_REPARTITION_JOINS").is_none() {
-            config.options_mut().optimizer.repartition_joins = false;
-        }
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)

@@ -666,7 +666,7 @@ fn lower_bin(args: &[BoundExpr], context: &LowerContext<'_>) -> Result<Expr> {
 /// (`pushdown_filters`), so the other columns are decoded only for rows
 /// the filter keeps. Queries without this shape keep DataFusion's default,
 /// which measured faster for plain selective scans such as q06. The join
-/// is built once, as every join is (see `QueryEngine::session`).
+/// is built once, as every join is (see `QueryEngine::new`).
 /// Nulls compare equal in the join, so a group whose keys are all null
 /// keeps its rows; ties keep all tied rows, and the aggregate above still
 /// picks one. `None` when the shape does not apply.

@@ -10,14 +10,14 @@ use std::sync::Arc;
 
 use std::path::PathBuf;
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::error::Result;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::{ident, SessionContext};
 use watchpost_schema::{KqlType, TableSchema, TIME_GENERATED};
-use watchpost_storage::{SegmentMeta, TableSnapshot};
+use watchpost_storage::{dictionary_hints, SegmentMeta, TableSnapshot};
 
 use crate::QueryStats;
 
@@ -91,22 +91,18 @@ fn dictionary_columns(
     if segments.is_empty() {
         return schema.clone();
     }
-    let fields: Vec<Field> = schema
+    let dictionary: Vec<String> = schema
         .fields()
         .iter()
-        .map(|field| {
-            let field = field.as_ref().clone();
+        .filter(|field| {
             let string = table.column(field.name()).is_some_and(|column| column.kql_type == KqlType::String);
             let everywhere =
                 segments.iter().all(|(_, meta, _)| meta.dictionary.iter().any(|name| name == field.name()));
-            if string && everywhere && field.data_type() == &DataType::Utf8 {
-                field.with_data_type(DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)))
-            } else {
-                field
-            }
+            string && everywhere && field.data_type() == &DataType::Utf8
         })
+        .map(|field| field.name().clone())
         .collect();
-    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+    Arc::new(dictionary_hints(schema, &dictionary))
 }
 
 /// What term filters saved, counted while plans are built.

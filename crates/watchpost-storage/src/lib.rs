@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use watchpost_schema::KqlType;
 
 pub use catalog::DEFAULT_RETENTION_DAYS;
-pub use segment::{SegmentCodec, SegmentMeta};
+pub use segment::{dictionary_hints, SegmentCodec, SegmentMeta};
 pub use store::{align_batch, AppendOutcome, AppendRequest, FlushStats, Store, StoreOptions, TableInfo, TableSnapshot};
 
 /// What an append stored: how many rows, and which columns they used.

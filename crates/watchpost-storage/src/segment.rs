@@ -135,17 +135,15 @@ pub(crate) fn write_segment(
     let writer = ArrowWriter::try_new_with_options(file, schema.clone(), options).map_err(StorageError::parquet)?;
     let (mut writer, factory) = writer.into_serialized_writer().map_err(StorageError::parquet)?;
     let encoder = encode::Encoder::new(schema, batches, writer.schema_descr(), TermFilterBuilder::new(schema));
-    // Candidates: top-level string columns (one Parquet leaf each, at the
-    // leaf index of their field), dropped at the first chunk that is not
-    // dictionary-encoded throughout.
-    let mut dictionary: Vec<(usize, String)> = Vec::new();
-    let mut leaf = 0;
-    for field in schema.fields() {
-        if field.data_type() == &DataType::Utf8 {
-            dictionary.push((leaf, field.name().clone()));
-        }
-        leaf += leaf_count(field.data_type());
-    }
+    // Candidates: the Parquet columns of top-level string fields, dropped
+    // at the first chunk that is not dictionary-encoded throughout.
+    let descriptor = writer.schema_descr();
+    let mut dictionary: Vec<(usize, String)> = (0..descriptor.num_columns())
+        .filter_map(|leaf| {
+            let field = schema.field(descriptor.get_column_root_idx(leaf));
+            (field.data_type() == &DataType::Utf8).then(|| (leaf, field.name().clone()))
+        })
+        .collect();
     for (index, group) in encode::row_groups(batches, order.as_deref(), ROW_GROUP_ROWS).iter().enumerate() {
         let chunks = encoder.encode(&factory, index, group)?;
         let mut row_group = writer.next_row_group().map_err(StorageError::parquet)?;
@@ -178,18 +176,6 @@ pub(crate) fn write_segment(
     Ok(SegmentMeta { file: relative, n_rows: n_rows as u64, bytes, min_time_ns, max_time_ns, terms, dictionary })
 }
 
-/// The number of Parquet leaf columns a field of `data_type` is stored in.
-fn leaf_count(data_type: &DataType) -> usize {
-    match data_type {
-        DataType::Struct(fields) => fields.iter().map(|field| leaf_count(field.data_type())).sum(),
-        DataType::List(field) | DataType::LargeList(field) | DataType::FixedSizeList(field, _) => {
-            leaf_count(field.data_type())
-        }
-        DataType::Map(field, _) => leaf_count(field.data_type()),
-        _ => 1,
-    }
-}
-
 /// Whether every data page of `chunk` holds dictionary indices (a writer
 /// falls back to plain pages when a dictionary grows too large).
 fn fully_dictionary_encoded(chunk: &ColumnChunkMetaData) -> bool {
@@ -204,8 +190,9 @@ fn fully_dictionary_encoded(chunk: &ColumnChunkMetaData) -> bool {
 }
 
 /// `schema` with the `dictionary` columns typed `Dictionary(Int32, Utf8)`:
-/// the Arrow schema a segment declares in its footer.
-pub(crate) fn dictionary_hints(schema: &Schema, dictionary: &[String]) -> Schema {
+/// the Arrow schema a segment declares in its footer, and the one a reader
+/// of those columns as dictionaries asks for.
+pub fn dictionary_hints(schema: &Schema, dictionary: &[String]) -> Schema {
     let fields: Vec<Field> = schema
         .fields()
         .iter()

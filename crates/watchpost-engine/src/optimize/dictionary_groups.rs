@@ -25,11 +25,10 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch
 use datafusion::arrow::datatypes::{DataType, Int32Type, SchemaRef};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
-use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::{ColumnarValue, EmitTo, GroupsAccumulator};
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::expressions::Literal;
 use datafusion::physical_expr::PhysicalExpr;
@@ -195,7 +194,6 @@ impl ExecutionPlan for DictionaryGroupsExec {
             indices: Vec::new(),
             histogram: Vec::new(),
             dictionary: None,
-            constants: None,
             counts: self
                 .aggregates
                 .iter()
@@ -241,8 +239,6 @@ struct Groups {
     histogram: Vec<usize>,
     /// The dictionary `by_value` belongs to.
     dictionary: Option<ArrayRef>,
-    /// The last constant argument and its expansion.
-    constants: Option<(ScalarValue, ArrayRef)>,
     /// Per aggregate, when it is a `count` of a constant without a filter:
     /// the rows of each group, counted here rather than by the
     /// accumulator (which tests every row for null), and merged into it
@@ -324,19 +320,7 @@ impl Groups {
             let args = function
                 .expressions()
                 .iter()
-                .map(|expr| match expr.evaluate(batch)? {
-                    // A constant (`count()` counts a literal) is expanded
-                    // once per batch length, not once per batch.
-                    ColumnarValue::Scalar(scalar) => match &self.constants {
-                        Some((cached, array)) if *cached == scalar && array.len() == n_rows => Ok(array.clone()),
-                        _ => {
-                            let array = scalar.to_array_of_size(n_rows)?;
-                            self.constants = Some((scalar, array.clone()));
-                            Ok(array)
-                        }
-                    },
-                    value => value.into_array(n_rows),
-                })
+                .map(|expr| expr.evaluate(batch)?.into_array(n_rows))
                 .collect::<Result<Vec<ArrayRef>>>()?;
             let accumulator = &mut self.accumulators[idx];
             let filter = match filter {
