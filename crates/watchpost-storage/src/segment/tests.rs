@@ -129,3 +129,27 @@ fn segments_hold_every_row_in_time_order_across_row_groups() {
         assert!(host.iter().all(|maybe| *maybe), "every block has host-3");
     }
 }
+
+#[test]
+fn dictionary_encoding_is_kept_below_sixty_percent_distinct_in_the_sample() {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("Skewed", DataType::Utf8, true),
+        Field::new("Spread", DataType::Utf8, true),
+        Field::new("Unique", DataType::Int64, true),
+    ]));
+    // Of 4,096 sampled rows: 55% distinct values, 65% distinct, all distinct.
+    let rows = 4096;
+    let share =
+        |percent: usize| StringArray::from((0..rows).map(|r| format!("v{}", r * percent / 100)).collect::<Vec<_>>());
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(share(55)),
+            Arc::new(share(65)),
+            Arc::new(Int64Array::from((0..rows as i64).collect::<Vec<_>>())),
+        ],
+    )
+    .unwrap();
+    let unique = encode::mostly_unique_columns(&schema, &[batch]);
+    assert_eq!(unique, ["Spread", "Unique"]);
+}
