@@ -213,6 +213,115 @@ input(type="imudp" address="127.0.0.1" port="{rsyslog_port}")
         proc.wait(30)
 
 
+def make_tls_files(work: Path) -> dict:
+    """A CA and a server certificate for localhost/127.0.0.1 it signed, made
+    with the openssl command line."""
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test CA",
+            "-keyout", str(work / "ca.key"), "-out", str(work / "ca.pem"))
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+            "-keyout", str(work / "server.key"), "-out", str(work / "server.csr"))
+    (work / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", str(work / "server.csr"), "-CA", str(work / "ca.pem"), "-CAkey",
+            str(work / "ca.key"), "-CAcreateserial", "-days", "2", "-extfile", str(work / "san.ext"),
+            "-out", str(work / "server.pem"))
+    return {"ca": work / "ca.pem", "cert": work / "server.pem", "key": work / "server.key"}
+
+
+@pytest.fixture
+def tls_agent(server, tmp_path):
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    work = tmp_path / "tls"
+    work.mkdir()
+    files = make_tls_files(work)
+    port = free_port()
+    stderr_path = tmp_path / "tls-agent.stderr.log"
+    command = [
+        str(watchpost_bin()), "agent", "--endpoint", server.url, "--workspace-id", server.workspace_id,
+        "--workspace-key", server.primary_key, "--syslog-tls-listen", f"127.0.0.1:{port}",
+        "--tls-cert-file", str(files["cert"]), "--tls-key-file", str(files["key"]),
+        "--data-dir", str(tmp_path / "tls-agent-data"), "--heartbeat-interval-secs", "0", "--flush-interval-ms", "200",
+    ]
+    with open(stderr_path, "wb") as stderr:
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
+    wait_until(lambda: "SyslogListening" in stderr_path.read_text(), 30, message="the TLS listener")
+    yield {"port": port, "ca": files["ca"], "work": work, "stderr": stderr_path}
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
+def test_syslog_over_tls_from_python_ssl(server, tls_agent):
+    """RFC 5425 framing (octet counting) over a TLS connection made by
+    Python's ssl module (OpenSSL), which verifies the agent's certificate."""
+    import ssl
+
+    marker = f"tls{time.time_ns()}"
+    context = ssl.create_default_context(cafile=str(tls_agent["ca"]))
+    with socket.create_connection(("127.0.0.1", tls_agent["port"]), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            for i in range(3):
+                message = f"<38>1 2026-11-30T10:00:0{i}Z web01 sshd 77 - - {marker} {i}".encode()
+                tls.sendall(str(len(message)).encode() + b" " + message)
+    query = f"Syslog | where SyslogMessage startswith '{marker}'"
+    wait_until(lambda: count(server, query) == 3, 60, message="three rows over TLS")
+    rows = server.query(query).dicts()
+    assert {(r["Facility"], r["SeverityLevel"], r["ProcessName"], r["ProcessID"]) for r in rows} == {
+        ("auth", "info", "sshd", 77)
+    }
+    assert {r["SyslogMessage"] for r in rows} == {f"{marker} {i}" for i in range(3)}
+    # Plain text on the TLS port is refused and logged; nothing lands.
+    with socket.create_connection(("127.0.0.1", tls_agent["port"]), timeout=10) as raw:
+        raw.sendall(f"<13>Feb 10 12:00:00 host app: {marker} plain\n".encode())
+    wait_until(lambda: "SyslogTlsFailed" in tls_agent["stderr"].read_text(), 30, message="the refused handshake")
+    assert count(server, f"Syslog | where SyslogMessage has 'plain' and SyslogMessage startswith '{marker}'") == 0
+
+
+RSYSLOG_GTLS = Path("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so")
+
+
+@pytest.mark.skipif(
+    shutil.which("rsyslogd") is None or shutil.which("logger") is None or not RSYSLOG_GTLS.exists(),
+    reason="rsyslog with its GnuTLS driver (rsyslog-gnutls) and logger are not installed",
+)
+def test_rsyslog_forwards_over_tls(server, tls_agent, tmp_path):
+    rsyslog_port = free_port()
+    work = tmp_path / "rsyslog-tls"
+    work.mkdir()
+    conf = work / "rsyslog.conf"
+    conf.write_text(
+        f"""
+global(workDirectory="{work}" DefaultNetstreamDriverCAFile="{tls_agent['ca']}")
+module(load="imudp")
+input(type="imudp" address="127.0.0.1" port="{rsyslog_port}")
+*.* action(type="omfwd" target="127.0.0.1" port="{tls_agent['port']}" protocol="tcp"
+           TCP_Framing="octet-counted" StreamDriver="gtls" StreamDriverMode="1"
+           StreamDriverAuthMode="x509/name" StreamDriverPermittedPeers="localhost")
+"""
+    )
+    proc = subprocess.Popen(
+        ["rsyslogd", "-n", "-f", str(conf), "-i", str(work / "rsyslogd.pid")],
+        stdout=subprocess.DEVNULL,
+        stderr=open(work / "rsyslogd.log", "wb"),
+    )
+    try:
+        time.sleep(1.5)
+        marker = f"rstls{time.time_ns()}"
+        for i in range(10):
+            logger(rsyslog_port, "--udp", "--rfc3164", "-t", "viatls", "-p", "local3.err", f"{marker} {i}")
+        query = f"Syslog | where SyslogMessage startswith '{marker}'"
+        wait_until(lambda: count(server, query) == 10, 60, message="ten rows forwarded over TLS")
+        rows = server.query(query).dicts()
+        assert {(r["ProcessName"], r["Facility"], r["SeverityLevel"]) for r in rows} == {("viatls", "local3", "err")}
+        assert {r["SyslogMessage"] for r in rows} == {f"{marker} {i}" for i in range(10)}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
 def test_agent_kill_9_mid_stream_loses_and_repeats_nothing(server, tmp_path):
     """The agent `kill -9`'d three times while a file grows: every line lands once."""
     import threading

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from conftest import WatchpostServer, new_key, new_workspace_id, run_cli, unique_log_type, wait_until, watchpost_bin
 
@@ -446,3 +447,72 @@ token = "secret-token"
     assert headers1["x-ms-client-request-id"] == headers2["x-ms-client-request-id"]
     assert rows1 == rows2 and len(rows2) == 1
     assert (rows2[0]["kind"], rows2[0]["n"]) == ("Web", 1) and "TimeGenerated" in rows2[0]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def http_config(path: Path, endpoint: str, server, log_type: str, port: int) -> None:
+    path.write_text(
+        f"""
+name = "http"
+[[source]]
+type = "http"
+listen = "127.0.0.1:{port}"
+path = "/events"
+token = "shipper-token"
+[[sink]]
+type = "data_collector"
+endpoint = "{endpoint}"
+workspace_id = "{server.workspace_id}"
+workspace_key = "{server.primary_key}"
+log_type = "{log_type}"
+"""
+    )
+
+
+def test_http_source_takes_json_ndjson_and_gzip_and_acknowledges_durably(tmp_path, server):
+    """`requests` posts as any shipper would; a 200 means the events are in
+    the disk buffer: the pipeline is killed with -9 while its sink points
+    at a closed port, and the restarted pipeline still delivers them."""
+    import gzip
+
+    port = free_port()
+    log_type = unique_log_type("Http")
+    config = tmp_path / "http.toml"
+    closed_port = free_port()
+    http_config(config, f"http://127.0.0.1:{closed_port}", server, log_type, port)
+    pipeline = Pipeline(config, tmp_path / "pdata", tmp_path).start()
+    url = f"http://127.0.0.1:{port}/events"
+    auth = {"Authorization": "Bearer shipper-token"}
+    wait_until(lambda: "HttpSourceListening" in pipeline.log(), 30, message="the http source listening")
+    try:
+        ndjson = "".join(json.dumps({"seq": i, "Kind": "ndjson"}) + "\n" for i in range(0, 100))
+        response = requests.post(url, data=ndjson, headers=auth, timeout=30)
+        assert (response.status_code, response.json()) == (200, {"accepted": 100})
+        array = [{"seq": i, "Kind": "array", "Nested": {"a": i}} for i in range(100, 150)]
+        response = requests.post(url, json=array, headers=auth, timeout=30)
+        assert (response.status_code, response.json()) == (200, {"accepted": 50})
+        body = gzip.compress("".join(json.dumps({"seq": i, "Kind": "gzip"}) + "\n" for i in range(150, 200)).encode())
+        response = requests.post(url, data=body, headers={**auth, "Content-Encoding": "gzip"}, timeout=30)
+        assert (response.status_code, response.json()) == (200, {"accepted": 50})
+        # Refused requests: nothing of them is taken.
+        bad = requests.post(url, data='{"seq": 900}\n{oops\n', headers=auth, timeout=30)
+        assert bad.status_code == 400 and "line 2 is not JSON" in bad.json()["error"], bad.text
+        assert requests.post(url, data="{}", timeout=30).status_code == 401
+        assert requests.post(f"http://127.0.0.1:{port}/other", data="{}", headers=auth, timeout=30).status_code == 404
+    finally:
+        pipeline.stop(signal.SIGKILL)
+    http_config(config, server.url, server, log_type, port)
+    pipeline = Pipeline(config, tmp_path / "pdata", tmp_path).start()
+    try:
+        wait_for_count(server, f"{log_type}_CL", 200)
+        time.sleep(1)
+    finally:
+        assert pipeline.stop() == 0, pipeline.log()
+    assert_exactly_once(server, f"{log_type}_CL", 200)
+    assert server.count(f"{log_type}_CL | where Kind_s == 'array' and Nested_a_d == seq_d") == 50
+    assert server.count(f"{log_type}_CL | where Kind_s == 'gzip'") == 50

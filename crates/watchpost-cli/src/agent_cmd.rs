@@ -38,6 +38,19 @@ pub(crate) struct AgentArgs {
     /// Syslog and CEF listener, UDP and TCP on the same port (repeatable).
     #[arg(long)]
     syslog_listen: Vec<String>,
+    /// Syslog over TLS (RFC 5425) on this address (repeatable); needs
+    /// --tls-cert-file and --tls-key-file.
+    #[arg(long)]
+    syslog_tls_listen: Vec<String>,
+    /// PEM certificate chain (leaf first) the TLS listeners present.
+    #[arg(long)]
+    tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls-cert-file.
+    #[arg(long)]
+    tls_key_file: Option<PathBuf>,
+    /// Take only TLS clients with a certificate this CA (PEM) issued.
+    #[arg(long)]
+    tls_client_ca_file: Option<PathBuf>,
     /// `GLOB=TABLE`: lines of matching files into `<TABLE>_CL` (repeatable).
     #[arg(long)]
     file: Vec<String>,
@@ -92,8 +105,8 @@ fn flags_config(args: &AgentArgs) -> anyhow::Result<PipelineConfig> {
     let (Some(workspace_id), Some(workspace_key)) = (&args.workspace_id, &args.workspace_key) else {
         bail!("--workspace-id and --workspace-key are required without --config");
     };
-    if args.syslog_listen.is_empty() && args.file.is_empty() {
-        bail!("nothing to collect: give --syslog-listen and/or --file GLOB=TABLE");
+    if args.syslog_listen.is_empty() && args.syslog_tls_listen.is_empty() && args.file.is_empty() {
+        bail!("nothing to collect: give --syslog-listen, --syslog-tls-listen and/or --file GLOB=TABLE");
     }
     let mut sources = Vec::new();
     for (index, listen) in args.syslog_listen.iter().enumerate() {
@@ -102,6 +115,22 @@ fn flags_config(args: &AgentArgs) -> anyhow::Result<PipelineConfig> {
             ("id", Value::from(format!("syslog{index}"))),
             ("listen", Value::from(listen.as_str())),
         ]));
+    }
+    for (index, listen) in args.syslog_tls_listen.iter().enumerate() {
+        let (Some(cert), Some(key)) = (&args.tls_cert_file, &args.tls_key_file) else {
+            bail!("--syslog-tls-listen needs --tls-cert-file and --tls-key-file");
+        };
+        let mut source = vec![
+            ("type", Value::from("syslog")),
+            ("id", Value::from(format!("syslog-tls{index}"))),
+            ("tls_listen", Value::from(listen.as_str())),
+            ("tls_cert_file", Value::from(cert.display().to_string())),
+            ("tls_key_file", Value::from(key.display().to_string())),
+        ];
+        if let Some(ca) = &args.tls_client_ca_file {
+            source.push(("tls_client_ca_file", Value::from(ca.display().to_string())));
+        }
+        sources.push(Value::Table(source.into_iter().map(|(k, v)| (k.to_string(), v)).collect()));
     }
     for (index, spec) in args.file.iter().enumerate() {
         let Some((glob, name)) = spec.rsplit_once('=') else {

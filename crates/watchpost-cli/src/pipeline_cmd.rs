@@ -244,6 +244,7 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     plan.files.clear();
     plan.syslogs.clear();
+    plan.https.clear();
     plan.stdins.clear();
     plan.execs.clear();
     plan.replay = Some(lines);

@@ -8,12 +8,14 @@ pub mod disk_buffer;
 pub mod file_source;
 pub mod framing;
 pub mod host;
+pub mod http_source;
 pub mod process_sources;
 pub mod runner;
 pub mod shared_key;
 pub mod sinks;
 pub mod stats;
 pub mod syslog_source;
+pub mod tls;
 
 pub use data_collector::{DataCollectorClient, PostOptions, PostOutcome, RetryPolicy};
 pub use shared_key::SharedKey;

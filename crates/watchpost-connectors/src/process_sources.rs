@@ -34,6 +34,12 @@ pub enum Incoming {
         raw: String,
         reason: String,
     },
+    /// A request's events, taken together; `ack` is answered once they are
+    /// in the disk buffer (the `http` source).
+    Request {
+        items: Vec<Incoming>,
+        ack: crate::http_source::Ack,
+    },
     /// A finite source reached its end.
     End {
         source: String,

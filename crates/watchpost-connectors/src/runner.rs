@@ -20,10 +20,14 @@ use crate::file_source::{FileSource, FileSourceConfig, SourceRecord};
 use crate::process_sources::{self, ExecSourceConfig, Incoming};
 use crate::sinks::{build_sink, SinkSettings};
 use crate::stats::Stats;
+use crate::http_source::{self, Ack, HttpSourceConfig};
 use crate::syslog_source::{self, SyslogSourceConfig};
 
 /// Source types this build knows.
-pub const SOURCE_TYPES: &[&str] = &["file", "syslog", "stdin", "exec"];
+pub const SOURCE_TYPES: &[&str] = &["file", "syslog", "http", "stdin", "exec"];
+
+/// How long events an `http` client waits on may sit in memory.
+const ACK_FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Settings of a run that are not in the pipeline document.
 #[derive(Debug, Clone)]
@@ -45,6 +49,7 @@ pub struct RunOptions {
 pub struct Plan {
     pub files: Vec<FileSourceConfig>,
     pub syslogs: Vec<SyslogSourceConfig>,
+    pub https: Vec<HttpSourceConfig>,
     pub stdins: Vec<String>,
     pub execs: Vec<ExecSourceConfig>,
     /// Raw records to send through once (`pipeline replay`), in place of
@@ -57,6 +62,7 @@ impl Plan {
     pub fn source_count(&self) -> usize {
         self.files.len()
             + self.syslogs.len()
+            + self.https.len()
             + self.stdins.len()
             + self.execs.len()
             + usize::from(self.replay.is_some())
@@ -67,6 +73,7 @@ impl Plan {
 pub fn plan(config: &PipelineConfig) -> ConfigResult<Plan> {
     let mut files = Vec::new();
     let mut syslogs = Vec::new();
+    let mut https = Vec::new();
     let mut stdins = Vec::new();
     let mut execs = Vec::new();
     let mut ids = std::collections::HashSet::new();
@@ -78,6 +85,7 @@ pub fn plan(config: &PipelineConfig) -> ConfigResult<Plan> {
         match kind.as_str() {
             "file" => files.push(FileSourceConfig::from_options(&mut options, id.clone())?),
             "syslog" => syslogs.push(SyslogSourceConfig::from_options(&mut options, id.clone())?),
+            "http" => https.push(HttpSourceConfig::from_options(&mut options, id.clone())?),
             "stdin" => stdins.push(id.clone()),
             "exec" => execs.push(ExecSourceConfig::from_options(&mut options, id.clone())?),
             other => {
@@ -103,7 +111,7 @@ pub fn plan(config: &PipelineConfig) -> ConfigResult<Plan> {
     if stdins.len() > 1 {
         return Err(ConfigError::new("source", "only one stdin source is possible"));
     }
-    Ok(Plan { files, syslogs, stdins, execs, replay: None, sinks })
+    Ok(Plan { files, syslogs, https, stdins, execs, replay: None, sinks })
 }
 
 /// Runs until `stop` is set, then flushes, drains for a while and returns.
@@ -124,6 +132,9 @@ pub fn run(
     let (net_sender, net_records) = std::sync::mpsc::sync_channel::<Incoming>(65_536);
     for (index, config) in plan.syslogs.iter().enumerate() {
         syslog_source::start(config, index, net_sender.clone(), stop.clone())?;
+    }
+    for config in &plan.https {
+        http_source::start(config, net_sender.clone(), stop.clone())?;
     }
     for id in &plan.stdins {
         process_sources::start_stdin(id.clone(), net_sender.clone())?;
@@ -147,6 +158,7 @@ pub fn run(
     let finite_only = (!plan.stdins.is_empty() || plan.replay.is_some())
         && plan.files.is_empty()
         && plan.syslogs.is_empty()
+        && plan.https.is_empty()
         && plan.execs.is_empty();
     let mut ended = false;
     let mut sources: Vec<FileSource> = plan
@@ -182,6 +194,7 @@ pub fn run(
         committed,
         stats: stats.clone(),
         computer: options.computer.clone(),
+        acks: Vec::new(),
     };
     let mut records = Vec::new();
     let mut last_flush = Instant::now();
@@ -213,39 +226,7 @@ pub fn run(
         }
         let mut received = 0;
         while let Ok(incoming) = net_records.try_recv() {
-            match incoming {
-                Incoming::Net(record) => {
-                    let config = &plan.syslogs[record.listener];
-                    stats.add_received(&config.id, 1);
-                    match syslog_source::record_to_event(&record, config, &options.computer) {
-                        Some(event) => main.handle_event(&record.text, event),
-                        None => stats.add_dropped(&format!("source {}: facility/severity filter", config.id)),
-                    }
-                }
-                Incoming::Line { source, text } => {
-                    let mut event = Event::from_message(&text, Utc::now());
-                    event.fields.insert("host".to_string(), Json::String(options.computer.clone()));
-                    main.handle_event(&text, event);
-                    stats.add_received(&source, 1);
-                }
-                Incoming::Object { source, object, raw } => {
-                    let mut event = Event { fields: object };
-                    if !event.fields.contains_key("@timestamp") {
-                        event.set_timestamp(Utc::now());
-                    }
-                    main.handle_event(&raw, event);
-                    stats.add_received(&source, 1);
-                }
-                Incoming::Invalid { source, raw, reason } => {
-                    stats.add_received(&source, 1);
-                    stats.add_dead_letter();
-                    let row = main.pipeline.dead_letter_row(&raw, None, &format!("source {source}"), &reason);
-                    for index in 0..main.settings.len() {
-                        main.add(index, DEAD_LETTER_LOG_TYPE, &row);
-                    }
-                }
-                Incoming::End { .. } => ended = true,
-            }
+            ended |= main.handle_incoming(incoming, &plan.syslogs);
             received += 1;
             read += 1;
             if received >= 50_000 {
@@ -255,7 +236,10 @@ pub fn run(
         if finite_only && ended && received == 0 {
             break;
         }
-        let due = last_flush.elapsed() >= options.flush_interval;
+        // Events whose sender waits for them to be buffered (http) are
+        // flushed sooner than the interval.
+        let due = last_flush.elapsed() >= options.flush_interval
+            || (!main.acks.is_empty() && last_flush.elapsed() >= ACK_FLUSH_INTERVAL);
         if !main.closed.is_empty() || due {
             main.flush(&sources)?;
             last_flush = Instant::now();
@@ -287,9 +271,55 @@ struct MainLoop<'a> {
     committed: Arc<AtomicU64>,
     stats: Arc<Stats>,
     computer: String,
+    /// Senders told once the events they sent are in the disk buffer.
+    acks: Vec<Ack>,
 }
 
 impl MainLoop<'_> {
+    /// One item from a pushing source; true when a finite source ended.
+    fn handle_incoming(&mut self, incoming: Incoming, syslogs: &[SyslogSourceConfig]) -> bool {
+        match incoming {
+            Incoming::Net(record) => {
+                let config = &syslogs[record.listener];
+                self.stats.add_received(&config.id, 1);
+                match syslog_source::record_to_event(&record, config, &self.computer) {
+                    Some(event) => self.handle_event(&record.text, event),
+                    None => self.stats.add_dropped(&format!("source {}: facility/severity filter", config.id)),
+                }
+            }
+            Incoming::Line { source, text } => {
+                let mut event = Event::from_message(&text, Utc::now());
+                event.fields.insert("host".to_string(), Json::String(self.computer.clone()));
+                self.handle_event(&text, event);
+                self.stats.add_received(&source, 1);
+            }
+            Incoming::Object { source, object, raw } => {
+                let mut event = Event { fields: object };
+                if !event.fields.contains_key("@timestamp") {
+                    event.set_timestamp(Utc::now());
+                }
+                self.handle_event(&raw, event);
+                self.stats.add_received(&source, 1);
+            }
+            Incoming::Invalid { source, raw, reason } => {
+                self.stats.add_received(&source, 1);
+                self.stats.add_dead_letter();
+                let row = self.pipeline.dead_letter_row(&raw, None, &format!("source {source}"), &reason);
+                for index in 0..self.settings.len() {
+                    self.add(index, DEAD_LETTER_LOG_TYPE, &row);
+                }
+            }
+            Incoming::Request { items, ack } => {
+                for item in items {
+                    self.handle_incoming(item, syslogs);
+                }
+                self.acks.push(ack);
+            }
+            Incoming::End { .. } => return true,
+        }
+        false
+    }
+
     fn handle_file_record(&mut self, record: SourceRecord, table: Option<&str>) {
         let event = match table {
             None => {
@@ -360,6 +390,7 @@ impl MainLoop<'_> {
         }
         let checkpoints: Checkpoints = sources.iter().map(|s| (s.id().to_string(), s.checkpoints())).collect();
         if batches.is_empty() && checkpoints == self.last_checkpoints {
+            self.acknowledge();
             return Ok(());
         }
         self.generation += 1;
@@ -371,7 +402,15 @@ impl MainLoop<'_> {
         self.buffer.write_checkpoints(&CheckpointFile { generation: self.generation, sources: checkpoints.clone() })?;
         self.committed.store(self.generation, Ordering::Release);
         self.last_checkpoints = checkpoints;
+        self.acknowledge();
         Ok(())
+    }
+
+    fn acknowledge(&mut self) {
+        for ack in self.acks.drain(..) {
+            // A sender that gave up waiting needs no answer.
+            let _ = ack.send(());
+        }
     }
 }
 

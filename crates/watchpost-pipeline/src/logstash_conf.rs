@@ -78,7 +78,31 @@ fn map_input(plugin: &str, mut table: toml::Table, line: usize) -> ConfigResult<
             table.insert("listen".into(), Value::from(format!("{host}:{port}")));
             table.insert("type".into(), Value::from("syslog"));
         }
-        other => return Err(error_at(line, format!("input plugin `{other}` is not supported (file, syslog)"))),
+        "http" => {
+            let host = match table.remove("host") {
+                Some(Value::String(host)) => host,
+                _ => "0.0.0.0".to_string(),
+            };
+            let port = match table.remove("port") {
+                Some(Value::Integer(port)) => port,
+                Some(Value::String(port)) => port.parse().map_err(|_| error_at(line, "input http: bad port"))?,
+                _ => 8080,
+            };
+            table.insert("listen".into(), Value::from(format!("{host}:{port}")));
+            if let Some(user) = table.remove("user") {
+                table.insert("username".into(), user);
+            }
+            match table.remove("codec") {
+                None => {}
+                Some(Value::String(codec)) if matches!(codec.as_str(), "json" | "json_lines") => {}
+                Some(Value::String(codec)) if matches!(codec.as_str(), "plain" | "line") => {
+                    table.insert("format".into(), Value::from("lines"));
+                }
+                Some(other) => return Err(error_at(line, format!("input http: codec {other} is not supported (json, json_lines, plain, line)"))),
+            }
+            table.insert("type".into(), Value::from("http"));
+        }
+        other => return Err(error_at(line, format!("input plugin `{other}` is not supported (file, syslog, http)"))),
     }
     Ok(table)
 }

@@ -136,7 +136,7 @@ fn unsupported_plugins_and_options_are_named() {
     };
     assert_eq!(
         err("input {\n  kafka { topics => [\"a\"] }\n}"),
-        "line 2: input plugin `kafka` is not supported (file, syslog)"
+        "line 2: input plugin `kafka` is not supported (file, syslog, http)"
     );
     assert!(err("filter { grok { match => { \"message\" => \"%{WORD:w}\" } patterns_dir => [\"/x\"] } }")
         .contains("transform[0] (grok): option `patterns_dir` is not supported"));
@@ -146,4 +146,21 @@ fn unsupported_plugins_and_options_are_named() {
     assert!(err("output { elasticsearch { hosts => [\"x\"] } }").contains("line 1: output plugin `elasticsearch`"));
     assert!(err("filter {\n if [a] == { drop {} } }").contains("line 2"));
     assert!(err("output { if [a] { stdout {} } }").contains("conditionals in the output section"));
+}
+
+#[test]
+fn http_input_maps_onto_the_http_source() {
+    let config = parse(
+        "input { http { host => \"127.0.0.1\" port => 8765 user => \"u\" password => \"p\" codec => \"plain\" } }\n\
+         output { stdout {} }",
+        "p",
+    )
+    .unwrap();
+    let source = &config.sources[0];
+    assert_eq!(source["type"].as_str(), Some("http"));
+    assert_eq!(source["listen"].as_str(), Some("127.0.0.1:8765"));
+    assert_eq!((source["username"].as_str(), source["password"].as_str()), (Some("u"), Some("p")));
+    assert_eq!(source["format"].as_str(), Some("lines"));
+    let err = parse("input { http { codec => \"avro\" } }\noutput { stdout {} }", "p").unwrap_err().to_string();
+    assert!(err.contains("codec \"avro\" is not supported"), "{err}");
 }
