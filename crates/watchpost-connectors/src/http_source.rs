@@ -118,7 +118,11 @@ impl HttpSourceConfig {
 pub type Ack = tokio::sync::oneshot::Sender<()>;
 
 /// Binds `config.listen` and serves on a thread of its own until `stop`.
-pub fn start(config: &HttpSourceConfig, out: SyncSender<Incoming>, stop: Arc<AtomicBool>) -> std::io::Result<SocketAddr> {
+pub fn start(
+    config: &HttpSourceConfig,
+    out: SyncSender<Incoming>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<SocketAddr> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let listener = runtime.block_on(tokio::net::TcpListener::bind(config.listen))?;
     let address = listener.local_addr()?;
@@ -183,7 +187,7 @@ async fn receive(
     }
     let body = match content(&headers, body, config.max_body_bytes) {
         Ok(body) => body,
-        Err(response) => return response,
+        Err((status, message)) => return answer(status, message),
     };
     let Ok(text) = std::str::from_utf8(&body) else {
         return answer(StatusCode::BAD_REQUEST, "the body is not UTF-8");
@@ -234,24 +238,22 @@ fn authorized(auth: &HttpAuth, headers: &HeaderMap) -> bool {
     }
 }
 
-/// The body with any gzip undone, at most `max` bytes.
-fn content(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Vec<u8>, Response> {
+/// The body with any gzip undone, at most `max` bytes; or the refusal.
+fn content(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Vec<u8>, (StatusCode, String)> {
     let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
     match encoding.trim().to_ascii_lowercase().as_str() {
         "identity" | "" => Ok(body.to_vec()),
         "gzip" | "x-gzip" => {
             let mut out = Vec::new();
-            let limited = flate2::read::GzDecoder::new(&body[..]).take(max as u64 + 1).read_to_end(&mut out);
-            match limited {
-                Err(err) => Err(answer(StatusCode::BAD_REQUEST, format!("the gzip body is corrupt: {err}"))),
-                Ok(n) if n > max => Err(answer(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the body is larger than {max} bytes once gunzipped"),
-                )),
+            match flate2::read::GzDecoder::new(&body[..]).take(max as u64 + 1).read_to_end(&mut out) {
+                Err(err) => Err((StatusCode::BAD_REQUEST, format!("the gzip body is corrupt: {err}"))),
+                Ok(n) if n > max => {
+                    Err((StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {max} bytes once gunzipped")))
+                }
                 Ok(_) => Ok(out),
             }
         }
-        other => Err(answer(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Content-Encoding {other:?}: use gzip or none"))),
+        other => Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Content-Encoding {other:?}: use gzip or none"))),
     }
 }
 
@@ -271,7 +273,11 @@ pub fn decode_body(text: &str, format: BodyFormat, source: &str, metadata: &Json
         }
         Incoming::Object { source: source.to_string(), object, raw }
     };
-    let lines = text.lines().enumerate().map(|(n, line)| (n + 1, line.trim_end_matches('\r'))).filter(|(_, l)| !l.trim().is_empty());
+    let lines = text
+        .lines()
+        .enumerate()
+        .map(|(n, line)| (n + 1, line.trim_end_matches('\r')))
+        .filter(|(_, l)| !l.trim().is_empty());
     match format {
         BodyFormat::Lines => Ok(lines
             .map(|(_, line)| {
@@ -337,7 +343,10 @@ mod tests {
         let ndjson = decode("{\"a\":1}\r\n\n{\"a\":2}\n{\"a\":3}", BodyFormat::Json).unwrap();
         assert_eq!(ndjson.len(), 3);
         let lines = decode("first line\n\nsecond {\n", BodyFormat::Lines).unwrap();
-        assert_eq!(lines.iter().map(|o| o["message"].clone()).collect::<Vec<_>>(), [json!("first line"), json!("second {")]);
+        assert_eq!(
+            lines.iter().map(|o| o["message"].clone()).collect::<Vec<_>>(),
+            [json!("first line"), json!("second {")]
+        );
     }
 
     #[test]
@@ -358,7 +367,10 @@ mod tests {
             HttpSourceConfig::from_options(&mut Options::new(toml::from_str(text).unwrap(), "source[0]"), "h".into())
         };
         let config = parse("").unwrap();
-        assert_eq!((config.listen, config.format, config.path), ("127.0.0.1:9880".parse().unwrap(), BodyFormat::Json, None));
+        assert_eq!(
+            (config.listen, config.format, config.path),
+            ("127.0.0.1:9880".parse().unwrap(), BodyFormat::Json, None)
+        );
         assert!(parse("path = \"events\"").unwrap_err().message.contains("start with /"));
         assert!(parse("format = \"xml\"").unwrap_err().message.contains("json or lines"));
         assert!(parse("username = \"u\"").unwrap_err().message.contains("username with password"));
@@ -368,7 +380,10 @@ mod tests {
 
     /// A listener whose "runner" acknowledges every request and keeps
     /// what it got.
-    fn serve(extra: &str) -> (String, std::sync::mpsc::Receiver<Vec<Map<String, Json>>>, Arc<AtomicBool>) {
+    /// What each acknowledged request carried.
+    type Requests = std::sync::mpsc::Receiver<Vec<Map<String, Json>>>;
+
+    fn serve(extra: &str) -> (String, Requests, Arc<AtomicBool>) {
         let text = format!("listen = \"127.0.0.1:0\"\n{extra}");
         let config =
             HttpSourceConfig::from_options(&mut Options::new(toml::from_str(&text).unwrap(), "source[0]"), "h".into())
@@ -406,7 +421,8 @@ mod tests {
     fn posts_are_answered_once_buffered_and_checked_first() {
         let (base, got, stop) = serve("path = \"/events\"\ntoken = \"s3cret\"\nmax_body_bytes = 1000");
         let post = |path: &str| ureq::post(&format!("{base}{path}"));
-        let (code, body) = status(post("/events").set("Authorization", "Bearer s3cret").send_string("{\"a\":1}\n{\"a\":2}"));
+        let (code, body) =
+            status(post("/events").set("Authorization", "Bearer s3cret").send_string("{\"a\":1}\n{\"a\":2}"));
         assert_eq!((code, body.as_str()), (200, r#"{"accepted":2}"#));
         let objects = got.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(objects.iter().map(|o| o["a"].clone()).collect::<Vec<_>>(), [json!(1), json!(2)]);
@@ -431,7 +447,13 @@ mod tests {
             (status(ureq::get(&format!("{base}/events")).set("Authorization", "Bearer s3cret").call()).0, 405),
             (status(post("/events").set("Authorization", "Bearer s3cret").send_string(&"x".repeat(2000))).0, 413),
             (
-                status(post("/events").set("Authorization", "Bearer s3cret").set("Content-Encoding", "br").send_string("{}")).0,
+                status(
+                    post("/events")
+                        .set("Authorization", "Bearer s3cret")
+                        .set("Content-Encoding", "br")
+                        .send_string("{}"),
+                )
+                .0,
                 415,
             ),
         ];
@@ -452,7 +474,11 @@ mod tests {
         let basic = |user_pass: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user_pass));
         let (code, _) = status(ureq::post(&base).set("Authorization", &basic("shipper:nope")).send_string("x"));
         assert_eq!(code, 401);
-        let (code, _) = status(ureq::post(&format!("{base}/any/path")).set("Authorization", &basic("shipper:pw")).send_string("one\ntwo\n"));
+        let (code, _) = status(
+            ureq::post(&format!("{base}/any/path"))
+                .set("Authorization", &basic("shipper:pw"))
+                .send_string("one\ntwo\n"),
+        );
         assert_eq!(code, 200);
         let objects = got.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(objects.iter().map(|o| o["message"].clone()).collect::<Vec<_>>(), [json!("one"), json!("two")]);

@@ -17,10 +17,10 @@ use watchpost_pipeline::{
 use crate::data_collector::RetryPolicy;
 use crate::disk_buffer::{CheckpointFile, Checkpoints, DiskBuffer, Segment};
 use crate::file_source::{FileSource, FileSourceConfig, SourceRecord};
+use crate::http_source::{self, Ack, HttpSourceConfig};
 use crate::process_sources::{self, ExecSourceConfig, Incoming};
 use crate::sinks::{build_sink, SinkSettings};
 use crate::stats::Stats;
-use crate::http_source::{self, Ack, HttpSourceConfig};
 use crate::syslog_source::{self, SyslogSourceConfig};
 
 /// Source types this build knows.

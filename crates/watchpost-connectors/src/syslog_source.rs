@@ -6,7 +6,7 @@
 //! table.
 
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
@@ -78,20 +78,19 @@ impl SyslogSourceConfig {
         let tls_listen = options.string("tls_listen")?;
         let tls_files = [options.string("tls_cert_file")?, options.string("tls_key_file")?];
         let client_ca = options.string("tls_client_ca_file")?.map(PathBuf::from);
-        let tls = match (tls_listen, tls_files) {
-            (None, [None, None]) if client_ca.is_none() => None,
-            (Some(listen), [Some(cert), Some(key)]) => {
-                let listen = address(options, "tls_listen", listen)?;
-                let config = crate::tls::server_config(cert.as_ref(), key.as_ref(), client_ca.as_deref())
-                    .map_err(|err| options.error(format!("TLS: {err}")))?;
-                Some(TlsListen { listen, config })
-            }
-            _ => {
-                return Err(options.error(
+        let tls =
+            match (tls_listen, tls_files) {
+                (None, [None, None]) if client_ca.is_none() => None,
+                (Some(listen), [Some(cert), Some(key)]) => {
+                    let listen = address(options, "tls_listen", listen)?;
+                    let config = crate::tls::server_config(cert.as_ref(), key.as_ref(), client_ca.as_deref())
+                        .map_err(|err| options.error(format!("TLS: {err}")))?;
+                    Some(TlsListen { listen, config })
+                }
+                _ => return Err(options.error(
                     "TLS needs tls_listen, tls_cert_file and tls_key_file together (tls_client_ca_file is optional)",
-                ))
-            }
-        };
+                )),
+            };
         // Plain UDP and TCP on the default port unless only TLS was asked for.
         let listen = match options.string("listen")? {
             Some(text) => Some(address(options, "listen", text)?),
@@ -282,7 +281,8 @@ impl Receiver {
     }
 
     fn send(&self, message: &[u8]) -> bool {
-        let record = NetRecord { listener: self.index, text: decode_text(message), peer: self.peer, received: Utc::now() };
+        let record =
+            NetRecord { listener: self.index, text: decode_text(message), peer: self.peer, received: Utc::now() };
         self.out.send(Incoming::Net(record)).is_ok()
     }
 }
@@ -328,6 +328,8 @@ pub fn record_to_event(record: &NetRecord, config: &SyslogSourceConfig, collecto
 
 #[cfg(test)]
 mod tests {
+    use std::net::TcpStream;
+
     use super::*;
     use crate::sinks::SinkSettings;
 
@@ -363,9 +365,11 @@ mod tests {
         let ca = ca_params.self_signed(&ca_key).unwrap();
         let issuer = rcgen::Issuer::new(ca_params, &ca_key);
         let server_key = KeyPair::generate().unwrap();
-        let server = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap().signed_by(&server_key, &issuer).unwrap();
+        let server =
+            CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap().signed_by(&server_key, &issuer).unwrap();
         let client_key = KeyPair::generate().unwrap();
-        let client = CertificateParams::new(vec!["client".to_string()]).unwrap().signed_by(&client_key, &issuer).unwrap();
+        let client =
+            CertificateParams::new(vec!["client".to_string()]).unwrap().signed_by(&client_key, &issuer).unwrap();
         std::fs::write(dir.join("server.pem"), format!("{}{}", server.pem(), ca.pem())).unwrap();
         std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
         std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();

@@ -98,7 +98,12 @@ fn map_input(plugin: &str, mut table: toml::Table, line: usize) -> ConfigResult<
                 Some(Value::String(codec)) if matches!(codec.as_str(), "plain" | "line") => {
                     table.insert("format".into(), Value::from("lines"));
                 }
-                Some(other) => return Err(error_at(line, format!("input http: codec {other} is not supported (json, json_lines, plain, line)"))),
+                Some(other) => {
+                    return Err(error_at(
+                        line,
+                        format!("input http: codec {other} is not supported (json, json_lines, plain, line)"),
+                    ))
+                }
             }
             table.insert("type".into(), Value::from("http"));
         }
