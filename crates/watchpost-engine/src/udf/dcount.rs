@@ -148,9 +148,11 @@ impl Distinct {
     /// The first `n` groups' hashes as lists. A group's count is the number
     /// of its pairs in `seen`, so the lists are laid out from the counts
     /// and filled in one pass over the set.
+    /// Groups past `counts` (a single accumulator that saw no rows) have
+    /// empty lists.
     fn hash_lists(&self, n: usize) -> ListArray {
-        let counts = &self.counts[..n];
-        let offsets = OffsetBuffer::from_lengths(counts.iter().map(|&count| count as usize));
+        let count = |group: usize| self.counts.get(group).map_or(0, |&count| count as usize);
+        let offsets = OffsetBuffer::from_lengths((0..n).map(count));
         let mut next: Vec<usize> = offsets.iter().take(n).map(|&offset| offset as usize).collect();
         let mut values = vec![0u64; offsets.last().map_or(0, |&end| end as usize)];
         for &(group, hash) in &self.seen {
@@ -324,6 +326,9 @@ mod tests {
     fn without_groups_the_single_accumulator_counts() {
         let mut single = SingleDCount { groups: Distinct::default() };
         assert_eq!(single.evaluate().unwrap(), ScalarValue::Int64(Some(0)));
+        // The state of an accumulator that saw no rows is one empty list.
+        let ScalarValue::List(empty) = &single.state().unwrap()[0] else { panic!("a list state") };
+        assert_eq!((empty.len(), empty.value_length(0)), (1, 0));
         let values: ArrayRef = Arc::new(StringArray::from(vec!["x", "y", "x"]));
         single.update_batch(&[values]).unwrap();
         let ScalarValue::List(state) = &single.state().unwrap()[0] else { panic!("a list state") };
