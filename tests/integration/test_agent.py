@@ -191,6 +191,16 @@ input(type="imudp" address="127.0.0.1" port="{rsyslog_port}")
 *.* action(type="omfwd" target="127.0.0.1" port="{agent['port']}" protocol="tcp" TCP_Framing="octet-counted")
 """
     )
+    rows = forward_through_rsyslog(server, conf, rsyslog_port, "viarsyslog", "user.notice")
+    assert {r["ProcessName"] for r in rows} == {"viarsyslog"}
+    assert {(r["Facility"], r["SeverityLevel"]) for r in rows} == {("user", "notice")}
+    assert {r["Type"] for r in rows} == {"Syslog"}
+
+
+def forward_through_rsyslog(server, conf: Path, rsyslog_port: int, tag: str, priority: str) -> list[dict]:
+    """Runs rsyslogd with `conf`, sends it ten messages with `logger` over
+    UDP, and returns the ten `Syslog` rows they became."""
+    work = conf.parent
     proc = subprocess.Popen(
         ["rsyslogd", "-n", "-f", str(conf), "-i", str(work / "rsyslogd.pid")],
         stdout=subprocess.DEVNULL,
@@ -198,16 +208,14 @@ input(type="imudp" address="127.0.0.1" port="{rsyslog_port}")
     )
     try:
         time.sleep(1.5)
-        marker = f"rs{time.time_ns()}"
+        marker = f"{tag}{time.time_ns()}"
         for i in range(10):
-            logger(rsyslog_port, "--udp", "--rfc3164", "-t", "viarsyslog", "-p", "user.notice", f"{marker} {i}")
+            logger(rsyslog_port, "--udp", "--rfc3164", "-t", tag, "-p", priority, f"{marker} {i}")
         query = f"Syslog | where SyslogMessage startswith '{marker}'"
-        wait_until(lambda: count(server, query) == 10, 60, message="ten forwarded rows")
+        wait_until(lambda: count(server, query) == 10, 60, message=f"ten rows forwarded by rsyslog ({tag})")
         rows = server.query(query).dicts()
-        assert {r["ProcessName"] for r in rows} == {"viarsyslog"}
-        assert {(r["Facility"], r["SeverityLevel"]) for r in rows} == {("user", "notice")}
         assert {r["SyslogMessage"] for r in rows} == {f"{marker} {i}" for i in range(10)}
-        assert {r["Type"] for r in rows} == {"Syslog"}
+        return rows
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
@@ -302,24 +310,8 @@ input(type="imudp" address="127.0.0.1" port="{rsyslog_port}")
            StreamDriverAuthMode="x509/name" StreamDriverPermittedPeers="localhost")
 """
     )
-    proc = subprocess.Popen(
-        ["rsyslogd", "-n", "-f", str(conf), "-i", str(work / "rsyslogd.pid")],
-        stdout=subprocess.DEVNULL,
-        stderr=open(work / "rsyslogd.log", "wb"),
-    )
-    try:
-        time.sleep(1.5)
-        marker = f"rstls{time.time_ns()}"
-        for i in range(10):
-            logger(rsyslog_port, "--udp", "--rfc3164", "-t", "viatls", "-p", "local3.err", f"{marker} {i}")
-        query = f"Syslog | where SyslogMessage startswith '{marker}'"
-        wait_until(lambda: count(server, query) == 10, 60, message="ten rows forwarded over TLS")
-        rows = server.query(query).dicts()
-        assert {(r["ProcessName"], r["Facility"], r["SeverityLevel"]) for r in rows} == {("viatls", "local3", "err")}
-        assert {r["SyslogMessage"] for r in rows} == {f"{marker} {i}" for i in range(10)}
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+    rows = forward_through_rsyslog(server, conf, rsyslog_port, "viatls", "local3.err")
+    assert {(r["ProcessName"], r["Facility"], r["SeverityLevel"]) for r in rows} == {("viatls", "local3", "err")}
 
 
 def test_agent_kill_9_mid_stream_loses_and_repeats_nothing(server, tmp_path):

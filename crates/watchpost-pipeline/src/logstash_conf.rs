@@ -66,29 +66,11 @@ fn map_input(plugin: &str, mut table: toml::Table, line: usize) -> ConfigResult<
             table.insert("type".into(), Value::from("file"));
         }
         "syslog" | "tcp" | "udp" => {
-            let host = match table.remove("host") {
-                Some(Value::String(host)) => host,
-                _ => "0.0.0.0".to_string(),
-            };
-            let port = match table.remove("port") {
-                Some(Value::Integer(port)) => port,
-                Some(Value::String(port)) => port.parse().map_err(|_| error_at(line, "input syslog: bad port"))?,
-                _ => 514,
-            };
-            table.insert("listen".into(), Value::from(format!("{host}:{port}")));
+            move_listen(&mut table, "syslog", 514, line)?;
             table.insert("type".into(), Value::from("syslog"));
         }
         "http" => {
-            let host = match table.remove("host") {
-                Some(Value::String(host)) => host,
-                _ => "0.0.0.0".to_string(),
-            };
-            let port = match table.remove("port") {
-                Some(Value::Integer(port)) => port,
-                Some(Value::String(port)) => port.parse().map_err(|_| error_at(line, "input http: bad port"))?,
-                _ => 8080,
-            };
-            table.insert("listen".into(), Value::from(format!("{host}:{port}")));
+            move_listen(&mut table, "http", 8080, line)?;
             if let Some(user) = table.remove("user") {
                 table.insert("username".into(), user);
             }
@@ -110,6 +92,22 @@ fn map_input(plugin: &str, mut table: toml::Table, line: usize) -> ConfigResult<
         other => return Err(error_at(line, format!("input plugin `{other}` is not supported (file, syslog, http)"))),
     }
     Ok(table)
+}
+
+/// Logstash's `host` and `port` (defaults: every address, `default_port`)
+/// as the source's `listen`.
+fn move_listen(table: &mut toml::Table, plugin: &str, default_port: i64, line: usize) -> ConfigResult<()> {
+    let host = match table.remove("host") {
+        Some(Value::String(host)) => host,
+        _ => "0.0.0.0".to_string(),
+    };
+    let port = match table.remove("port") {
+        Some(Value::Integer(port)) => port,
+        Some(Value::String(port)) => port.parse().map_err(|_| error_at(line, format!("input {plugin}: bad port")))?,
+        _ => default_port,
+    };
+    table.insert("listen".into(), Value::from(format!("{host}:{port}")));
+    Ok(())
 }
 
 fn map_output(plugin: &str, mut table: toml::Table, line: usize) -> ConfigResult<toml::Table> {
