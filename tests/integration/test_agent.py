@@ -115,6 +115,8 @@ def test_logger_udp_tcp_and_octet_counting(server, agent):
         assert row["EventTime"] is not None
         # TimeGenerated is the listener's receive time (spec 6), sent as TimeCollected.
         assert row["TimeGenerated"] == row["TimeCollected"]
+        assert row["_IsBillable"] == "true" and row["_BilledSize"] > len(row["SyslogMessage"])
+    assert len({r["_ItemId"] for r in rows.values()}) == 5 and all(len(r["_ItemId"]) == 36 for r in rows.values())
     assert count(server, f"CommonSecurityLog | where Message startswith '{marker}'") == 0
     for table_name in ("Syslog_CL", "CommonSecurityLog_CL"):
         assert_no_table(server, table_name)

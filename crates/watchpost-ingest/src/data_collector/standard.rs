@@ -13,12 +13,14 @@
 //! property is stored in the column of its name when the table has one;
 //! otherwise it only sets `TimeGenerated` (the one property that may name
 //! no column). `TenantId`, `Type`, `_TimeReceived` and `_ResourceId` are
-//! the server's, as for `_CL` tables; `SourceSystem` is `RestAPI` unless a
-//! record sets it.
+//! the server's, as for `_CL` tables; so are `_ItemId` (a random UUID),
+//! `_BilledSize` (the record's compact JSON length) and `_IsBillable`
+//! (`true`) in the tables that declare them. `SourceSystem` is `RestAPI`
+//! unless a record sets it.
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, StringArray, TimestampNanosecondArray};
+use arrow::array::{ArrayRef, Float64Array, StringArray, TimestampNanosecondArray};
 use arrow::datatypes::Schema;
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use chrono::{DateTime, Utc};
@@ -33,7 +35,13 @@ use super::{DecodedBatch, ValidatedPost};
 use crate::logs_ingestion::{json_records, parse_datetime, ColumnBuilder, RecordsError};
 
 /// Columns the server fills; a body may not set them.
-const SERVER_COLUMNS: [&str; 4] = ["TenantId", "Type", TIME_RECEIVED, "_ResourceId"];
+const SERVER_COLUMNS: [&str; 7] = ["TenantId", "Type", TIME_RECEIVED, "_ResourceId", ITEM_ID, BILLED_SIZE, IS_BILLABLE];
+
+/// Per-row standard columns (syslog-cef spec 6), filled when the table
+/// declares them: a unique id, the record's size in bytes and `true`.
+const ITEM_ID: &str = "_ItemId";
+const BILLED_SIZE: &str = "_BilledSize";
+const IS_BILLABLE: &str = "_IsBillable";
 
 const SOURCE_SYSTEM_COLUMN: &str = "SourceSystem";
 
@@ -92,12 +100,38 @@ pub(super) fn decode_standard(
         arrays.push(build_column(&records, column, None)?);
         defs.push(column.clone());
     }
+    for (name, array) in row_columns(&records, schema) {
+        if let Some(def) = schema.column(name) {
+            defs.push(def.clone());
+            arrays.push(array);
+        }
+    }
     let arrow_schema = Arc::new(Schema::new(defs.iter().map(ColumnDef::arrow_field).collect::<Vec<_>>()));
     let options = RecordBatchOptions::new().with_row_count(Some(n_rows));
     let batch = RecordBatch::try_new_with_options(arrow_schema, arrays, &options)
         .map_err(|error| DataCollectorError::internal(format!("failed to assemble the record batch: {error}")))?;
     tracing::debug!(table = %post.table, n_rows, "standard table batch decoded");
     Ok(DecodedBatch { batch, new_columns: Vec::new(), warnings: Vec::new(), n_rows })
+}
+
+/// `_ItemId`, `_BilledSize` and `_IsBillable` for the columns of them the
+/// table has. A record's billed size is the length of its compact JSON
+/// text, the bytes it took on the wire without whitespace.
+fn row_columns(records: &[Map<String, Value>], schema: &TableSchema) -> Vec<(&'static str, ArrayRef)> {
+    let n_rows = records.len();
+    let mut columns: Vec<(&'static str, ArrayRef)> = Vec::new();
+    if schema.column(ITEM_ID).is_some() {
+        let ids = (0..n_rows).map(|_| uuid::Uuid::new_v4().to_string());
+        columns.push((ITEM_ID, Arc::new(StringArray::from_iter_values(ids))));
+    }
+    if schema.column(BILLED_SIZE).is_some() {
+        let sizes = records.iter().map(|record| serde_json::to_vec(record).map_or(0.0, |text| text.len() as f64));
+        columns.push((BILLED_SIZE, Arc::new(Float64Array::from_iter_values(sizes))));
+    }
+    if schema.column(IS_BILLABLE).is_some() {
+        columns.push((IS_BILLABLE, Arc::new(StringArray::from_iter_values(std::iter::repeat_n("true", n_rows)))));
+    }
+    columns
 }
 
 /// The body's records: one JSON object or an array of objects.
@@ -219,7 +253,7 @@ mod tests {
     use std::borrow::Cow;
 
     use arrow::array::{Array, AsArray};
-    use arrow::datatypes::{Int32Type, TimestampNanosecondType};
+    use arrow::datatypes::{Float64Type, Int32Type, TimestampNanosecondType};
     use chrono::TimeZone as _;
 
     use super::*;
@@ -285,6 +319,15 @@ mod tests {
         assert!(event_time.is_null(1));
         // Syslog has a TimeCollected column, so the time field is kept there too.
         assert!(batch.column_by_name("TimeCollected").is_some());
+        // The per-row columns: a distinct UUID each, the compact JSON size, billable.
+        let ids = strings(batch, "_ItemId");
+        assert!(ids.iter().all(|id| id.is_some_and(|id| uuid::Uuid::parse_str(id).is_ok())), "{ids:?}");
+        assert_ne!(ids[0], ids[1]);
+        let sizes = batch.column_by_name("_BilledSize").unwrap().as_primitive::<Float64Type>();
+        let second = r#"{"SyslogMessage":"second","ProcessID":"42","ProcessName":null}"#;
+        assert_eq!(sizes.value(1), second.len() as f64);
+        assert!(sizes.value(0) > sizes.value(1));
+        assert_eq!(strings(batch, "_IsBillable"), [Some("true"), Some("true")]);
     }
 
     #[test]
@@ -297,6 +340,7 @@ mod tests {
             (r#"{"syslogmessage": "x"}"#, "`syslogmessage` is not a column of the standard table `Syslog`"),
             (r#"{"Type": "Syslog"}"#, "`Type` is filled by the server"),
             (r#"{"TenantId": "x"}"#, "`TenantId` is filled by the server"),
+            (r#"{"_ItemId": "x"}"#, "`_ItemId` is filled by the server"),
             (r#"{"ProcessID": "seven"}"#, r#"`ProcessID` has the value "seven", which is not a valid int"#),
             (r#"{"ProcessID": 3000000000}"#, "not a valid int"),
             (r#"{"EventTime": "yesterday"}"#, "not a valid datetime"),
