@@ -85,7 +85,7 @@ struct Args {
     /// Python with duckdb installed, for the peer script.
     #[arg(long, default_value = "python3")]
     peer_python: PathBuf,
-    /// Folder with events-<size>.ndjson for the peer script.
+    /// Folder with events-SIZE.ndjson for the peer script.
     #[arg(long)]
     peer_data: Option<PathBuf>,
     #[arg(long, default_value = "1m")]

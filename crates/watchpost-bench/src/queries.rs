@@ -40,7 +40,7 @@ pub(crate) struct QueryArgs {
     /// The kit's folder: queries.kql, run_peers.py, queries-duckdb.sql.
     #[arg(long, default_value = "../shared/bench")]
     kit: PathBuf,
-    /// Folder with events-<size>.ndjson and events-<size>.parquet.
+    /// Folder with events-SIZE.ndjson and events-SIZE.parquet.
     #[arg(long)]
     data: PathBuf,
     #[arg(long, default_value = "10m")]
@@ -48,7 +48,7 @@ pub(crate) struct QueryArgs {
     /// Watchpost data directory (created and loaded unless --reuse).
     #[arg(long)]
     data_dir: PathBuf,
-    /// Folder for DuckDB's native database (duckdb-<size>.duckdb).
+    /// Folder for DuckDB's native database (duckdb-SIZE.duckdb).
     #[arg(long)]
     peer_work: PathBuf,
     /// Python with duckdb installed.

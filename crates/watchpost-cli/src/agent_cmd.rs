@@ -28,7 +28,7 @@ pub(crate) struct AgentArgs {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Data Collector API base URL (a Watchpost, or
-    /// https://<workspace-id>.ods.opinsights.azure.com).
+    /// `https://WORKSPACE_ID.ods.opinsights.azure.com`).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     endpoint: String,
     #[arg(long)]
@@ -54,7 +54,7 @@ pub(crate) struct AgentArgs {
     /// `GLOB=TABLE`: lines of matching files into `<TABLE>_CL` (repeatable).
     #[arg(long)]
     file: Vec<String>,
-    /// Multi-line records: newline, timestamp, java or regex:<pattern>.
+    /// Multi-line records: newline, timestamp, java or regex:PATTERN.
     #[arg(long, default_value = "newline")]
     record_start: String,
     /// Checkpoints and the disk buffer.

@@ -50,7 +50,7 @@ pub(crate) struct ReplayArgs {
     /// Only dead letters of this step (e.g. `transform[0] (grok)`).
     #[arg(long)]
     step: Option<String>,
-    /// Disk buffer for the replay [default: ./watchpost-pipeline-data/<name>-replay].
+    /// Disk buffer for the replay (default: ./watchpost-pipeline-data/NAME-replay).
     #[arg(long)]
     data_dir: Option<PathBuf>,
 }
@@ -58,8 +58,8 @@ pub(crate) struct ReplayArgs {
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
     config: PathBuf,
-    /// Checkpoints and the disk buffer [default: `data_dir` of the config,
-    /// else ./watchpost-pipeline-data/<name>].
+    /// Checkpoints and the disk buffer (default: `data_dir` of the config,
+    /// else ./watchpost-pipeline-data/NAME).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Longest time a record waits in memory before it is buffered (ms).

@@ -40,7 +40,7 @@ pub(crate) struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Serve https with a generated certificate; clients trust <data-dir>/tls/ca.pem.
+    /// Serve https with a generated certificate; clients trust DATA_DIR/tls/ca.pem.
     #[arg(long, conflicts_with = "tls_cert")]
     tls_self_signed: bool,
     /// Largest Logs Ingestion request body in MiB [default: 30].

@@ -6,7 +6,7 @@
 //! `x-watchpost-standard-table: true`, so Watchpost stores them in that
 //! table rather than `<Name>_CL` (option `standard_tables = false` turns
 //! this off); their `@timestamp` travels as
-//! [`STANDARD_TIME_FIELD`](watchpost_pipeline::STANDARD_TIME_FIELD).
+//! [`STANDARD_TIME_FIELD`].
 
 use std::fs::OpenOptions;
 use std::io::Write;

@@ -6,7 +6,7 @@
 //! not hide the next. The crate depends on nothing but `watchpost-diagnostics`:
 //! it knows no schemas, tables, types or engines.
 //!
-//! [`print`] renders a tree in canonical form (one pipe operator per line)
+//! [`print()`] renders a tree in canonical form (one pipe operator per line)
 //! that parses back to the same tree; [`dump`] renders it as an indented
 //! node-per-line listing for golden tests.
 

@@ -1,8 +1,8 @@
 //! The HTTP server: the axum router, wire DTOs, authentication and the
 //! mapping of errors to status codes and Azure-shaped bodies.
 //!
-//! Routes: `POST /api/logs` (HTTP Data Collector API, [`data_collector`]),
-//! `POST|GET /v1/workspaces/{id}/query` (Log Analytics query API, [`query`],
+//! Routes: `POST /api/logs` (HTTP Data Collector API, `data_collector`),
+//! `POST|GET /v1/workspaces/{id}/query` (Log Analytics query API, `query`,
 //! which also takes Kusto control commands), the management API for saved
 //! functions and tables (`/v1/workspaces/{id}/functions|tables/{name}`,
 //! `management`), the Logs Ingestion API and its data collection rules

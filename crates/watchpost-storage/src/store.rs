@@ -33,7 +33,7 @@ pub struct StoreOptions {
     /// How long a repeated idempotency key is answered from the first
     /// append's receipt.
     pub idempotency_window: Duration,
-    /// Appends wait (up to [`BACKPRESSURE_MAX_WAIT`]) while the in-memory
+    /// Appends wait (up to `BACKPRESSURE_MAX_WAIT`) while the in-memory
     /// buffers hold more than this many bytes, so that a flush that cannot
     /// keep up slows ingest down instead of growing memory without bound.
     pub max_buffered_bytes: Option<u64>,

@@ -100,7 +100,7 @@ const SEED: u64 = 0x9e37_79b9_7f4a_7c15;
 const MULTIPLIER: u64 = 0xff51_afd7_ed55_8ccd;
 
 /// The version 2 hash a filter stores for `term`: case-folded eight bytes
-/// at a time ([`FOLD`]), the last word zero-padded, each word mixed in with
+/// at a time (`FOLD`), the last word zero-padded, each word mixed in with
 /// a multiply, then the length and a final avalanche. Part of the file
 /// format: it must never change for `WPTERMS2` files.
 pub fn term_hash(term: &[u8]) -> u64 {
