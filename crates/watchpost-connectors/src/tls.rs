@@ -36,7 +36,12 @@ pub fn server_config(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Resul
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let config = builder.with_single_cert(certs, key).map_err(|err| format!("{}: {err}", cert.display()))?;
+    let mut config = builder.with_single_cert(certs, key).map_err(|err| format!("{}: {err}", cert.display()))?;
+    // No TLS 1.3 session tickets: they are the only thing the server writes
+    // after the handshake, and a sender that sends its messages and closes
+    // without reading leaves them unread, so its kernel answers with a
+    // reset that can discard messages not yet read on this side.
+    config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 
