@@ -23,6 +23,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from procstat import cpu_seconds, memory_mib
+
 WORKSPACE = "b0b0b0b0-0000-4000-8000-00000000a9e7"
 KEY = base64.b64encode(b"watchpost-agent-benchmark-key!!!").decode()
 
@@ -31,18 +33,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def rss_mib(pid: int, field: str = "VmRSS:") -> float:
-    for entry in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if entry.startswith(field):
-            return int(entry.split()[1]) / 1024
-    return 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def query_count(url: str, kql: str) -> int:
@@ -92,7 +82,7 @@ def main():
         def sample():
             started = time.monotonic()
             while not stop.is_set():
-                samples.append((time.monotonic() - started, rss_mib(agent.pid)))
+                samples.append((time.monotonic() - started, memory_mib(agent.pid, "VmRSS:")))
                 time.sleep(0.5)
 
         sampler = threading.Thread(target=sample)
@@ -121,7 +111,7 @@ def main():
         drain_wall = time.monotonic() - started
         stop.set()
         sampler.join()
-        peak = rss_mib(agent.pid, "VmHWM:")
+        peak = memory_mib(agent.pid)
         cpu = cpu_seconds(agent.pid)
         quarter = [samples[int(len(samples) * q) - 1][1] for q in (0.25, 0.5, 0.75, 1.0)]
         print(

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from procstat import cpu_seconds, memory_mib
+
 REGEX = (
     r'^(?<clientip>\S+) (?<ident>\S+) (?<auth>\S+) \[(?<timestamp>[^\]]+)\] '
     r'"(?:(?<verb>\w+) (?<request>\S+)(?: HTTP/(?<httpversion>[0-9.]+))?|(?<rawrequest>[^"]*))" '
@@ -36,18 +38,6 @@ def line(i: int) -> str:
         f'"GET /app/page{i % 5000}.html?id={i} HTTP/1.1" {[200, 304, 404, 500][i % 4]} {1000 + i % 90000} '
         f'"http://example.com/start.html" "Mozilla/5.0 (X11; Linux x86_64) bench/{i % 7}"'
     )
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def peak_rss_mib(pid: int) -> float:
-    for entry in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if entry.startswith("VmHWM:"):
-            return int(entry.split()[1]) / 1024
-    return 0.0
 
 
 def run_syslog_ng(root: Path, lines: int) -> str:
@@ -83,7 +73,7 @@ log {{ source(s_file); parser(p_regex); destination(d_file); }};
             with open(out, "rb") as f:
                 done = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
     wall = time.monotonic() - started
-    cpu, rss = cpu_seconds(proc.pid), peak_rss_mib(proc.pid)
+    cpu, rss = cpu_seconds(proc.pid), memory_mib(proc.pid)
     proc.terminate()
     proc.wait(30)
     shutil.rmtree(work, ignore_errors=True)

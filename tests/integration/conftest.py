@@ -22,6 +22,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -60,6 +61,13 @@ def watchpost_bin() -> Path:
 
 # ---------------------------------------------------------------------------
 # small utilities
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def new_key() -> str:

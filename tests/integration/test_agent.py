@@ -22,13 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import wait_until, watchpost_bin
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from conftest import free_port, wait_until, watchpost_bin
 
 
 @pytest.fixture
@@ -181,28 +175,31 @@ def test_files_and_heartbeat(server, agent):
 
 @pytest.mark.skipif(shutil.which("rsyslogd") is None, reason="rsyslog is not installed (.ci/run installs it)")
 def test_rsyslog_forwards_to_the_listener(server, agent, tmp_path):
-    rsyslog_port = free_port()
-    work = tmp_path / "rsyslog"
-    work.mkdir()
-    conf = work / "rsyslog.conf"
-    conf.write_text(
-        f"""
-global(workDirectory="{work}")
-module(load="imudp")
-input(type="imudp" address="127.0.0.1" port="{rsyslog_port}")
-*.* action(type="omfwd" target="127.0.0.1" port="{agent['port']}" protocol="tcp" TCP_Framing="octet-counted")
-"""
-    )
-    rows = forward_through_rsyslog(server, conf, rsyslog_port, "viarsyslog", "user.notice")
+    rows = forward_through_rsyslog(server, tmp_path / "rsyslog", agent["port"], "viarsyslog", "user.notice")
     assert {r["ProcessName"] for r in rows} == {"viarsyslog"}
     assert {(r["Facility"], r["SeverityLevel"]) for r in rows} == {("user", "notice")}
     assert {r["Type"] for r in rows} == {"Syslog"}
 
 
-def forward_through_rsyslog(server, conf: Path, rsyslog_port: int, tag: str, priority: str) -> list[dict]:
-    """Runs rsyslogd with `conf`, sends it ten messages with `logger` over
-    UDP, and returns the ten `Syslog` rows they became."""
-    work = conf.parent
+def forward_through_rsyslog(
+    server, work: Path, target_port: int, tag: str, priority: str, global_extra: str = "", action_extra: str = ""
+) -> list[dict]:
+    """Runs rsyslogd, forwarding everything it gets over UDP to the agent's
+    `target_port` over TCP with octet counting (plus `global_extra` and
+    `action_extra` settings), sends it ten messages with `logger`, and
+    returns the ten `Syslog` rows they became."""
+    work.mkdir()
+    rsyslog_port = free_port()
+    conf = work / "rsyslog.conf"
+    conf.write_text(
+        f"""
+global(workDirectory="{work}" {global_extra})
+module(load="imudp")
+input(type="imudp" address="127.0.0.1" port="{rsyslog_port}")
+*.* action(type="omfwd" target="127.0.0.1" port="{target_port}" protocol="tcp" TCP_Framing="octet-counted"
+           {action_extra})
+"""
+    )
     proc = subprocess.Popen(
         ["rsyslogd", "-n", "-f", str(conf), "-i", str(work / "rsyslogd.pid")],
         stdout=subprocess.DEVNULL,
@@ -298,21 +295,16 @@ RSYSLOG_GTLS = Path("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so")
     reason="rsyslog with its GnuTLS driver (rsyslog-gnutls) and logger are not installed",
 )
 def test_rsyslog_forwards_over_tls(server, tls_agent, tmp_path):
-    rsyslog_port = free_port()
-    work = tmp_path / "rsyslog-tls"
-    work.mkdir()
-    conf = work / "rsyslog.conf"
-    conf.write_text(
-        f"""
-global(workDirectory="{work}" DefaultNetstreamDriverCAFile="{tls_agent['ca']}")
-module(load="imudp")
-input(type="imudp" address="127.0.0.1" port="{rsyslog_port}")
-*.* action(type="omfwd" target="127.0.0.1" port="{tls_agent['port']}" protocol="tcp"
-           TCP_Framing="octet-counted" StreamDriver="gtls" StreamDriverMode="1"
-           StreamDriverAuthMode="x509/name" StreamDriverPermittedPeers="localhost")
-"""
+    rows = forward_through_rsyslog(
+        server,
+        tmp_path / "rsyslog-tls",
+        tls_agent["port"],
+        "viatls",
+        "local3.err",
+        global_extra=f'DefaultNetstreamDriverCAFile="{tls_agent["ca"]}"',
+        action_extra='StreamDriver="gtls" StreamDriverMode="1" StreamDriverAuthMode="x509/name" '
+        'StreamDriverPermittedPeers="localhost"',
     )
-    rows = forward_through_rsyslog(server, conf, rsyslog_port, "viatls", "local3.err")
     assert {(r["ProcessName"], r["Facility"], r["SeverityLevel"]) for r in rows} == {("viatls", "local3", "err")}
 
 

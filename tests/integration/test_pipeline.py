@@ -19,7 +19,16 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import WatchpostServer, new_key, new_workspace_id, run_cli, unique_log_type, wait_until, watchpost_bin
+from conftest import (
+    WatchpostServer,
+    free_port,
+    new_key,
+    new_workspace_id,
+    run_cli,
+    unique_log_type,
+    wait_until,
+    watchpost_bin,
+)
 
 
 class FixedPortServer(WatchpostServer):
@@ -27,9 +36,7 @@ class FixedPortServer(WatchpostServer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.fixed_port = probe.getsockname()[1]
+        self.fixed_port = free_port()
 
     def command(self, workspace_flag: bool = True) -> list[str]:
         args = super().command(workspace_flag)
@@ -447,12 +454,6 @@ token = "secret-token"
     assert headers1["x-ms-client-request-id"] == headers2["x-ms-client-request-id"]
     assert rows1 == rows2 and len(rows2) == 1
     assert (rows2[0]["kind"], rows2[0]["n"]) == ("Web", 1) and "TimeGenerated" in rows2[0]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def http_config(path: Path, endpoint: str, server, log_type: str, port: int) -> None:

@@ -87,20 +87,9 @@ impl HttpSourceConfig {
             Some("lines") => BodyFormat::Lines,
             Some(other) => return Err(options.error(format!("format {other:?}: use json or lines"))),
         };
-        let secret = |options: &mut Options, key: &str| -> ConfigResult<Option<String>> {
-            let env_key = format!("{key}_env");
-            match (options.string(key)?, options.string(&env_key)?) {
-                (Some(value), None) => Ok(Some(value)),
-                (None, Some(var)) => std::env::var(&var)
-                    .map(Some)
-                    .map_err(|_| options.error(format!("{env_key}: environment variable {var} is not set"))),
-                (None, None) => Ok(None),
-                (Some(_), Some(_)) => Err(options.error(format!("give {key} or {env_key}, not both"))),
-            }
-        };
-        let token = secret(options, "token")?;
+        let token = options.secret("token")?;
         let username = options.string("username")?;
-        let password = secret(options, "password")?;
+        let password = options.secret("password")?;
         let auth = match (token, username, password) {
             (None, None, None) => None,
             (Some(token), None, None) if !token.is_empty() => Some(HttpAuth::Bearer(token)),
@@ -239,10 +228,10 @@ fn authorized(auth: &HttpAuth, headers: &HeaderMap) -> bool {
 }
 
 /// The body with any gzip undone, at most `max` bytes; or the refusal.
-fn content(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Vec<u8>, (StatusCode, String)> {
+fn content(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes, (StatusCode, String)> {
     let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
     match encoding.trim().to_ascii_lowercase().as_str() {
-        "identity" | "" => Ok(body.to_vec()),
+        "identity" | "" => Ok(body),
         "gzip" | "x-gzip" => {
             let mut out = Vec::new();
             match flate2::read::GzDecoder::new(&body[..]).take(max as u64 + 1).read_to_end(&mut out) {
@@ -250,7 +239,7 @@ fn content(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Vec<u8>, (Sta
                 Ok(n) if n > max => {
                     Err((StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {max} bytes once gunzipped")))
                 }
-                Ok(_) => Ok(out),
+                Ok(_) => Ok(Bytes::from(out)),
             }
         }
         other => Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Content-Encoding {other:?}: use gzip or none"))),

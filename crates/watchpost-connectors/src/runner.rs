@@ -155,11 +155,8 @@ pub fn run(
     }
     drop(net_sender);
     // A pipeline fed only by stdin (or a replay) ends with its input.
-    let finite_only = (!plan.stdins.is_empty() || plan.replay.is_some())
-        && plan.files.is_empty()
-        && plan.syslogs.is_empty()
-        && plan.https.is_empty()
-        && plan.execs.is_empty();
+    let finite = plan.stdins.len() + usize::from(plan.replay.is_some());
+    let finite_only = finite > 0 && finite == plan.source_count();
     let mut ended = false;
     let mut sources: Vec<FileSource> = plan
         .files

@@ -151,12 +151,9 @@ impl DataCollectorSink {
         let endpoint = options.string("endpoint")?.unwrap_or_else(|| "http://127.0.0.1:8080".to_string());
         let workspace_id =
             options.string("workspace_id")?.ok_or_else(|| options.error("option `workspace_id` is required"))?;
-        let key = match (options.string("workspace_key")?, options.string("workspace_key_env")?) {
-            (Some(key), _) => key,
-            (None, Some(var)) => std::env::var(&var)
-                .map_err(|_| options.error(format!("environment variable {var} (workspace_key_env) is not set")))?,
-            (None, None) => return Err(options.error("option `workspace_key` or `workspace_key_env` is required")),
-        };
+        let key = options
+            .secret("workspace_key")?
+            .ok_or_else(|| options.error("option `workspace_key` or `workspace_key_env` is required"))?;
         let key = SharedKey::new(&workspace_id, &key).map_err(|e| options.error(e))?;
         // Accepted for compatibility with the Logstash output plugin.
         for ignored in ["plugin_flush_interval", "key_names", "key_types", "id"] {
@@ -215,12 +212,8 @@ impl LogsIngestionSink {
     fn build(options: &mut Options) -> ConfigResult<LogsIngestionSink> {
         let endpoint = options.string("endpoint")?.ok_or_else(|| options.error("option `endpoint` is required"))?;
         let dcr_id = options.string("dcr_id")?.ok_or_else(|| options.error("option `dcr_id` is required"))?;
-        let token = match (options.string("token")?, options.string("token_env")?) {
-            (Some(token), _) => token,
-            (None, Some(var)) => std::env::var(&var)
-                .map_err(|_| options.error(format!("environment variable {var} (token_env) is not set")))?,
-            (None, None) => return Err(options.error("option `token` or `token_env` is required")),
-        };
+        let token =
+            options.secret("token")?.ok_or_else(|| options.error("option `token` or `token_env` is required"))?;
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(std::time::Duration::from_secs(10))
             .timeout(std::time::Duration::from_secs(120))

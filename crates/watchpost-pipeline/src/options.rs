@@ -64,6 +64,20 @@ impl Options {
         }
     }
 
+    /// A secret given as `key` itself or as the name of an environment
+    /// variable in `<key>_env` (so config files need not hold it); `key`
+    /// wins when both are given.
+    pub fn secret(&mut self, key: &str) -> ConfigResult<Option<String>> {
+        let env_key = format!("{key}_env");
+        match (self.string(key)?, self.string(&env_key)?) {
+            (Some(value), _) => Ok(Some(value)),
+            (None, Some(var)) => std::env::var(&var)
+                .map(Some)
+                .map_err(|_| self.error(format!("environment variable {var} ({env_key}) is not set"))),
+            (None, None) => Ok(None),
+        }
+    }
+
     pub fn bool(&mut self, key: &str, default: bool) -> ConfigResult<bool> {
         match self.take(key) {
             None => Ok(default),

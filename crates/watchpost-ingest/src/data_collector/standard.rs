@@ -125,13 +125,33 @@ fn row_columns(records: &[Map<String, Value>], schema: &TableSchema) -> Vec<(&'s
         columns.push((ITEM_ID, Arc::new(StringArray::from_iter_values(ids))));
     }
     if schema.column(BILLED_SIZE).is_some() {
-        let sizes = records.iter().map(|record| serde_json::to_vec(record).map_or(0.0, |text| text.len() as f64));
+        let sizes = records.iter().map(|record| compact_json_len(record) as f64);
         columns.push((BILLED_SIZE, Arc::new(Float64Array::from_iter_values(sizes))));
     }
     if schema.column(IS_BILLABLE).is_some() {
         columns.push((IS_BILLABLE, Arc::new(StringArray::from_iter_values(std::iter::repeat_n("true", n_rows)))));
     }
     columns
+}
+
+/// The length of `record` as compact JSON, counted as it is written
+/// rather than built.
+fn compact_json_len(record: &Map<String, Value>) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a map of JSON values to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, record);
+    count.0
 }
 
 /// The body's records: one JSON object or an array of objects.
