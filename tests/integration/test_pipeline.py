@@ -247,6 +247,69 @@ def test_kill_9_mid_stream_loses_and_repeats_nothing(tmp_path, server):
     assert_exactly_once(server, f"{log_type}_CL", 4000)
 
 
+KQL_TRANSFORMS = """
+[[transform]]
+type = "grok"
+match = { message = "^%{IPORHOST:clientip} %{WORD:verb} %{INT:seq:int}$" }
+
+[[transform]]
+type = "kql"
+query = '''source
+  | where seq % 10 != 3
+  | extend Bucket = bin(seq, 100), Ip = strcat('ip-', clientip)
+  | project-away clientip'''
+columns = { seq = "long", clientip = "string" }
+"""
+
+
+def test_kql_step_filters_and_extends_in_batches_and_survives_kill_9(tmp_path, server):
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    log_type = unique_log_type("Kql")
+    config = tmp_path / "p.toml"
+    write_config(config, server, log_dir, log_type, transforms=KQL_TRANSFORMS)
+    result = run_cli("pipeline", "validate", str(config))
+    assert result.returncode == 0, result.stderr
+    too_big = "9" * 20  # an INT grok keeps as text, and no long holds
+    lines = tmp_path / "in.txt"
+    lines.write_text(f"10.0.0.1 GET 7\n10.0.0.1 GET 13\n10.0.0.2 GET {too_big}\n")
+    result = run_cli("pipeline", "test", str(config), "--input", str(lines))
+    assert result.returncode == 0, result.stderr
+    first, second, third = result.stdout.splitlines()
+    event = json.loads(first.split(": ", 1)[1])
+    assert (event["seq"], event["Bucket"], event["Ip"], event["verb"]) == (7, 0, "ip-10.0.0.1", "GET")
+    assert "clientip" not in event
+    assert second == "2: dropped at transform[1] (kql): filtered out by the query"
+    assert third == f'3: dead letter at transform[1] (kql): the value of `seq` ("{too_big}") cannot be converted to long'
+
+    access = log_dir / "access.log"
+    pipeline = Pipeline(config, tmp_path / "pdata", tmp_path).start()
+    writer = threading.Thread(target=append, args=(access, 0, 3000, 0.01))
+    writer.start()
+    for _ in range(2):
+        time.sleep(0.8)
+        pipeline.stop(signal.SIGKILL)
+        pipeline.start()
+    writer.join()
+    with open(access, "a") as f:
+        f.write(f"10.0.0.9 GET {too_big}\n")
+    table = f"{log_type}_CL"
+    dead = f"WatchpostDeadLetter_CL | where RawEvent_s has '{too_big}' and RawEvent_s has '10.0.0.9'"
+    try:
+        wait_for_count(server, table, 2700)
+        wait_for_count(server, dead, 1)
+        time.sleep(1)
+    finally:
+        assert pipeline.stop() == 0, pipeline.log()
+    # Every line whose seq does not end in 3, exactly once, extended.
+    assert server.count(table) == 2700
+    assert server.count(f"{table} | distinct seq_d") == 2700
+    assert server.count(f"{table} | where toint(seq_d) % 10 == 3") == 0
+    assert server.count(f"{table} | where Bucket_d == seq_d - toint(seq_d) % 100 and Ip_s startswith 'ip-10.0.0.'") == 2700
+    assert server.count(f"{table} | getschema | where ColumnName startswith 'clientip'") == 0
+    assert server.count(dead) == 1
+
+
 def test_server_outage_is_buffered_to_disk(tmp_path, fixed_server):
     server = fixed_server
     log_dir = tmp_path / "logs"

@@ -77,7 +77,7 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         Some(path) => load(path)?,
         None => flags_config(&args)?,
     };
-    let pipeline = config.compile()?;
+    let pipeline = config.compile_with(Some(&crate::kql_step::EngineKql))?;
     let plan = runner::plan(&config)?;
     let options = RunOptions {
         data_dir: args.data_dir.clone(),

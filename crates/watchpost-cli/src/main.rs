@@ -7,6 +7,7 @@ mod config;
 mod dcr_cmd;
 mod function_cmd;
 mod kql_cmd;
+mod kql_step;
 mod metrics_endpoint;
 mod pipeline_cmd;
 mod query_cmd;

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::kql_step::EngineKql;
 use anyhow::Context;
 use chrono::Utc;
 use clap::{Args, Subcommand};
@@ -112,7 +113,7 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<PipelineConfig> {
 
 fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let config = load(&args.config)?;
-    let checked = config.compile().and_then(|_| runner::plan(&config));
+    let checked = config.compile_with(Some(&EngineKql)).and_then(|_| runner::plan(&config));
     match checked {
         Ok(plan) => {
             println!(
@@ -133,7 +134,7 @@ fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
 
 fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
     let config = load(&args.config)?;
-    let pipeline = match config.compile() {
+    let pipeline = match config.compile_with(Some(&EngineKql)) {
         Ok(pipeline) => pipeline,
         Err(err) => {
             eprintln!("{}: {err}", args.config.display());
@@ -147,25 +148,41 @@ fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
         Box::new(BufReader::new(file))
     };
     let mut stdout = std::io::stdout().lock();
-    for (index, line) in reader.lines().enumerate() {
-        let line = line.with_context(|| format!("reading {}", args.input.display()))?;
-        let line = line.strip_suffix('\r').unwrap_or(&line);
-        let number = index + 1;
-        match pipeline.process(Event::from_message(line, Utc::now())) {
-            Processed::Event(event) => writeln!(stdout, "{number}: {}", Json::Object(event.fields))?,
-            Processed::Dropped { step, reason } => writeln!(stdout, "{number}: dropped at {step}: {reason}")?,
-            Processed::DeadLetter { step, reason, .. } => {
-                writeln!(stdout, "{number}: dead letter at {step}: {reason}")?
+    // A batched pipeline (a `kql` step) sees the lines in chunks, as the
+    // runner gives them; the others one at a time.
+    let chunk = if pipeline.batched() { 4096 } else { 1 };
+    let mut events = Vec::with_capacity(chunk);
+    let mut number = 0;
+    let mut lines = reader.lines();
+    loop {
+        let line = lines.next().transpose().with_context(|| format!("reading {}", args.input.display()))?;
+        if let Some(line) = &line {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            events.push(Event::from_message(line, Utc::now()));
+        }
+        if events.len() < chunk && line.is_some() {
+            continue;
+        }
+        for processed in pipeline.process_batch(std::mem::take(&mut events)) {
+            number += 1;
+            match processed {
+                Processed::Event(event) => writeln!(stdout, "{number}: {}", Json::Object(event.fields))?,
+                Processed::Dropped { step, reason } => writeln!(stdout, "{number}: dropped at {step}: {reason}")?,
+                Processed::DeadLetter { step, reason, .. } => {
+                    writeln!(stdout, "{number}: dead letter at {step}: {reason}")?
+                }
             }
         }
+        if line.is_none() {
+            return Ok(ExitCode::SUCCESS);
+        }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn run_pipeline(args: RunArgs) -> anyhow::Result<ExitCode> {
     init_logging();
     let config = load(&args.config)?;
-    let pipeline = config.compile().with_context(|| format!("in {}", args.config.display()))?;
+    let pipeline = config.compile_with(Some(&EngineKql)).with_context(|| format!("in {}", args.config.display()))?;
     let plan = runner::plan(&config).with_context(|| format!("in {}", args.config.display()))?;
     let data_dir = args
         .data_dir
@@ -217,7 +234,7 @@ pub(crate) fn watch_signals(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
 fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     init_logging();
     let config = load(&args.config)?;
-    let pipeline = config.compile().with_context(|| format!("in {}", args.config.display()))?;
+    let pipeline = config.compile_with(Some(&EngineKql)).with_context(|| format!("in {}", args.config.display()))?;
     let mut plan = runner::plan(&config).with_context(|| format!("in {}", args.config.display()))?;
     let quote = |text: &str| format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"));
     let mut query = format!("WatchpostDeadLetter_CL | where Pipeline_s == {}", quote(&config.name));

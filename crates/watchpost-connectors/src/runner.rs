@@ -29,6 +29,10 @@ pub const SOURCE_TYPES: &[&str] = &["file", "syslog", "http", "stdin", "exec"];
 /// How long events an `http` client waits on may sit in memory.
 const ACK_FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 
+/// Most events collected before a batched pipeline (one with a `kql`
+/// step) runs them; fewer wait at most until the next flush.
+const TRANSFORM_BATCH: usize = 4096;
+
 /// Settings of a run that are not in the pipeline document.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -192,6 +196,7 @@ pub fn run(
         stats: stats.clone(),
         computer: options.computer.clone(),
         acks: Vec::new(),
+        pending: Vec::new(),
     };
     let mut records = Vec::new();
     let mut last_flush = Instant::now();
@@ -270,6 +275,8 @@ struct MainLoop<'a> {
     computer: String,
     /// Senders told once the events they sent are in the disk buffer.
     acks: Vec<Ack>,
+    /// Events (with their raw record) waiting for a batched pipeline.
+    pending: Vec<(String, Event)>,
 }
 
 impl MainLoop<'_> {
@@ -339,7 +346,31 @@ impl MainLoop<'_> {
     }
 
     fn handle_event(&mut self, raw: &str, event: Event) {
-        match self.pipeline.process(event) {
+        if self.pipeline.batched() {
+            self.pending.push((raw.to_string(), event));
+            if self.pending.len() >= TRANSFORM_BATCH {
+                self.process_pending();
+            }
+            return;
+        }
+        let processed = self.pipeline.process(event);
+        self.route(raw, processed);
+    }
+
+    /// Runs the collected events through a batched pipeline.
+    fn process_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let (raws, events): (Vec<String>, Vec<Event>) = std::mem::take(&mut self.pending).into_iter().unzip();
+        for (raw, processed) in raws.iter().zip(self.pipeline.process_batch(events)) {
+            self.route(raw, processed);
+        }
+    }
+
+    /// Sends a processed event to every sink's batcher (or counts it).
+    fn route(&mut self, raw: &str, processed: Processed) {
+        match processed {
             Processed::Event(event) => {
                 for index in 0..self.settings.len() {
                     let settings = &self.settings[index];
@@ -379,6 +410,9 @@ impl MainLoop<'_> {
 
     /// Writes every open batch and the source checkpoints as one segment.
     fn flush(&mut self, sources: &[FileSource]) -> std::io::Result<()> {
+        // Checkpoints below cover every record read, so all of them must
+        // be in the batches first.
+        self.process_pending();
         let mut batches = std::mem::take(&mut self.closed);
         for (sink, batcher) in self.batchers.iter_mut().enumerate() {
             for (table, body, rows) in batcher.drain() {

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -17,10 +18,10 @@ use watchpost_geo::GeoDb;
 use watchpost_kql_binder::bound::BoundTabular;
 use watchpost_kql_binder::TableCatalog;
 use watchpost_kql_syntax::ast::{
-    BinaryOp, Expr, ExprKind, FunctionBody, LetValue, ListOp, Literal, NamedExpr, OperatorKind, Query, Statement,
-    TabularExpr, TabularSource,
+    BinaryOp, Expr, ExprKind, FunctionBody, Ident, LetStmt, LetValue, ListOp, Literal, NamedExpr, OperatorKind, Query,
+    Statement, TabularExpr, TabularSource,
 };
-use watchpost_schema::TableSchema;
+use watchpost_schema::{KqlType, TableSchema};
 
 use crate::QueryError;
 
@@ -173,7 +174,16 @@ impl Transform {
     /// Parses, checks the transform subset and binds `text` with `source`
     /// having the `input` columns. Errors point into `text`.
     pub fn compile(text: &str, input: &TableSchema) -> Result<Transform, Vec<Diagnostic>> {
-        let (query, syntax_errors) = watchpost_kql_syntax::parse(text);
+        Transform::compile_tracked(text, input, None)
+    }
+
+    /// [`Transform::compile`], where `row` names a column of `input` that
+    /// every `project` keeps (it is appended to each one), so each output
+    /// row says which input row it came from. The pipeline's `kql` step
+    /// uses it to put the output back on its events; the column is the
+    /// caller's to remove from the output.
+    pub fn compile_tracked(text: &str, input: &TableSchema, row: Option<&str>) -> Result<Transform, Vec<Diagnostic>> {
+        let (mut query, syntax_errors) = watchpost_kql_syntax::parse(text);
         if !syntax_errors.is_empty() {
             return Err(syntax_errors);
         }
@@ -181,6 +191,9 @@ impl Transform {
         check_subset(&query, &mut diagnostics);
         if !diagnostics.is_empty() {
             return Err(diagnostics);
+        }
+        if let Some(row) = row {
+            keep_in_projects(&mut query, row);
         }
         let catalog = SourceCatalog { schema: input };
         let (bound, diagnostics) = watchpost_kql_binder::bind(&query, &catalog);
@@ -228,6 +241,39 @@ impl Transform {
         let frame = session.execute_logical_plan(plan).await?;
         Ok(frame.collect().await?)
     }
+}
+
+/// Appends the column `row` to every `project` of the query's tabular
+/// expressions, so the transform subset's only column-dropping operator
+/// other than `project-away` keeps it.
+fn keep_in_projects(query: &mut Query, row: &str) {
+    fn tabular(expr: &mut TabularExpr, row: &str) {
+        if let TabularSource::Parenthesized(inner) = &mut expr.source {
+            tabular(inner, row);
+        }
+        for operator in &mut expr.operators {
+            if let OperatorKind::Project(items) = &mut operator.kind {
+                let span = operator.span;
+                let name = Ident { name: row.to_string(), span };
+                let expr = Expr { kind: ExprKind::Name(name), span };
+                items.push(NamedExpr { name: None, tuple: Vec::new(), expr, span });
+            }
+        }
+    }
+    for statement in &mut query.statements {
+        match statement {
+            Statement::Let(LetStmt { value: LetValue::Tabular(value), .. }) => tabular(value, row),
+            Statement::Tabular(value) => tabular(value, row),
+            Statement::Let(_) => {}
+        }
+    }
+}
+
+/// A transform's output value at `row` as an event holds it: dynamic
+/// values parsed, datetimes and timespans as their Kusto text, null as
+/// `Null`.
+pub fn value_json(array: &ArrayRef, kql_type: KqlType, row: usize) -> serde_json::Value {
+    crate::udf::kernel::json_at(array, kql_type, row)
 }
 
 struct SourceCatalog<'a> {

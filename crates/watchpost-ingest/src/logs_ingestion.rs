@@ -19,7 +19,9 @@ mod decode;
 mod definition;
 mod error;
 
-pub use self::decode::{decode_stream, gunzip_limited, stamp_time_generated, DecodedStream, DroppedColumns};
+pub use self::decode::{
+    decode_stream, gunzip_limited, project_records, stamp_time_generated, DecodedStream, DroppedColumns, Unconvertible,
+};
 pub(crate) use self::decode::{json_records, parse_datetime, Builder as ColumnBuilder, RecordsError};
 pub use self::definition::{DataFlow, DcrDefinition, Destination, StreamDeclaration};
 pub use self::error::{codes, LogsIngestionError};

@@ -7,7 +7,7 @@ use toml::Value;
 
 use crate::event::{format_timestamp, Event};
 use crate::options::{ConfigError, ConfigResult};
-use crate::transform::{OnFailure, Processed, Transforms};
+use crate::transform::{KqlEngine, OnFailure, Processed, Transforms};
 
 /// The table dead letters go to (`WatchpostDeadLetter_CL`).
 pub const DEAD_LETTER_LOG_TYPE: &str = "WatchpostDeadLetter";
@@ -74,9 +74,15 @@ impl PipelineConfig {
         Ok(PipelineConfig { name, data_dir, sources, transforms, sinks, on_failure })
     }
 
-    /// Compiles the transforms.
+    /// Compiles the transforms; a `kql` step is a configuration error
+    /// (see [`PipelineConfig::compile_with`]).
     pub fn compile(&self) -> ConfigResult<Pipeline> {
-        let transforms = Transforms::compile(&self.transforms, "transform", self.on_failure)?;
+        self.compile_with(None)
+    }
+
+    /// Compiles the transforms, `kql` steps with `kql`.
+    pub fn compile_with(&self, kql: Option<&dyn KqlEngine>) -> ConfigResult<Pipeline> {
+        let transforms = Transforms::compile(&self.transforms, "transform", self.on_failure, kql)?;
         Ok(Pipeline { name: self.name.clone(), transforms })
     }
 }
@@ -90,6 +96,17 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn process(&self, event: Event) -> Processed {
         self.transforms.process(event)
+    }
+
+    /// Whether events should be collected and run through
+    /// [`Pipeline::process_batch`] (a `kql` step needs many at once).
+    pub fn batched(&self) -> bool {
+        self.transforms.batched()
+    }
+
+    /// One result per event, in order.
+    pub fn process_batch(&self, events: Vec<Event>) -> Vec<Processed> {
+        self.transforms.process_batch(events)
     }
 
     /// The dead-letter row for an event: the raw record, the pipeline, the

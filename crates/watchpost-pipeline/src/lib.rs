@@ -1,5 +1,5 @@
 //! The pipeline engine: the event model, conditions, transforms (grok,
-//! date, mutate, json, drop), multi-line record assembly, the event → row
+//! date, mutate, json, csv, kv, geoip, kql, drop), multi-line record assembly, the event → row
 //! mapping, batching and the `Sink` contract. No network or file I/O: the
 //! connectors crate reads sources and delivers batches.
 
@@ -17,7 +17,7 @@ pub use config::{Pipeline, PipelineConfig, DEAD_LETTER_LOG_TYPE};
 pub use event::{Event, FieldRef};
 pub use options::{ConfigError, ConfigResult, Options};
 pub use sink::{event_to_row, Batch, Batcher, Delivery, Sink, STANDARD_TIME_FIELD};
-pub use transform::{OnFailure, Processed, Transforms};
+pub use transform::{KqlEngine, KqlOutcome, KqlProgram, OnFailure, Processed, Transforms};
 
 #[cfg(test)]
 mod tests;

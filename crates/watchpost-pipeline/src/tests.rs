@@ -267,3 +267,170 @@ fn geoip_enriches_known_addresses_and_tags_the_rest() {
     assert!(f.get("src_geo").is_none() && f.get("tags").is_none());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A stand-in for the engine: `upper` upper-cases the first declared
+/// column into `Upper` and filters out values equal to "DROP"; it records
+/// the records each call saw.
+struct FakeKql {
+    calls: std::sync::Arc<std::sync::Mutex<Vec<Vec<String>>>>,
+}
+
+struct FakeProgram {
+    column: String,
+    calls: std::sync::Arc<std::sync::Mutex<Vec<Vec<String>>>>,
+}
+
+impl crate::KqlEngine for FakeKql {
+    fn compile(
+        &self,
+        query: &str,
+        columns: &[watchpost_schema::ColumnDef],
+    ) -> Result<Box<dyn crate::KqlProgram>, String> {
+        if query != "upper" {
+            return Err(format!("unknown query {query:?}"));
+        }
+        Ok(Box::new(FakeProgram { column: columns[0].name.clone(), calls: self.calls.clone() }))
+    }
+}
+
+impl crate::KqlProgram for FakeProgram {
+    fn run(&self, records: &[&serde_json::Map<String, Json>]) -> Result<Vec<crate::KqlOutcome>, String> {
+        let seen = records.iter().map(|r| r.get(&self.column).and_then(Json::as_str).unwrap_or("").to_string());
+        self.calls.lock().unwrap().push(seen.collect());
+        Ok(records
+            .iter()
+            .map(|record| match record.get(&self.column) {
+                Some(Json::String(text)) if text == "drop" => crate::KqlOutcome::Filtered,
+                Some(Json::String(text)) if text == "fail" => crate::KqlOutcome::Failed("cannot take fail".to_string()),
+                Some(Json::String(text)) => crate::KqlOutcome::Row(serde_json::Map::from_iter([(
+                    "Upper".to_string(),
+                    json!(text.to_uppercase()),
+                )])),
+                _ => crate::KqlOutcome::Failed(format!("no {}", self.column)),
+            })
+            .collect())
+    }
+}
+
+#[test]
+fn batches_give_what_events_one_by_one_give_and_each_step_sees_its_events_in_order() {
+    let config = r#"
+[[transform]]
+type = "grok"
+match = { message = "%{WORD:kind} %{WORD:word}" }
+on_failure = "tag"
+
+[[transform]]
+type = "if"
+condition = '[kind] == "k"'
+then = [{ type = "kql", query = "upper", columns = { word = "string" } }]
+else = [{ type = "mutate", add_field = { Upper = "other" } }]
+
+[[transform]]
+type = "kql"
+query = "upper"
+columns = { Upper = "string" }
+"#;
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let engine = FakeKql { calls: calls.clone() };
+    let pipeline = PipelineConfig::from_toml(config).unwrap().compile_with(Some(&engine)).unwrap();
+    assert!(pipeline.batched());
+    let lines = ["k one", "x two", "k drop", "k three", "bad", "k fail", "x four"];
+    let now = Utc::now();
+    let events = || lines.iter().map(|line| Event::from_message(line, now)).collect::<Vec<_>>();
+    let together = pipeline.process_batch(events());
+    let batch_calls = std::mem::take(&mut *calls.lock().unwrap());
+    let alone: Vec<Processed> = events().into_iter().map(|event| pipeline.process(event)).collect();
+    assert_eq!(together, alone);
+    // The arm's step saw the `k` events in input order; the last step saw
+    // every survivor, in input order, once.
+    assert_eq!(batch_calls, [vec!["one", "drop", "three", "fail"], vec!["ONE", "other", "THREE", "other", "other"]]);
+    let upper = |processed: &Processed| match processed {
+        Processed::Event(event) => event.fields["Upper"].as_str().unwrap().to_string(),
+        other => format!("{other:?}"),
+    };
+    assert_eq!(upper(&together[0]), "ONE");
+    assert_eq!(upper(&together[1]), "OTHER");
+    assert!(matches!(&together[2], Processed::Dropped { reason, .. } if reason == "filtered out by the query"));
+    // The grok failure was tagged and went on through the `else` arm.
+    let Processed::Event(bad) = &together[4] else { panic!("{:?}", together[4]) };
+    assert!(bad.has_tag("_grokparsefailure"));
+    assert_eq!(bad.fields["Upper"], "OTHER");
+    // The arm's step failed one event into a dead letter, tagged.
+    let Processed::DeadLetter { event, reason, step } = &together[5] else { panic!("{:?}", together[5]) };
+    assert_eq!(reason, "cannot take fail");
+    assert!(step.contains("then[0] (kql)"), "{step}");
+    assert!(event.has_tag("_kqlfailure"));
+    assert_eq!(upper(&together[6]), "OTHER");
+}
+
+/// A pattern that backtracks exponentially on a line that almost matches.
+const RUNAWAY: &str = "^(a|aa)+$";
+
+fn runaway_line() -> String {
+    format!("{}!", "a".repeat(60))
+}
+
+#[test]
+fn grok_a_runaway_match_is_stopped_and_tagged_as_a_timeout() {
+    for timeout in ["timeout_millis = 20", "timeout_millis = 0", ""] {
+        let config = format!(
+            "[[transform]]\ntype = \"grok\"\n{timeout}\nmatch = {{ message = {} }}\n",
+            json!([RUNAWAY, "^%{INT:n}$"])
+        );
+        match run(&config, &runaway_line()) {
+            Processed::DeadLetter { event, reason, .. } => {
+                // The second pattern is tried after the first gave up.
+                assert!(event.has_tag("_groktimeout"), "{timeout}: {:?}", event.fields);
+                assert!(!event.has_tag("_grokparsefailure"), "{timeout}");
+                assert!(reason.starts_with("grok timed out: a match "), "{timeout}: {reason}");
+            }
+            other => panic!("{timeout}: {other:?}"),
+        }
+        // A pattern after the one that gave up can still match.
+        let f = fields(run(&config.replace("^%{INT:n}$", "^%{WORD:w}!$"), &runaway_line()));
+        assert_eq!(f["w"], "a".repeat(60), "{timeout}");
+    }
+    let scoped = format!(
+        "[[transform]]\ntype = \"grok\"\ntimeout_scope = \"event\"\ntag_on_timeout = \"slow\"\nmatch = {{ message = {} }}\n",
+        json!([RUNAWAY])
+    );
+    let Processed::DeadLetter { event, .. } = run(&scoped, &runaway_line()) else { panic!() };
+    assert!(event.has_tag("slow"));
+}
+
+#[test]
+fn grok_a_match_too_deep_for_the_default_jit_stack_is_tried_again_with_a_larger_one() {
+    let config = "[[transform]]\ntype = \"grok\"\nmatch = { message = \"^(?<pairs>(x|y)*)$\" }\n";
+    // 2,000 characters overflow PCRE2's default 32 KiB JIT stack.
+    let f = fields(run(config, &"xy".repeat(1_000)));
+    assert_eq!(f["pairs"].as_str().map(str::len), Some(2_000));
+    // Too deep even for the larger stack: a timeout, saying why.
+    let Processed::DeadLetter { event, reason, .. } = run(config, &"xy".repeat(200_000)) else { panic!() };
+    assert!(event.has_tag("_groktimeout"));
+    assert!(reason.contains("PCRE2's limit"), "{reason}");
+}
+
+#[test]
+fn grok_patterns_are_expanded_with_errors_that_name_the_problem() {
+    let compile = |grok: &str| {
+        let config = format!("[[transform]]\ntype = \"grok\"\n{grok}\n");
+        PipelineConfig::from_toml(&config).unwrap().compile().err().map(|e| e.to_string())
+    };
+    let err = compile("match = { message = \"%{NOPE:x}\" }").unwrap();
+    assert!(err.contains("unknown pattern %{NOPE}"), "{err}");
+    let err = compile("match = { message = \"%{LOOP}\" }\npattern_definitions = { LOOP = \"a%{LOOP}\" }").unwrap();
+    assert!(err.contains("pattern %{LOOP} refers to itself"), "{err}");
+    let err = compile("match = { message = \"%{INT:n:hex}\" }").unwrap();
+    assert!(err.contains("unknown conversion `hex`"), "{err}");
+    let err = compile("match = { message = \"(%{INT:n}\" }").unwrap();
+    assert!(err.contains("is not a valid regex"), "{err}");
+    let err = compile("timeout_scope = \"line\"\nmatch = { message = \"%{INT:n}\" }").unwrap();
+    assert!(err.contains("timeout_scope"), "{err}");
+    // Unnamed references capture under their own name when asked to, and
+    // a `(?<name>...)` written in a pattern is a capture too.
+    let config =
+        "[[transform]]\ntype = \"grok\"\nnamed_captures_only = false\nmatch = { message = \"^%{INT} (?<rest>.*)$\" }\n";
+    let f = fields(run(config, "42 the rest"));
+    assert_eq!((f["INT"].clone(), f["rest"].clone()), (json!("42"), json!("the rest")));
+}

@@ -114,11 +114,7 @@ pub fn decode_stream(body: &[u8], columns: &[ColumnDef]) -> Result<DecodedStream
             }
         }
     }
-    let fields: Vec<_> = columns.iter().map(ColumnDef::arrow_field).collect();
-    let arrays: Vec<ArrayRef> = builders.into_iter().map(Builder::finish).collect();
-    let options = arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(records.len()));
-    let batch = RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &options)
-        .expect("builders match the declared fields");
+    let batch = finish_batch(columns, builders, records.len());
     let coercion_failures = columns
         .iter()
         .zip(failures)
@@ -126,6 +122,43 @@ pub fn decode_stream(body: &[u8], columns: &[ColumnDef]) -> Result<DecodedStream
         .map(|(column, count)| (column.name.clone(), count))
         .collect();
     Ok(DecodedStream { batch, dropped, coercion_failures })
+}
+
+fn finish_batch(columns: &[ColumnDef], builders: Vec<Builder>, rows: usize) -> RecordBatch {
+    let fields: Vec<_> = columns.iter().map(ColumnDef::arrow_field).collect();
+    let arrays: Vec<ArrayRef> = builders.into_iter().map(Builder::finish).collect();
+    let options = arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows));
+    RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &options)
+        .expect("builders match the declared fields")
+}
+
+/// A value [`project_records`] could not convert to its column's type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unconvertible {
+    pub row: usize,
+    pub column: usize,
+}
+
+/// Records already parsed (the pipeline's events) onto `columns`, as
+/// [`decode_stream`] converts a body's records: a missing value is null,
+/// names match exactly and then case-insensitively, and a value that
+/// cannot be converted is null and reported, so the caller decides what
+/// becomes of its record. Properties not declared are not read.
+pub fn project_records(records: &[&Map<String, Value>], columns: &[ColumnDef]) -> (RecordBatch, Vec<Unconvertible>) {
+    let mut builders: Vec<Builder> =
+        columns.iter().map(|column| Builder::new(column.kql_type, records.len())).collect();
+    let mut failures = Vec::new();
+    for (row, record) in records.iter().enumerate() {
+        for (column, (def, builder)) in columns.iter().zip(&mut builders).enumerate() {
+            let value = record.get(&def.name).or_else(|| {
+                record.iter().find(|(name, _)| name.eq_ignore_ascii_case(&def.name)).map(|(_, value)| value)
+            });
+            if !builder.push(value) {
+                failures.push(Unconvertible { row, column });
+            }
+        }
+    }
+    (finish_batch(columns, builders, records.len()), failures)
 }
 
 /// A column under construction. `push` returns false when a present value

@@ -81,7 +81,7 @@ impl Transform for CsvTransform {
             None => return StepResult::Continue,
         };
         if self.skip_header && record.iter().eq(self.columns.iter().map(String::as_str)) {
-            return StepResult::Drop;
+            return StepResult::Drop("the CSV header row (skip_header)".to_string());
         }
         for (index, value) in record.iter().enumerate() {
             let name = match self.columns.get(index) {

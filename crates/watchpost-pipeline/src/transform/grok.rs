@@ -1,19 +1,30 @@
-//! The `grok` transform: the `grok` crate's pattern expansion and bundled
-//! legacy pattern library, compiled with PCRE2 (grok spec 6), plus what the
-//! crate leaves to us: typed captures (`:int`, `:float`), nested field
-//! references, several patterns per field, `break_on_match`, `overwrite`,
-//! tags on failure and on timeout.
+//! The `grok` transform: the `grok` crate's bundled legacy pattern
+//! library and its pattern splitter, expanded here into one regex per
+//! pattern and matched with PCRE2 (grok spec 6), plus typed captures
+//! (`:int`, `:float`), nested field references, several patterns per
+//! field, `break_on_match`, `overwrite`, tags on failure and on timeout.
 //!
-//! Timeouts: the crate hides PCRE2's match context, so a runaway match is
-//! bounded by PCRE2's backtracking limit (10 million steps by default,
-//! a fraction of a second with the JIT); a match that fails after running
-//! longer than `timeout_millis` is tagged `_groktimeout` instead of
-//! `_grokparsefailure`.
+//! The expansion is ours, not the crate's, because the crate hides both
+//! the expanded regex and PCRE2's match errors: through it, a match that
+//! ran out of budget looks like no match at all.
+//!
+//! Timeouts: PCRE2 bounds a match by steps, not time, and a pattern may
+//! only lower the library's limit (10 million steps, tens of
+//! milliseconds with the JIT). So each expanded regex starts with
+//! `(*LIMIT_MATCH=n)`, n being `timeout_millis` times the steps per
+//! millisecond PCRE2 manages on a slow backtracking pattern on this
+//! machine (measured once per process): a runaway match stops at about
+//! the timeout, or at the library's limit if that comes first. A match
+//! that hits a limit, or returns after the timeout, is tagged
+//! `_groktimeout`; with `timeout_scope = "event"` the budget covers all
+//! the event's patterns together.
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use grok::Grok;
+use grok::parser::{grok_split, GrokComponent};
+use pcre2::bytes::{Regex, RegexBuilder};
 use serde_json::Value as Json;
 
 use crate::event::{Event, FieldRef};
@@ -27,15 +38,21 @@ pub(crate) struct GrokTransform {
     tag_on_failure: Vec<String>,
     tag_on_timeout: String,
     timeout: Option<Duration>,
+    /// The timeout covers all patterns of an event, not each one.
+    timeout_per_event: bool,
     keep_empty_captures: bool,
     target: Option<FieldRef>,
 }
 
 struct CompiledPattern {
     source: String,
-    pattern: grok::Pattern,
-    /// Capture alias → (field, conversion), resolved once.
-    captures: Vec<(String, FieldRef, Conversion)>,
+    regex: Regex,
+    /// The expanded text, and the same regex with a larger JIT stack, made
+    /// the first time a match needs it.
+    text: String,
+    deep: OnceLock<Result<Regex, String>>,
+    /// Capture group index → (field, conversion), resolved once.
+    captures: Vec<(usize, FieldRef, Conversion)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -45,9 +62,125 @@ enum Conversion {
     Float,
 }
 
-fn default_library() -> &'static Grok {
-    static LIBRARY: OnceLock<Grok> = OnceLock::new();
-    LIBRARY.get_or_init(Grok::with_default_patterns)
+/// Pattern name → definition: the bundled legacy set.
+fn default_library() -> &'static HashMap<String, String> {
+    static LIBRARY: OnceLock<HashMap<String, String>> = OnceLock::new();
+    LIBRARY.get_or_init(|| grok::patterns().iter().map(|(name, regex)| (name.to_string(), regex.to_string())).collect())
+}
+
+/// PCRE2 errors that mean the match ran out of budget.
+const LIMIT_ERRORS: [i32; 4] = [
+    pcre2_sys::PCRE2_ERROR_MATCHLIMIT,
+    pcre2_sys::PCRE2_ERROR_DEPTHLIMIT,
+    pcre2_sys::PCRE2_ERROR_HEAPLIMIT,
+    pcre2_sys::PCRE2_ERROR_JIT_STACKLIMIT,
+];
+
+/// The JIT stack of a pattern's second try, for a match that overflowed
+/// the default one (32 KiB). Not the first try's: the pcre2 crate makes a
+/// custom stack per match, which more than halved grok's throughput.
+const DEEP_JIT_STACK_BYTES: usize = 4 << 20;
+
+fn builder() -> RegexBuilder {
+    let mut builder = RegexBuilder::new();
+    builder.jit_if_available(true).utf(true);
+    builder
+}
+
+/// PCRE2 match steps per millisecond on a pattern that backtracks slowly
+/// (nested alternation), measured once: after a warm-up run, the median
+/// of three, less a margin (without it, runaway matches of this kind
+/// stopped at 1.13–1.19 times the timeout), so a limit made from it
+/// stops a runaway match by the timeout.
+fn steps_per_milli() -> f64 {
+    static RATE: OnceLock<f64> = OnceLock::new();
+    *RATE.get_or_init(|| {
+        const STEPS: u64 = 1_000_000;
+        const MARGIN: f64 = 0.85;
+        let regex =
+            builder().build(&format!("(*LIMIT_MATCH={STEPS})^(a|aa)+$")).expect("the calibration regex compiles");
+        let subject = format!("{}!", "a".repeat(60));
+        let mut millis: Vec<f64> = (0..4)
+            .map(|_| {
+                let started = Instant::now();
+                let _ = regex.is_match(subject.as_bytes());
+                (started.elapsed().as_secs_f64() * 1e3).max(1e-3)
+            })
+            .skip(1)
+            .collect();
+        millis.sort_by(f64::total_cmp);
+        STEPS as f64 / millis[1] * MARGIN
+    })
+}
+
+/// The inline limit for a timeout; none when the library's own limit (10
+/// million steps) comes first or there is no timeout.
+fn match_limit(timeout: Option<Duration>) -> Option<u64> {
+    let steps = timeout?.as_secs_f64() * 1e3 * steps_per_milli();
+    (steps < 10_000_000.0).then(|| steps.max(1_000.0) as u64)
+}
+
+/// A grok pattern expanded into a regex, and what its capture groups fill.
+struct Expansion {
+    regex: String,
+    /// Group name we chose → (field name as written, conversion as written).
+    groups: HashMap<String, (String, String)>,
+}
+
+/// Deepest nesting of pattern references.
+const MAX_DEPTH: usize = 64;
+
+fn expand(pattern: &str, library: &HashMap<String, String>, named_only: bool) -> Result<Expansion, String> {
+    let mut expansion = Expansion { regex: String::with_capacity(pattern.len() * 8), groups: HashMap::new() };
+    let mut active = Vec::new();
+    expand_into(pattern, library, named_only, &mut expansion, &mut active)?;
+    Ok(expansion)
+}
+
+fn expand_into<'a>(
+    pattern: &'a str,
+    library: &'a HashMap<String, String>,
+    named_only: bool,
+    out: &mut Expansion,
+    active: &mut Vec<&'a str>,
+) -> Result<(), String> {
+    for component in grok_split(pattern) {
+        match component {
+            GrokComponent::RegularExpression { string, .. } => out.regex.push_str(string),
+            GrokComponent::PatternError(err) => return Err(format!("cannot read {pattern:?}: {err:?}")),
+            GrokComponent::GrokPattern { name, alias, extract, definition, .. } => {
+                if !definition.is_empty() {
+                    return Err(format!(
+                        "%{{{name}=...}}: inline definitions are not supported; use pattern_definitions"
+                    ));
+                }
+                let Some(body) = library.get(name) else {
+                    return Err(format!("unknown pattern %{{{name}}}"));
+                };
+                if active.contains(&name) {
+                    return Err(format!("pattern %{{{name}}} refers to itself"));
+                }
+                if active.len() >= MAX_DEPTH {
+                    return Err(format!("patterns nest deeper than {MAX_DEPTH} levels"));
+                }
+                let field = if alias.is_empty() && !named_only { name } else { alias };
+                if field.is_empty() && extract.is_empty() {
+                    out.regex.push_str("(?:");
+                } else {
+                    let group = format!("_wp{}", out.groups.len());
+                    out.regex.push_str("(?<");
+                    out.regex.push_str(&group);
+                    out.regex.push('>');
+                    out.groups.insert(group, (field.to_string(), extract.to_string()));
+                }
+                active.push(name);
+                expand_into(body, library, named_only, out, active)?;
+                active.pop();
+                out.regex.push(')');
+            }
+        }
+    }
+    Ok(())
 }
 
 impl GrokTransform {
@@ -71,31 +204,31 @@ impl GrokTransform {
         let library = if definitions.is_empty() {
             None
         } else {
-            let mut grok = Grok::with_default_patterns();
-            for (name, regex) in &definitions {
-                grok.add_pattern(name.clone(), regex.clone());
-            }
-            Some(grok)
+            let mut library = default_library().clone();
+            library.extend(definitions);
+            Some(library)
         };
-        let grok = library.as_ref().unwrap_or_else(|| default_library());
+        let library = library.as_ref().unwrap_or_else(|| default_library());
+        let timeout_millis = options.u64("timeout_millis", 30_000)?;
+        let timeout = (timeout_millis > 0).then(|| Duration::from_millis(timeout_millis));
+        let timeout_per_event = match options.string("timeout_scope")?.as_deref() {
+            None | Some("pattern") => false,
+            Some("event") => true,
+            Some(_) => return Err(options.error("timeout_scope must be \"pattern\" or \"event\"")),
+        };
+        let limit = match_limit(timeout);
         let mut matches = Vec::new();
         for (field, patterns) in match_spec {
             let field = FieldRef::parse(&field).map_err(|e| options.error(e))?;
             let mut compiled = Vec::new();
             for source in patterns {
-                compiled.push(compile_pattern(grok, &source, named_only).map_err(|e| options.error(e))?);
+                compiled.push(compile_pattern(library, &source, named_only, limit).map_err(|e| options.error(e))?);
             }
             matches.push((field, compiled));
         }
         let overwrite = options.strings("overwrite")?;
         let overwrite =
             overwrite.iter().map(|f| FieldRef::parse(f)).collect::<Result<_, _>>().map_err(|e| options.error(e))?;
-        let timeout_millis = options.u64("timeout_millis", 30_000)?;
-        if let Some(scope) = options.string("timeout_scope")? {
-            if scope != "pattern" && scope != "event" {
-                return Err(options.error("timeout_scope must be \"pattern\" or \"event\""));
-            }
-        }
         let tag_on_failure = match options.take("tag_on_failure") {
             None => vec!["_grokparsefailure".to_string()],
             Some(value) => {
@@ -113,59 +246,96 @@ impl GrokTransform {
             overwrite,
             tag_on_failure,
             tag_on_timeout: options.string("tag_on_timeout")?.unwrap_or_else(|| "_groktimeout".to_string()),
-            timeout: (timeout_millis > 0).then(|| Duration::from_millis(timeout_millis)),
+            timeout,
+            timeout_per_event,
             keep_empty_captures: options.bool("keep_empty_captures", false)?,
             target,
         })
     }
 }
 
-fn compile_pattern(grok: &Grok, source: &str, named_only: bool) -> Result<CompiledPattern, String> {
-    let pattern = grok.compile(source, named_only).map_err(|e| format!("grok pattern {source:?}: {e}"))?;
+fn compile_pattern(
+    library: &HashMap<String, String>,
+    source: &str,
+    named_only: bool,
+    limit: Option<u64>,
+) -> Result<CompiledPattern, String> {
+    let expansion = expand(source, library, named_only).map_err(|e| format!("grok pattern {source:?}: {e}"))?;
+    let text = match limit {
+        Some(limit) => format!("(*LIMIT_MATCH={limit}){}", expansion.regex),
+        None => expansion.regex.clone(),
+    };
+    let regex = builder().build(&text).map_err(|e| format!("grok pattern {source:?} is not a valid regex: {e}"))?;
     let mut captures = Vec::new();
-    for alias in pattern.capture_names() {
-        let conversion = match pattern.get_extract(alias) {
-            None | Some("") => Conversion::None,
-            Some("int" | "integer" | "long") => Conversion::Int,
-            Some("float" | "double") => Conversion::Float,
-            Some(other) => return Err(format!("grok pattern {source:?}: unknown conversion `{other}` (int or float)")),
+    for (index, name) in regex.capture_names().iter().enumerate() {
+        let Some(name) = name else { continue };
+        // Our groups carry the field as written; a `(?<name>...)` written
+        // in a pattern fills the field of its name.
+        let (field, extract) =
+            expansion.groups.get(name).map_or((name.as_str(), ""), |(f, e)| (f.as_str(), e.as_str()));
+        let conversion = match extract {
+            "" => Conversion::None,
+            "int" | "integer" | "long" => Conversion::Int,
+            "float" | "double" => Conversion::Float,
+            other => return Err(format!("grok pattern {source:?}: unknown conversion `{other}` (int or float)")),
         };
-        // A repeated name comes back as `name[1]`; it fills the same field.
-        let base = alias.split_once("[").filter(|_| !alias.starts_with('[')).map_or(alias, |(b, _)| b);
-        let field = FieldRef::parse(base).map_err(|e| format!("grok pattern {source:?}: {e}"))?;
-        captures.push((alias.to_string(), field, conversion));
+        if field.is_empty() {
+            continue;
+        }
+        let field = FieldRef::parse(field).map_err(|e| format!("grok pattern {source:?}: {e}"))?;
+        captures.push((index, field, conversion));
     }
-    Ok(CompiledPattern { source: source.to_string(), pattern, captures })
+    Ok(CompiledPattern { source: source.to_string(), regex, text, deep: OnceLock::new(), captures })
 }
 
 impl Transform for GrokTransform {
     fn apply(&self, event: &mut Event) -> StepResult {
         let mut matched_any = false;
-        let mut timed_out = false;
+        let mut timed_out = None;
+        let mut error = None;
+        let event_started = Instant::now();
         'fields: for (field, patterns) in &self.matches {
             let Some(text) = event.get_text(field) else {
                 continue;
             };
             for compiled in patterns {
+                if self.timeout_per_event && self.timeout.is_some_and(|limit| event_started.elapsed() > limit) {
+                    timed_out = Some(self.over_time());
+                    break 'fields;
+                }
                 let started = Instant::now();
-                let Some(found) = compiled.pattern.match_against(&text) else {
-                    if self.timeout.is_some_and(|limit| started.elapsed() > limit) {
-                        timed_out = true;
+                let found = compiled.captures(&text);
+                let late = self.timeout.is_some_and(|limit| started.elapsed() > limit);
+                let captures = match found {
+                    Ok(Some(captures)) if !late => captures,
+                    Ok(Some(_)) | Ok(None) if late => {
+                        timed_out = Some(self.over_time());
+                        continue;
                     }
-                    continue;
+                    Ok(_) => continue,
+                    Err(err) if LIMIT_ERRORS.contains(&err.code()) => {
+                        timed_out = Some(format!("a match gave up at PCRE2's limit ({err})"));
+                        continue;
+                    }
+                    Err(err) => {
+                        error = Some(format!("grok pattern {:?}: {err}", compiled.source));
+                        continue;
+                    }
                 };
                 matched_any = true;
                 let mut values = Vec::new();
-                for (alias, target, conversion) in &compiled.captures {
-                    let Some(value) = found.get(alias) else {
+                for (index, target, conversion) in &compiled.captures {
+                    let Some(found) = captures.get(*index) else {
                         continue;
                     };
-                    if value.is_empty() && !self.keep_empty_captures {
+                    if found.as_bytes().is_empty() && !self.keep_empty_captures {
                         continue;
                     }
-                    values.push((target.clone(), convert(value, *conversion)));
+                    // UTF mode matches at character boundaries.
+                    let value = String::from_utf8_lossy(found.as_bytes());
+                    values.push((target.clone(), convert(&value, *conversion)));
                 }
-                drop(found);
+                drop(captures);
                 for (target, value) in values {
                     self.store(event, &target, value);
                 }
@@ -177,12 +347,15 @@ impl Transform for GrokTransform {
         if matched_any {
             return StepResult::Continue;
         }
-        if timed_out {
+        if let Some(why) = timed_out {
             event.add_tag(&self.tag_on_timeout);
-            return StepResult::Failed("grok timed out".to_string());
+            return StepResult::Failed(format!("grok timed out: {why}"));
         }
         for tag in &self.tag_on_failure {
             event.add_tag(tag);
+        }
+        if let Some(error) = error {
+            return StepResult::Failed(error);
         }
         let fields: Vec<String> = self.matches.iter().map(|(f, _)| f.to_string()).collect();
         let first = self.matches.first().and_then(|(_, p)| p.first()).map_or("", |p| p.source.as_str());
@@ -190,7 +363,30 @@ impl Transform for GrokTransform {
     }
 }
 
+impl CompiledPattern {
+    fn captures<'t>(&self, text: &'t str) -> Result<Option<pcre2::bytes::Captures<'t>>, pcre2::Error> {
+        match self.regex.captures(text.as_bytes()) {
+            Err(err) if err.code() == pcre2_sys::PCRE2_ERROR_JIT_STACKLIMIT => {
+                let deep = self.deep.get_or_init(|| {
+                    let mut builder = builder();
+                    builder.max_jit_stack_size(Some(DEEP_JIT_STACK_BYTES));
+                    builder.build(&self.text).map_err(|err| err.to_string())
+                });
+                match deep {
+                    Ok(deep) => deep.captures(text.as_bytes()),
+                    Err(_) => Err(err),
+                }
+            }
+            other => other,
+        }
+    }
+}
+
 impl GrokTransform {
+    fn over_time(&self) -> String {
+        format!("a match ran over {} ms", self.timeout.map_or(0, |t| t.as_millis()))
+    }
+
     fn store(&self, event: &mut Event, field: &FieldRef, value: Json) {
         let field = match &self.target {
             Some(target) => FieldRef { path: target.path.iter().chain(&field.path).cloned().collect() },
