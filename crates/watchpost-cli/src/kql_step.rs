@@ -24,8 +24,9 @@ pub(crate) struct EngineKql;
 
 impl KqlEngine for EngineKql {
     fn compile(&self, query: &str, columns: &[ColumnDef]) -> Result<Box<dyn KqlProgram>, String> {
-        if columns.iter().any(|column| column.name.eq_ignore_ascii_case(ROW_COLUMN)) {
-            return Err(format!("the column name {ROW_COLUMN} is reserved"));
+        let reserved = |text: &str| text.to_ascii_lowercase().contains(ROW_COLUMN);
+        if columns.iter().any(|column| reserved(&column.name)) || reserved(query) {
+            return Err(format!("the name {ROW_COLUMN} is reserved for the step's own use"));
         }
         let mut input = columns.to_vec();
         input.push(ColumnDef::new(ROW_COLUMN, KqlType::Long));
@@ -33,11 +34,15 @@ impl KqlEngine for EngineKql {
         let transform = Transform::compile_tracked(query, &input, Some(ROW_COLUMN))
             .map_err(|diagnostics| format!("in the query at {}", diagnostics[0].render(query)))?;
         let output = transform.output_schema();
-        let row_index = output.columns.iter().position(|column| column.name == ROW_COLUMN).ok_or_else(|| {
-            "the query must give rows of `source` and keep them whole: each output row goes back on the event \
-             it came from (`print`, `datatable` and `project-away` of every column are not possible here)"
-                .to_string()
-        })?;
+        let row_index = output
+            .columns
+            .iter()
+            .position(|column| column.name == ROW_COLUMN && column.kql_type == KqlType::Long)
+            .ok_or_else(|| {
+                "the query must give rows of `source`: each output row goes back on the event it came from \
+                 (`print` and `datatable` are not possible here, nor a `project-away` wildcard such as `*` or `_*`)"
+                    .to_string()
+            })?;
         let outputs = output
             .columns
             .iter()
@@ -89,18 +94,26 @@ impl KqlProgram for EngineProgram {
                 }
             }
         }
+        // The first value of a record that could not be converted names
+        // the failure; the row computed with the null goes with it.
         for failure in unconvertible.iter().rev() {
             let column = &self.columns[failure.column];
-            let value = records[failure.row]
-                .iter()
-                .find(|(name, _)| name.eq_ignore_ascii_case(&column.name))
-                .map_or_else(String::new, |(_, value)| value.to_string());
+            let record = records[failure.row];
+            let value = record
+                .get(&column.name)
+                .or_else(|| record.iter().find(|(name, _)| name.eq_ignore_ascii_case(&column.name)).map(|(_, v)| v))
+                .map_or_else(String::new, Json::to_string);
             let reason = format!(
                 "the value of `{}` ({value}) cannot be converted to {}",
                 column.name,
                 type_name(column.kql_type)
             );
-            outcomes[failure.row] = KqlOutcome::Failed(reason);
+            let row = match std::mem::replace(&mut outcomes[failure.row], KqlOutcome::Filtered) {
+                KqlOutcome::Row(row) => Some(row),
+                KqlOutcome::Failed { row, .. } => row,
+                KqlOutcome::Filtered => None,
+            };
+            outcomes[failure.row] = KqlOutcome::Failed { reason, row };
         }
         Ok(outcomes)
     }
@@ -203,6 +216,54 @@ columns = [{ name = "code", type = "string" }, { name = "count", type = "int" },
     }
 
     #[test]
+    fn with_on_failure_tag_a_failed_event_goes_on_as_a_dcr_would_store_it() {
+        let pipeline = pipeline(
+            r#"
+[[transform]]
+type = "kql"
+on_failure = "tag"
+query = "source | where isnull(n) or n > 1 | extend Twice = n * 2, Name = toupper(name)"
+columns = { n = "int", name = "string" }
+"#,
+        )
+        .unwrap();
+        let out = pipeline.process_batch(vec![
+            event(serde_json::json!({"n": "many", "name": "ann"})),
+            event(serde_json::json!({"n": 1, "name": "bob"})),
+        ]);
+        // The unconvertible `n` is null in the row; the event is tagged.
+        let Processed::Event(first) = &out[0] else { panic!("{:?}", out[0]) };
+        assert_eq!(first.fields["Name"], "ANN");
+        assert!(first.fields.get("n").is_none() && first.fields.get("Twice").is_none());
+        assert!(first.has_tag("_kqlfailure"));
+        assert!(matches!(&out[1], Processed::Dropped { .. }), "{:?}", out[1]);
+    }
+
+    #[test]
+    fn a_query_that_fails_at_run_time_fails_only_its_events() {
+        let pipeline = pipeline(
+            r#"
+[[transform]]
+type = "kql"
+query = "source | extend Share = 100 / n"
+columns = { n = "long" }
+"#,
+        )
+        .unwrap();
+        let events = [4, 0, 5, 10, 0, 20].map(|n| event(serde_json::json!({ "n": n })));
+        let out = pipeline.process_batch(events.to_vec());
+        let shares: Vec<String> = out
+            .iter()
+            .map(|processed| match processed {
+                Processed::Event(event) => event.fields["Share"].to_string(),
+                Processed::DeadLetter { reason, .. } => format!("failed: {}", reason.contains("the query failed")),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(shares, ["25", "failed: true", "20", "10", "failed: true", "5"]);
+    }
+
+    #[test]
     fn queries_are_checked_when_the_pipeline_is_compiled() {
         let step = |query: &str| {
             format!("[[transform]]\ntype = \"kql\"\nquery = '''{query}'''\ncolumns = {{ message = \"string\" }}\n")
@@ -213,6 +274,13 @@ columns = [{ name = "code", type = "string" }, { name = "count", type = "int" },
         assert!(err.contains("nope"), "{err}");
         let err = pipeline(&step("print x = 1")).err().unwrap();
         assert!(err.contains("rows of `source`"), "{err}");
+        let err = pipeline(&step("source | project-away *")).err().unwrap();
+        assert!(err.contains("rows of `source`"), "{err}");
+        let err = pipeline(&step("source | extend __watchpost_row = 0")).err().unwrap();
+        assert!(err.contains("reserved"), "{err}");
+        // The row column survives `let`, parentheses and `project-rename`.
+        let kept = "let s = source | project message; (s) | project-rename Text = message | project Text";
+        assert!(pipeline(&step(kept)).is_ok());
         let err = pipeline("[[transform]]\ntype = \"kql\"\nquery = \"source\"\n").err().unwrap();
         assert!(err.contains("`columns` is required"), "{err}");
         let err =

@@ -301,12 +301,14 @@ impl crate::KqlProgram for FakeProgram {
             .iter()
             .map(|record| match record.get(&self.column) {
                 Some(Json::String(text)) if text == "drop" => crate::KqlOutcome::Filtered,
-                Some(Json::String(text)) if text == "fail" => crate::KqlOutcome::Failed("cannot take fail".to_string()),
+                Some(Json::String(text)) if text == "fail" => {
+                    crate::KqlOutcome::Failed { reason: "cannot take fail".to_string(), row: None }
+                }
                 Some(Json::String(text)) => crate::KqlOutcome::Row(serde_json::Map::from_iter([(
                     "Upper".to_string(),
                     json!(text.to_uppercase()),
                 )])),
-                _ => crate::KqlOutcome::Failed(format!("no {}", self.column)),
+                _ => crate::KqlOutcome::Failed { reason: format!("no {}", self.column), row: None },
             })
             .collect())
     }
@@ -367,6 +369,10 @@ columns = { Upper = "string" }
 /// A pattern that backtracks exponentially on a line that almost matches.
 const RUNAWAY: &str = "^(a|aa)+$";
 
+fn config_for(pattern: &str) -> String {
+    format!("[[transform]]\ntype = \"grok\"\ntimeout_millis = 20\nmatch = {{ message = {} }}\n", json!(pattern))
+}
+
 fn runaway_line() -> String {
     format!("{}!", "a".repeat(60))
 }
@@ -391,6 +397,11 @@ fn grok_a_runaway_match_is_stopped_and_tagged_as_a_timeout() {
         let f = fields(run(&config.replace("^%{INT:n}$", "^%{WORD:w}!$"), &runaway_line()));
         assert_eq!(f["w"], "a".repeat(60), "{timeout}");
     }
+    // Unanchored, PCRE2 counts steps afresh at each start position; the
+    // runaway still ends as a timeout.
+    let unanchored = config_for("(a|aa)+$");
+    let Processed::DeadLetter { event, .. } = run(&unanchored, &runaway_line()) else { panic!() };
+    assert!(event.has_tag("_groktimeout"), "{:?}", event.fields);
     let scoped = format!(
         "[[transform]]\ntype = \"grok\"\ntimeout_scope = \"event\"\ntag_on_timeout = \"slow\"\nmatch = {{ message = {} }}\n",
         json!([RUNAWAY])
@@ -433,4 +444,9 @@ fn grok_patterns_are_expanded_with_errors_that_name_the_problem() {
         "[[transform]]\ntype = \"grok\"\nnamed_captures_only = false\nmatch = { message = \"^%{INT} (?<rest>.*)$\" }\n";
     let f = fields(run(config, "42 the rest"));
     assert_eq!((f["INT"].clone(), f["rest"].clone()), (json!("42"), json!("the rest")));
+    // An inline definition names a pattern for the rest of the pattern.
+    let config =
+        "[[transform]]\ntype = \"grok\"\nmatch = { message = \"^%{HEX2:first=[0-9a-f][0-9a-f]}-%{HEX2:second:int}$\" }\n";
+    let f = fields(run(config, "ab-12"));
+    assert_eq!((f["first"].clone(), f["second"].clone()), (json!("ab"), json!(12)));
 }

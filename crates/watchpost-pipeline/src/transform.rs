@@ -354,7 +354,7 @@ fn compile_node(mut table: toml::Table, location: &str, context: Context<'_>) ->
         "csv" => Box::new(csv::CsvTransform::compile(&mut options)?),
         "kv" => Box::new(kv::KvTransform::compile(&mut options)?),
         "geoip" => Box::new(geoip::GeoipTransform::compile(&mut options)?),
-        "kql" => Box::new(kql::KqlTransform::compile(&mut options, context.kql)?),
+        "kql" => Box::new(kql::KqlTransform::compile(&mut options, context.kql, on_failure)?),
         "drop" => {
             if options.take("percentage").is_some() {
                 return Err(options.error("option `percentage` is not supported"));

@@ -8,23 +8,30 @@
 //! the expanded regex and PCRE2's match errors: through it, a match that
 //! ran out of budget looks like no match at all.
 //!
-//! Timeouts: PCRE2 bounds a match by steps, not time, and a pattern may
-//! only lower the library's limit (10 million steps, tens of
-//! milliseconds with the JIT). So each expanded regex starts with
-//! `(*LIMIT_MATCH=n)`, n being `timeout_millis` times the steps per
-//! millisecond PCRE2 manages on a slow backtracking pattern on this
-//! machine (measured once per process): a runaway match stops at about
-//! the timeout, or at the library's limit if that comes first. A match
-//! that hits a limit, or returns after the timeout, is tagged
-//! `_groktimeout`; with `timeout_scope = "event"` the budget covers all
-//! the event's patterns together.
+//! Timeouts: PCRE2 bounds a match by steps, not time, and lets a pattern
+//! only lower the library's limit (10 million steps, tens of milliseconds
+//! with the JIT). So each regex starts with `(*LIMIT_MATCH=n)`, n being
+//! `timeout_millis` times the steps per millisecond PCRE2 manages on a slow
+//! backtracking pattern on this machine (measured once per process): a
+//! runaway match stops by the timeout, or at the library's limit if that
+//! comes first. PCRE2 counts afresh at each start position, so an
+//! unanchored pattern that is slow (under the limit) at every position of
+//! a long line can take longer; anchor patterns with `^`. A match that hits
+//! a limit, or returns after the deadline, is tagged `_groktimeout`; with
+//! `timeout_scope = "event"` the deadline covers all of the event's
+//! patterns (each match keeps its own step limit).
+//!
+//! Measured and not kept: splitting an unanchored search into one `\G`
+//! match per start position, with the clock checked between them, bounds
+//! it by the deadline but loses PCRE2's own search: a pattern PCRE2 fails
+//! in 0.3 ms took 400 ms, and lines failing a pattern cost 30–100 times more.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use grok::parser::{grok_split, GrokComponent};
-use pcre2::bytes::{Regex, RegexBuilder};
+use pcre2::bytes::{CaptureLocations, Regex, RegexBuilder};
 use serde_json::Value as Json;
 
 use crate::event::{Event, FieldRef};
@@ -46,13 +53,34 @@ pub(crate) struct GrokTransform {
 
 struct CompiledPattern {
     source: String,
-    regex: Regex,
-    /// The expanded text, and the same regex with a larger JIT stack, made
-    /// the first time a match needs it.
+    /// The expanded regex, without limits.
     text: String,
-    deep: OnceLock<Result<Regex, String>>,
+    /// Steps per start position the timeout allows (the library's limit
+    /// when lower or when there is no timeout).
+    limit: u64,
+    /// The regex with `limit`: what nearly every match uses.
+    regex: Regex,
+    /// Other forms, made the first time a line needs them.
+    variants: Mutex<HashMap<Variant, Arc<Regex>>>,
     /// Capture group index → (field, conversion), resolved once.
     captures: Vec<(usize, FieldRef, Conversion)>,
+}
+
+/// A form of a pattern's regex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Variant {
+    /// `(*LIMIT_MATCH=n)`.
+    limit: u64,
+    /// With a JIT stack for matches that overflow the default one.
+    deep: bool,
+}
+
+/// How a match ended, short of success.
+enum Miss {
+    NoMatch,
+    /// Out of budget; why.
+    Timeout(String),
+    Error(String),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -113,11 +141,12 @@ fn steps_per_milli() -> f64 {
     })
 }
 
-/// The inline limit for a timeout; none when the library's own limit (10
-/// million steps) comes first or there is no timeout.
-fn match_limit(timeout: Option<Duration>) -> Option<u64> {
-    let steps = timeout?.as_secs_f64() * 1e3 * steps_per_milli();
-    (steps < 10_000_000.0).then(|| steps.max(1_000.0) as u64)
+/// PCRE2's default match limit, which a pattern can only lower.
+const LIBRARY_LIMIT: u64 = 10_000_000;
+
+/// Match steps that fit in `budget`.
+fn budget_steps(budget: Duration) -> f64 {
+    budget.as_secs_f64() * 1e3 * steps_per_milli()
 }
 
 /// A grok pattern expanded into a regex, and what its capture groups fill.
@@ -132,17 +161,25 @@ const MAX_DEPTH: usize = 64;
 
 fn expand(pattern: &str, library: &HashMap<String, String>, named_only: bool) -> Result<Expansion, String> {
     let mut expansion = Expansion { regex: String::with_capacity(pattern.len() * 8), groups: HashMap::new() };
-    let mut active = Vec::new();
-    expand_into(pattern, library, named_only, &mut expansion, &mut active)?;
+    let mut scope = Scope { library, inline: HashMap::new(), active: Vec::new() };
+    expand_into(pattern, &mut scope, named_only, &mut expansion)?;
     Ok(expansion)
+}
+
+/// Pattern names in reach while expanding.
+struct Scope<'a> {
+    library: &'a HashMap<String, String>,
+    /// `%{NAME=regex}` definitions met so far; they win over the library.
+    inline: HashMap<&'a str, &'a str>,
+    /// The names being expanded, outermost first (to refuse cycles).
+    active: Vec<&'a str>,
 }
 
 fn expand_into<'a>(
     pattern: &'a str,
-    library: &'a HashMap<String, String>,
+    scope: &mut Scope<'a>,
     named_only: bool,
     out: &mut Expansion,
-    active: &mut Vec<&'a str>,
 ) -> Result<(), String> {
     for component in grok_split(pattern) {
         match component {
@@ -150,17 +187,20 @@ fn expand_into<'a>(
             GrokComponent::PatternError(err) => return Err(format!("cannot read {pattern:?}: {err:?}")),
             GrokComponent::GrokPattern { name, alias, extract, definition, .. } => {
                 if !definition.is_empty() {
-                    return Err(format!(
-                        "%{{{name}=...}}: inline definitions are not supported; use pattern_definitions"
-                    ));
+                    scope.inline.insert(name, definition);
                 }
-                let Some(body) = library.get(name) else {
-                    return Err(format!("unknown pattern %{{{name}}}"));
+                let body = match scope.inline.get(name) {
+                    Some(body) => *body,
+                    None => scope
+                        .library
+                        .get(name)
+                        .map(String::as_str)
+                        .ok_or_else(|| format!("unknown pattern %{{{name}}}"))?,
                 };
-                if active.contains(&name) {
+                if scope.active.contains(&name) {
                     return Err(format!("pattern %{{{name}}} refers to itself"));
                 }
-                if active.len() >= MAX_DEPTH {
+                if scope.active.len() >= MAX_DEPTH {
                     return Err(format!("patterns nest deeper than {MAX_DEPTH} levels"));
                 }
                 let field = if alias.is_empty() && !named_only { name } else { alias };
@@ -173,9 +213,9 @@ fn expand_into<'a>(
                     out.regex.push('>');
                     out.groups.insert(group, (field.to_string(), extract.to_string()));
                 }
-                active.push(name);
-                expand_into(body, library, named_only, out, active)?;
-                active.pop();
+                scope.active.push(name);
+                expand_into(body, scope, named_only, out)?;
+                scope.active.pop();
                 out.regex.push(')');
             }
         }
@@ -216,13 +256,12 @@ impl GrokTransform {
             Some("event") => true,
             Some(_) => return Err(options.error("timeout_scope must be \"pattern\" or \"event\"")),
         };
-        let limit = match_limit(timeout);
         let mut matches = Vec::new();
         for (field, patterns) in match_spec {
             let field = FieldRef::parse(&field).map_err(|e| options.error(e))?;
             let mut compiled = Vec::new();
             for source in patterns {
-                compiled.push(compile_pattern(library, &source, named_only, limit).map_err(|e| options.error(e))?);
+                compiled.push(compile_pattern(library, &source, named_only, timeout).map_err(|e| options.error(e))?);
             }
             matches.push((field, compiled));
         }
@@ -258,14 +297,13 @@ fn compile_pattern(
     library: &HashMap<String, String>,
     source: &str,
     named_only: bool,
-    limit: Option<u64>,
+    timeout: Option<Duration>,
 ) -> Result<CompiledPattern, String> {
     let expansion = expand(source, library, named_only).map_err(|e| format!("grok pattern {source:?}: {e}"))?;
-    let text = match limit {
-        Some(limit) => format!("(*LIMIT_MATCH={limit}){}", expansion.regex),
-        None => expansion.regex.clone(),
-    };
-    let regex = builder().build(&text).map_err(|e| format!("grok pattern {source:?} is not a valid regex: {e}"))?;
+    let text = expansion.regex;
+    let limit = timeout.map_or(LIBRARY_LIMIT, |t| (budget_steps(t) as u64).clamp(1_000, LIBRARY_LIMIT));
+    let regex = build(&text, Variant { limit, deep: false })
+        .map_err(|e| format!("grok pattern {source:?} is not a valid regex: {e}"))?;
     let mut captures = Vec::new();
     for (index, name) in regex.capture_names().iter().enumerate() {
         let Some(name) = name else { continue };
@@ -285,7 +323,30 @@ fn compile_pattern(
         let field = FieldRef::parse(field).map_err(|e| format!("grok pattern {source:?}: {e}"))?;
         captures.push((index, field, conversion));
     }
-    Ok(CompiledPattern { source: source.to_string(), regex, text, deep: OnceLock::new(), captures })
+    Ok(CompiledPattern {
+        source: source.to_string(),
+        text,
+        limit,
+        regex,
+        variants: Mutex::new(HashMap::new()),
+        captures,
+    })
+}
+
+/// Builds one form of an expanded regex. `(?J)` lets a name repeat, as
+/// Oniguruma does (a library pattern used twice brings its groups twice).
+fn build(text: &str, variant: Variant) -> Result<Regex, pcre2::Error> {
+    let mut full = String::with_capacity(text.len() + 40);
+    if variant.limit < LIBRARY_LIMIT {
+        full.push_str(&format!("(*LIMIT_MATCH={})", variant.limit));
+    }
+    full.push_str("(?J)");
+    full.push_str(text);
+    let mut builder = builder();
+    if variant.deep {
+        builder.max_jit_stack_size(Some(DEEP_JIT_STACK_BYTES));
+    }
+    builder.build(&full)
 }
 
 impl Transform for GrokTransform {
@@ -293,49 +354,42 @@ impl Transform for GrokTransform {
         let mut matched_any = false;
         let mut timed_out = None;
         let mut error = None;
-        let event_started = Instant::now();
+        let event_deadline = self.timeout.filter(|_| self.timeout_per_event).map(|t| (Instant::now() + t, t));
         'fields: for (field, patterns) in &self.matches {
             let Some(text) = event.get_text(field) else {
                 continue;
             };
             for compiled in patterns {
-                if self.timeout_per_event && self.timeout.is_some_and(|limit| event_started.elapsed() > limit) {
-                    timed_out = Some(self.over_time());
+                if event_deadline.is_some_and(|(at, _)| Instant::now() > at) {
+                    timed_out = Some("the event's patterns ran over their time".to_string());
                     break 'fields;
                 }
-                let started = Instant::now();
-                let found = compiled.captures(&text);
-                let late = self.timeout.is_some_and(|limit| started.elapsed() > limit);
-                let captures = match found {
-                    Ok(Some(captures)) if !late => captures,
-                    Ok(Some(_)) | Ok(None) if late => {
-                        timed_out = Some(self.over_time());
+                let deadline = event_deadline.or_else(|| self.timeout.map(|t| (Instant::now() + t, t)));
+                let locations = match compiled.search(&text, deadline) {
+                    Ok(locations) => locations,
+                    Err(Miss::NoMatch) => continue,
+                    Err(Miss::Timeout(why)) => {
+                        timed_out = Some(why);
                         continue;
                     }
-                    Ok(_) => continue,
-                    Err(err) if LIMIT_ERRORS.contains(&err.code()) => {
-                        timed_out = Some(format!("a match gave up at PCRE2's limit ({err})"));
-                        continue;
-                    }
-                    Err(err) => {
-                        error = Some(format!("grok pattern {:?}: {err}", compiled.source));
+                    Err(Miss::Error(why)) => {
+                        error = Some(format!("grok pattern {:?}: {why}", compiled.source));
                         continue;
                     }
                 };
                 matched_any = true;
                 let mut values = Vec::new();
                 for (index, target, conversion) in &compiled.captures {
-                    let Some(found) = captures.get(*index) else {
+                    let Some((start, end)) = locations.get(*index) else {
                         continue;
                     };
-                    if found.as_bytes().is_empty() && !self.keep_empty_captures {
+                    if start == end && !self.keep_empty_captures {
                         continue;
                     }
                     // UTF mode matches at character boundaries.
-                    let value = String::from_utf8_lossy(found.as_bytes());
+                    let value = String::from_utf8_lossy(&text.as_bytes()[start..end]);
                     values.push((target.clone(), convert(&value, *conversion)));
                 }
-                drop(captures);
                 for (target, value) in values {
                     self.store(event, &target, value);
                 }
@@ -364,29 +418,48 @@ impl Transform for GrokTransform {
 }
 
 impl CompiledPattern {
-    fn captures<'t>(&self, text: &'t str) -> Result<Option<pcre2::bytes::Captures<'t>>, pcre2::Error> {
-        match self.regex.captures(text.as_bytes()) {
-            Err(err) if err.code() == pcre2_sys::PCRE2_ERROR_JIT_STACKLIMIT => {
-                let deep = self.deep.get_or_init(|| {
-                    let mut builder = builder();
-                    builder.max_jit_stack_size(Some(DEEP_JIT_STACK_BYTES));
-                    builder.build(&self.text).map_err(|err| err.to_string())
-                });
-                match deep {
-                    Ok(deep) => deep.captures(text.as_bytes()),
-                    Err(_) => Err(err),
-                }
+    /// Matches `text`; one that returns after `deadline` timed out.
+    fn search(&self, text: &str, deadline: Option<(Instant, Duration)>) -> Result<CaptureLocations, Miss> {
+        let outcome = self.run(&self.regex, Variant { limit: self.limit, deep: false }, text);
+        match (outcome, deadline) {
+            (Ok(_) | Err(Miss::NoMatch), Some((at, budget))) if Instant::now() > at => {
+                Err(Miss::Timeout(format!("a match ran over {} ms", budget.as_millis())))
             }
-            other => other,
+            (outcome, _) => outcome,
         }
+    }
+
+    /// One match of one form; a JIT stack overflow is tried again with a
+    /// larger stack.
+    fn run(&self, regex: &Regex, variant: Variant, text: &str) -> Result<CaptureLocations, Miss> {
+        let mut locations = regex.capture_locations();
+        match regex.captures_read(&mut locations, text.as_bytes()) {
+            Ok(Some(_)) => Ok(locations),
+            Ok(None) => Err(Miss::NoMatch),
+            Err(err) if err.code() == pcre2_sys::PCRE2_ERROR_JIT_STACKLIMIT && !variant.deep => {
+                let deep = Variant { deep: true, ..variant };
+                let regex = self.form(deep).map_err(|err| Miss::Error(err.to_string()))?;
+                self.run(&regex, deep, text)
+            }
+            Err(err) if LIMIT_ERRORS.contains(&err.code()) => {
+                Err(Miss::Timeout(format!("a match gave up at PCRE2's limit ({err})")))
+            }
+            Err(err) => Err(Miss::Error(err.to_string())),
+        }
+    }
+
+    fn form(&self, variant: Variant) -> Result<Arc<Regex>, pcre2::Error> {
+        let mut forms = self.variants.lock().expect("grok forms lock");
+        if let Some(regex) = forms.get(&variant) {
+            return Ok(regex.clone());
+        }
+        let regex = Arc::new(build(&self.text, variant)?);
+        forms.insert(variant, regex.clone());
+        Ok(regex)
     }
 }
 
 impl GrokTransform {
-    fn over_time(&self) -> String {
-        format!("a match ran over {} ms", self.timeout.map_or(0, |t| t.as_millis()))
-    }
-
     fn store(&self, event: &mut Event, field: &FieldRef, value: Json) {
         let field = match &self.target {
             Some(target) => FieldRef { path: target.path.iter().chain(&field.path).cloned().collect() },

@@ -2,8 +2,9 @@
 //! `project`, `parse`, ...) over events, run by the same engine and with
 //! the same semantics as a data collection rule's transform.
 //!
-//! This crate does not link the KQL engine (the agent is built without
-//! DataFusion), so the program that runs the query is given to
+//! This crate does not link the KQL engine (connectors must build without
+//! DataFusion, target architecture), so the program that runs the query is
+//! given to
 //! [`crate::PipelineConfig::compile_with`] as a [`KqlEngine`]; the
 //! `watchpost` binary gives it one. Events reach the engine in batches
 //! (the runner collects them, [`crate::Pipeline::process_batch`]).
@@ -16,14 +17,18 @@
 //! `where` removes is dropped (counted, with the step as the reason); an
 //! event with a value its declared type cannot hold fails the step, so by
 //! default it becomes a dead letter rather than a row with a null in it
-//! (with `on_failure = "tag"` it goes on with the null, as in a DCR).
+//! (with `on_failure = "tag"` it is tagged and goes on as a DCR would
+//! have it: the query's row computed with the null, or dropped if the
+//! query filtered that row out). A query that fails at run time (an
+//! integer division by zero, say) fails only the events it fails on: the
+//! batch is split until they are found.
 
 use serde_json::{Map, Value as Json};
 use watchpost_schema::{ColumnDef, KqlType};
 
 use crate::event::Event;
 use crate::options::{ConfigResult, Options};
-use crate::transform::{StepResult, Transform};
+use crate::transform::{OnFailure, StepResult, Transform};
 
 /// Compiles `kql` steps: the binary's KQL engine.
 pub trait KqlEngine: Send + Sync {
@@ -46,8 +51,10 @@ pub enum KqlOutcome {
     Row(Map<String, Json>),
     /// A `where` removed it.
     Filtered,
-    /// It could not be read into the declared columns; the reason.
-    Failed(String),
+    /// It could not be read into the declared columns: why, and the row
+    /// the query gave with nulls for what could not be read (`None` if it
+    /// filtered that out).
+    Failed { reason: String, row: Option<Map<String, Json>> },
 }
 
 /// Stream declaration types (the Logs Ingestion API's seven).
@@ -65,10 +72,16 @@ pub(crate) struct KqlTransform {
     program: Box<dyn KqlProgram>,
     columns: Vec<ColumnDef>,
     tag_on_failure: Vec<String>,
+    /// `on_failure = "tag"`: a failed event goes on as the DCR would have it.
+    lenient: bool,
 }
 
 impl KqlTransform {
-    pub(crate) fn compile(options: &mut Options, engine: Option<&dyn KqlEngine>) -> ConfigResult<KqlTransform> {
+    pub(crate) fn compile(
+        options: &mut Options,
+        engine: Option<&dyn KqlEngine>,
+        on_failure: OnFailure,
+    ) -> ConfigResult<KqlTransform> {
         let query = options.string("query")?.ok_or_else(|| options.error("option `query` is required"))?;
         let columns = match options.take("columns") {
             None => {
@@ -89,33 +102,69 @@ impl KqlTransform {
             options.error("the kql transform needs the KQL engine, which this program was built without")
         })?;
         let program = engine.compile(&query, &columns).map_err(|e| options.error(e))?;
-        Ok(KqlTransform { program, columns, tag_on_failure })
+        Ok(KqlTransform { program, columns, tag_on_failure, lenient: on_failure == OnFailure::Tag })
     }
 
     fn finish(&self, event: &mut Event, outcome: KqlOutcome) -> StepResult {
         match outcome {
             KqlOutcome::Row(row) => {
-                for column in &self.columns {
-                    if event.fields.remove(&column.name).is_none() {
-                        let name = event.fields.keys().find(|name| name.eq_ignore_ascii_case(&column.name)).cloned();
-                        if let Some(name) = name {
-                            event.fields.remove(&name);
-                        }
-                    }
-                }
-                for (name, value) in row {
-                    if !value.is_null() {
-                        event.fields.insert(name, value);
-                    }
-                }
+                self.put_row(event, row);
                 StepResult::Continue
             }
             KqlOutcome::Filtered => StepResult::Drop("filtered out by the query".to_string()),
-            KqlOutcome::Failed(reason) => {
+            KqlOutcome::Failed { reason, row } => {
                 for tag in &self.tag_on_failure {
                     event.add_tag(tag);
                 }
-                StepResult::Failed(reason)
+                if !self.lenient {
+                    return StepResult::Failed(reason);
+                }
+                match row {
+                    Some(row) => {
+                        self.put_row(event, row);
+                        StepResult::Continue
+                    }
+                    None => StepResult::Drop(format!("filtered out by the query ({reason})")),
+                }
+            }
+        }
+    }
+
+    /// Takes the declared fields off the event and puts the row's columns on.
+    fn put_row(&self, event: &mut Event, row: Map<String, Json>) {
+        for column in &self.columns {
+            if event.fields.remove(&column.name).is_none() {
+                let name = event.fields.keys().find(|name| name.eq_ignore_ascii_case(&column.name)).cloned();
+                if let Some(name) = name {
+                    event.fields.remove(&name);
+                }
+            }
+        }
+        for (name, value) in row {
+            if value.is_null() {
+                event.fields.remove(&name);
+            } else {
+                event.fields.insert(name, value);
+            }
+        }
+    }
+
+    /// Runs `records`; when the query fails on a batch, halves it until
+    /// the failing records are alone, so the others go on.
+    fn run(&self, records: &[&Map<String, Json>]) -> Vec<KqlOutcome> {
+        let failed = |reason: &str| KqlOutcome::Failed { reason: reason.to_string(), row: None };
+        match self.program.run(records) {
+            Ok(outcomes) if outcomes.len() == records.len() => outcomes,
+            Ok(outcomes) => {
+                let reason = format!("the engine gave {} outcomes for {} events", outcomes.len(), records.len());
+                records.iter().map(|_| failed(&reason)).collect()
+            }
+            Err(reason) if records.len() <= 1 => records.iter().map(|_| failed(&reason)).collect(),
+            Err(_) => {
+                let (left, right) = records.split_at(records.len() / 2);
+                let mut outcomes = self.run(left);
+                outcomes.extend(self.run(right));
+                outcomes
             }
         }
     }
@@ -177,17 +226,8 @@ impl Transform for KqlTransform {
     fn apply_batch(&self, events: &mut [&mut Event]) -> Vec<StepResult> {
         let outcomes = {
             let records: Vec<&Map<String, Json>> = events.iter().map(|event| &event.fields).collect();
-            self.program.run(&records)
+            self.run(&records)
         };
-        match outcomes {
-            Ok(outcomes) => {
-                debug_assert_eq!(outcomes.len(), events.len());
-                events.iter_mut().zip(outcomes).map(|(event, outcome)| self.finish(event, outcome)).collect()
-            }
-            Err(reason) => events
-                .iter_mut()
-                .map(|event| self.finish(event, KqlOutcome::Failed(format!("the query failed: {reason}"))))
-                .collect(),
-        }
+        events.iter_mut().zip(outcomes).map(|(event, outcome)| self.finish(event, outcome)).collect()
     }
 }
