@@ -117,6 +117,17 @@ def append(path: Path, start: int, end: int, pause: float = 0.0):
                 time.sleep(pause)
 
 
+def append_while_killing(pipeline: Pipeline, path: Path, lines: int, rounds: int, every: float):
+    """Appends `lines` numbered lines while the pipeline is killed with SIGKILL and restarted `rounds` times."""
+    writer = threading.Thread(target=append, args=(path, 0, lines, 0.01))
+    writer.start()
+    for _ in range(rounds):
+        time.sleep(every)
+        pipeline.stop(signal.SIGKILL)
+        pipeline.start()
+    writer.join()
+
+
 def wait_for_count(server, kql: str, expected: int, timeout: float = 90):
     last = [None]
 
@@ -230,15 +241,8 @@ def test_kill_9_mid_stream_loses_and_repeats_nothing(tmp_path, server):
     log_type = unique_log_type("Kill")
     config = tmp_path / "p.toml"
     write_config(config, server, log_dir, log_type)
-    access = log_dir / "access.log"
     pipeline = Pipeline(config, tmp_path / "pdata", tmp_path).start()
-    writer = threading.Thread(target=append, args=(access, 0, 4000, 0.01))
-    writer.start()
-    for _ in range(3):
-        time.sleep(0.7)
-        pipeline.stop(signal.SIGKILL)
-        pipeline.start()
-    writer.join()
+    append_while_killing(pipeline, log_dir / "access.log", 4000, rounds=3, every=0.7)
     try:
         wait_for_count(server, f"{log_type}_CL", 4000)
         time.sleep(1)
@@ -284,13 +288,7 @@ def test_kql_step_filters_and_extends_in_batches_and_survives_kill_9(tmp_path, s
 
     access = log_dir / "access.log"
     pipeline = Pipeline(config, tmp_path / "pdata", tmp_path).start()
-    writer = threading.Thread(target=append, args=(access, 0, 3000, 0.01))
-    writer.start()
-    for _ in range(2):
-        time.sleep(0.8)
-        pipeline.stop(signal.SIGKILL)
-        pipeline.start()
-    writer.join()
+    append_while_killing(pipeline, access, 3000, rounds=2, every=0.8)
     with open(access, "a") as f:
         f.write(f"10.0.0.9 GET {too_big}\n")
     table = f"{log_type}_CL"
