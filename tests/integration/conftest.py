@@ -661,3 +661,24 @@ def pytest_runtest_makereport(item, call):
                 continue
             state = "running" if srv.running else f"exited {srv.proc.returncode}"
             report.sections.append((f"{srv.name} {srv.data_dir} ({state}) stderr tail", srv.stderr_tail(40)))
+
+
+class FixedPortServer(WatchpostServer):
+    """A server that comes back on the same port after a stop."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fixed_port = free_port()
+
+    def command(self, workspace_flag: bool = True) -> list[str]:
+        args = super().command(workspace_flag)
+        return [f"127.0.0.1:{self.fixed_port}" if a == "127.0.0.1:0" else a for a in args]
+
+
+@pytest.fixture
+def fixed_server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("wp-fixed")
+    server = FixedPortServer(base / "data", new_workspace_id(), new_key(), log_dir=base)
+    server.start()
+    yield server
+    server.kill()

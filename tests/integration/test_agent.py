@@ -350,3 +350,61 @@ def test_agent_kill_9_mid_stream_loses_and_repeats_nothing(server, tmp_path):
         proc.wait(30)
     assert count(server, f"{table}_CL") == 3000
     assert count(server, f"{table}_CL | distinct RawData__s") == 3000
+
+
+def test_agent_buffers_a_30_second_outage_to_disk(fixed_server, tmp_path):
+    """The server stopped for 30 s while the agent takes syslog messages and a
+    growing file: it keeps them in its disk buffer, and once the server is back
+    every one arrives exactly once."""
+    server = fixed_server
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    table = f"AgentOutage{time.time_ns() % 10**9}"
+    port = free_port()
+    command = [
+        str(watchpost_bin()), "agent", "--endpoint", server.url, "--workspace-id", server.workspace_id,
+        "--workspace-key", server.primary_key, "--syslog-listen", f"127.0.0.1:{port}",
+        "--file", f"{logs}/*.log={table}_CL", "--data-dir", str(tmp_path / "agent-data"),
+        "--heartbeat-interval-secs", "0", "--flush-interval-ms", "200",
+    ]
+    log = open(tmp_path / "agent.log", "ab")
+    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+    marker = f"outage{time.time_ns() % 10**9}"
+    try:
+        def listening() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+
+        wait_until(listening, 20, message="the agent's syslog port")
+        with open(logs / "app.log", "a") as f:
+            for i in range(200):
+                f.write(f"before {i}\n")
+        wait_until(lambda: count(server, f"{table}_CL") >= 200, 60, message="rows before the outage")
+        assert server.stop() == 0
+        down_at = time.monotonic()
+        with open(logs / "app.log", "a") as f:
+            for i in range(800):
+                f.write(f"during {i}\n")
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            for i in range(300):
+                sock.sendall(f"<13>1 2026-11-30T07:00:00Z host app - - - {marker} {i}\n".encode())
+        wait_until(lambda: list((tmp_path / "agent-data" / "buffer").glob("*.seg")), 20, message="segments on disk")
+        time.sleep(max(0.0, 30 - (time.monotonic() - down_at)))
+        assert proc.poll() is None, "the agent died while the server was down"
+        server.start()
+        wait_until(lambda: count(server, f"{table}_CL") >= 1000, 90, message="file rows after the outage")
+        syslog = f"Syslog | where SyslogMessage has '{marker}'"
+        wait_until(lambda: count(server, syslog) >= 300, 90, message="syslog rows after the outage")
+        time.sleep(1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        log.close()
+    assert count(server, f"{table}_CL") == 1000
+    assert count(server, f"{table}_CL | distinct RawData__s") == 1000
+    assert count(server, syslog) == 300
+    assert count(server, f"{syslog} | distinct SyslogMessage") == 300
+    assert "BatchRetrying" in (tmp_path / "agent.log").read_text()
