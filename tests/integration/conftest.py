@@ -611,14 +611,18 @@ def make_server(tmp_path_factory):
         server.kill()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """One server per test module (tests use unique Log-Types to stay apart)."""
-    base = tmp_path_factory.mktemp("wp-module")
-    srv = WatchpostServer(base / "data", new_workspace_id(), new_key(), log_dir=base)
+def _serve(tmp_path_factory, name: str, kind: type):
+    base = tmp_path_factory.mktemp(name)
+    srv = kind(base / "data", new_workspace_id(), new_key(), log_dir=base)
     srv.start()
     yield srv
     srv.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One server per test module (tests use unique Log-Types to stay apart)."""
+    yield from _serve(tmp_path_factory, "wp-module", WatchpostServer)
 
 
 # ---------------------------------------------------------------------------
@@ -677,8 +681,5 @@ class FixedPortServer(WatchpostServer):
 
 @pytest.fixture
 def fixed_server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("wp-fixed")
-    server = FixedPortServer(base / "data", new_workspace_id(), new_key(), log_dir=base)
-    server.start()
-    yield server
-    server.kill()
+    """A server of its own for one test, which may stop and restart it."""
+    yield from _serve(tmp_path_factory, "wp-fixed", FixedPortServer)

@@ -25,41 +25,45 @@ import requests
 from conftest import free_port, wait_until, watchpost_bin
 
 
+def agent_command(server, data_dir: Path, *extra: str, heartbeat: str = "0") -> list[str]:
+    """`watchpost agent` with flags, sending to `server`, flushing every 200 ms."""
+    return [
+        str(watchpost_bin()), "agent", "--endpoint", server.url, "--workspace-id", server.workspace_id,
+        "--workspace-key", server.primary_key, "--data-dir", str(data_dir), "--heartbeat-interval-secs", heartbeat,
+        "--flush-interval-ms", "200", *extra,
+    ]
+
+
+def start_agent(command: list[str], stderr_path: Path, listening: bool = True) -> subprocess.Popen:
+    """Starts the agent, its stderr appended to `stderr_path`; with `listening`,
+    waits until its syslog listener is up."""
+    with open(stderr_path, "ab") as stderr:
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
+    if listening:
+        wait_until(lambda: "SyslogListening" in stderr_path.read_text(), 30, message="the agent listening")
+    return proc
+
+
+def stop_agent(proc: subprocess.Popen) -> None:
+    """SIGTERM, which flushes and drains, unless it already exited."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
 @pytest.fixture
 def agent(server, tmp_path):
     port, metrics_port = free_port(), free_port()
     logs = tmp_path / "logs"
     logs.mkdir()
     stderr_path = tmp_path / "agent.stderr.log"
-    command = [
-        str(watchpost_bin()),
-        "agent",
-        "--endpoint",
-        server.url,
-        "--workspace-id",
-        server.workspace_id,
-        "--workspace-key",
-        server.primary_key,
-        "--syslog-listen",
-        f"127.0.0.1:{port}",
-        "--file",
-        f"{logs}/*.log=AgentApp_CL",
-        "--data-dir",
-        str(tmp_path / "agent-data"),
-        "--heartbeat-interval-secs",
-        "1",
-        "--flush-interval-ms",
-        "200",
-        "--metrics-listen",
-        f"127.0.0.1:{metrics_port}",
-    ]
-    with open(stderr_path, "wb") as stderr:
-        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
-    wait_until(lambda: "SyslogListening" in stderr_path.read_text(), 30, message="the agent listening")
+    command = agent_command(
+        server, tmp_path / "agent-data", "--syslog-listen", f"127.0.0.1:{port}", "--file", f"{logs}/*.log=AgentApp_CL",
+        "--metrics-listen", f"127.0.0.1:{metrics_port}", heartbeat="1",
+    )
+    proc = start_agent(command, stderr_path)
     yield {"port": port, "metrics": f"http://127.0.0.1:{metrics_port}/metrics", "logs": logs, "proc": proc, "stderr": stderr_path}
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+    stop_agent(proc)
 
 
 def count(server, kql: str) -> int:
@@ -216,8 +220,7 @@ input(type="imudp" address="127.0.0.1" port="{rsyslog_port}")
         assert {r["SyslogMessage"] for r in rows} == {f"{marker} {i}" for i in range(10)}
         return rows
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        stop_agent(proc)
 
 
 def make_tls_files(work: Path) -> dict:
@@ -246,19 +249,13 @@ def tls_agent(server, tmp_path):
     files = make_tls_files(work)
     port = free_port()
     stderr_path = tmp_path / "tls-agent.stderr.log"
-    command = [
-        str(watchpost_bin()), "agent", "--endpoint", server.url, "--workspace-id", server.workspace_id,
-        "--workspace-key", server.primary_key, "--syslog-tls-listen", f"127.0.0.1:{port}",
+    command = agent_command(
+        server, tmp_path / "tls-agent-data", "--syslog-tls-listen", f"127.0.0.1:{port}",
         "--tls-cert-file", str(files["cert"]), "--tls-key-file", str(files["key"]),
-        "--data-dir", str(tmp_path / "tls-agent-data"), "--heartbeat-interval-secs", "0", "--flush-interval-ms", "200",
-    ]
-    with open(stderr_path, "wb") as stderr:
-        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
-    wait_until(lambda: "SyslogListening" in stderr_path.read_text(), 30, message="the TLS listener")
+    )
+    proc = start_agent(command, stderr_path)
     yield {"port": port, "ca": files["ca"], "work": work, "stderr": stderr_path}
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+    stop_agent(proc)
 
 
 def test_syslog_over_tls_from_python_ssl(server, tls_agent):
@@ -315,15 +312,10 @@ def test_agent_kill_9_mid_stream_loses_and_repeats_nothing(server, tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()
     table = f"AgentKill{time.time_ns() % 10**9}"
-    command = [
-        str(watchpost_bin()), "agent", "--endpoint", server.url, "--workspace-id", server.workspace_id,
-        "--workspace-key", server.primary_key, "--file", f"{logs}/*.log={table}_CL",
-        "--data-dir", str(tmp_path / "agent-data"), "--heartbeat-interval-secs", "0", "--flush-interval-ms", "200",
-    ]
+    command = agent_command(server, tmp_path / "agent-data", "--file", f"{logs}/*.log={table}_CL")
 
     def start():
-        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=open(tmp_path / "agent.log", "ab"))
+        return start_agent(command, tmp_path / "agent.log", listening=False)
 
     def write():
         with open(logs / "app.log", "a") as f:
@@ -346,8 +338,7 @@ def test_agent_kill_9_mid_stream_loses_and_repeats_nothing(server, tmp_path):
         wait_until(lambda: count(server, f"{table}_CL") >= 3000, 90, message="3000 rows")
         time.sleep(1)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        stop_agent(proc)
     assert count(server, f"{table}_CL") == 3000
     assert count(server, f"{table}_CL | distinct RawData__s") == 3000
 
@@ -361,24 +352,12 @@ def test_agent_buffers_a_30_second_outage_to_disk(fixed_server, tmp_path):
     logs.mkdir()
     table = f"AgentOutage{time.time_ns() % 10**9}"
     port = free_port()
-    command = [
-        str(watchpost_bin()), "agent", "--endpoint", server.url, "--workspace-id", server.workspace_id,
-        "--workspace-key", server.primary_key, "--syslog-listen", f"127.0.0.1:{port}",
-        "--file", f"{logs}/*.log={table}_CL", "--data-dir", str(tmp_path / "agent-data"),
-        "--heartbeat-interval-secs", "0", "--flush-interval-ms", "200",
-    ]
-    log = open(tmp_path / "agent.log", "ab")
-    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+    command = agent_command(
+        server, tmp_path / "agent-data", "--syslog-listen", f"127.0.0.1:{port}", "--file", f"{logs}/*.log={table}_CL"
+    )
+    proc = start_agent(command, tmp_path / "agent.log")
     marker = f"outage{time.time_ns() % 10**9}"
     try:
-        def listening() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return True
-            except OSError:
-                return False
-
-        wait_until(listening, 20, message="the agent's syslog port")
         with open(logs / "app.log", "a") as f:
             for i in range(200):
                 f.write(f"before {i}\n")
@@ -400,9 +379,7 @@ def test_agent_buffers_a_30_second_outage_to_disk(fixed_server, tmp_path):
         wait_until(lambda: count(server, syslog) >= 300, 90, message="syslog rows after the outage")
         time.sleep(1)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
-        log.close()
+        stop_agent(proc)
     assert count(server, f"{table}_CL") == 1000
     assert count(server, f"{table}_CL | distinct RawData__s") == 1000
     assert count(server, syslog) == 300

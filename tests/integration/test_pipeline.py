@@ -54,6 +54,13 @@ class Pipeline:
     def log(self) -> str:
         return "".join((self.log_dir / f"pipeline-{i}.stderr.log").read_text() for i in range(1, self.runs + 1))
 
+    def __enter__(self) -> "Pipeline":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        """A pipeline used in `with` must stop cleanly on SIGTERM, whatever happened in the block."""
+        assert self.stop() == 0, self.log()
+
 
 def write_config(path: Path, server, log_dir: Path, log_type: str, extra_source: str = "", transforms: str | None = None):
     if transforms is None:
@@ -155,8 +162,7 @@ def test_rotation_dead_letters_and_multiline(tmp_path, server):
     write_config(config, server, log_dir, log_type)
     access = log_dir / "access.log"
     append(access, 0, 100)
-    pipeline = Pipeline(config, tmp_path / "pdata", tmp_path).start()
-    try:
+    with Pipeline(config, tmp_path / "pdata", tmp_path).start() as pipeline:
         append(access, 100, 300, pause=0.01)
         wait_for_count(server, f"{log_type}_CL", 300)
         # Rename rotation while a writer still holds the old file.
@@ -176,8 +182,6 @@ def test_rotation_dead_letters_and_multiline(tmp_path, server):
                 f.write(f"!! garbage line {i}\n")
         wait_for_count(server, f"{log_type}_CL", 1000)
         wait_for_count(server, "WatchpostDeadLetter_CL", 5)
-    finally:
-        assert pipeline.stop() == 0, pipeline.log()
     assert_exactly_once(server, f"{log_type}_CL", 1000)
     dead = server.query("WatchpostDeadLetter_CL | sort by RawEvent_s asc").dicts()
     assert [d["RawEvent_s"] for d in dead] == [f"!! garbage line {i}" for i in range(5)]
@@ -201,11 +205,8 @@ def test_java_stack_traces_stay_one_record(tmp_path, server):
             f.write(f"2024-10-29 18:28:{i:02d} ERROR request {i} failed\n")
             f.write("java.lang.IllegalStateException: boom\n\tat com.example.A.b(A.java:10)\n")
             f.write("Caused by: java.io.IOException: disk\n\t... 3 more\n")
-    pipeline = Pipeline(config, tmp_path / "pdata", tmp_path).start()
-    try:
+    with Pipeline(config, tmp_path / "pdata", tmp_path).start() as pipeline:
         wait_for_count(server, f"{log_type}_CL", 20)
-    finally:
-        assert pipeline.stop() == 0, pipeline.log()
     rows = server.query(f"{log_type}_CL | project message_s").dicts()
     assert len(rows) == 20
     assert all(r["message_s"].count("\n") == 4 and "\tat com.example.A.b" in r["message_s"] for r in rows)
@@ -219,11 +220,9 @@ def test_kill_9_mid_stream_loses_and_repeats_nothing(tmp_path, server):
     write_config(config, server, log_dir, log_type)
     pipeline = Pipeline(config, tmp_path / "pdata", tmp_path).start()
     append_while_killing(pipeline, log_dir / "access.log", 4000, rounds=3, every=0.7)
-    try:
+    with pipeline:
         wait_for_count(server, f"{log_type}_CL", 4000)
         time.sleep(1)
-    finally:
-        assert pipeline.stop() == 0, pipeline.log()
     assert_exactly_once(server, f"{log_type}_CL", 4000)
 
 
@@ -269,12 +268,10 @@ def test_kql_step_filters_and_extends_in_batches_and_survives_kill_9(tmp_path, s
         f.write(f"10.0.0.9 GET {too_big}\n")
     table = f"{log_type}_CL"
     dead = f"WatchpostDeadLetter_CL | where RawEvent_s has '{too_big}' and RawEvent_s has '10.0.0.9'"
-    try:
+    with pipeline:
         wait_for_count(server, table, 2700)
         wait_for_count(server, dead, 1)
         time.sleep(1)
-    finally:
-        assert pipeline.stop() == 0, pipeline.log()
     # Every line whose seq does not end in 3, exactly once, extended.
     assert server.count(table) == 2700
     assert server.count(f"{table} | distinct seq_d") == 2700
@@ -293,8 +290,7 @@ def test_server_outage_is_buffered_to_disk(tmp_path, fixed_server):
     write_config(config, server, log_dir, log_type)
     access = log_dir / "access.log"
     append(access, 0, 500)
-    pipeline = Pipeline(config, tmp_path / "pdata", tmp_path).start()
-    try:
+    with Pipeline(config, tmp_path / "pdata", tmp_path).start() as pipeline:
         wait_for_count(server, f"{log_type}_CL", 500)
         assert server.stop() == 0
         down_at = time.monotonic()
@@ -305,8 +301,6 @@ def test_server_outage_is_buffered_to_disk(tmp_path, fixed_server):
         server.start()
         wait_for_count(server, f"{log_type}_CL", 1500)
         time.sleep(1)
-    finally:
-        assert pipeline.stop() == 0, pipeline.log()
     assert_exactly_once(server, f"{log_type}_CL", 1500)
     assert "BatchRetrying" in pipeline.log()
 
@@ -334,12 +328,9 @@ output {{
     result = run_cli("pipeline", "validate", str(conf))
     assert result.returncode == 0, result.stderr
     (log_dir / "a.log").write_text("10.0.0.1 get 1\n10.0.0.1 HEAD 2\n10.0.0.1 put 3\n")
-    pipeline = Pipeline(conf, tmp_path / "pdata", tmp_path).start()
-    try:
+    with Pipeline(conf, tmp_path / "pdata", tmp_path).start() as pipeline:
         wait_for_count(server, f"{log_type}_CL", 2)
         time.sleep(0.5)
-    finally:
-        assert pipeline.stop() == 0, pipeline.log()
     rows = server.query(f"{log_type}_CL | sort by seq_d asc").dicts()
     assert [(r["verb_s"], r["seq_d"]) for r in rows] == [("GET", 1), ("PUT", 3)]
     assert json.loads(rows[0]["tags_s"]) == ["seen"]
@@ -418,12 +409,9 @@ workspace_key = "{server.primary_key}"
 log_type = "{log_type}"
 """
     )
-    pipeline = Pipeline(config, tmp_path / "pdata", tmp_path).start()
-    try:
+    with Pipeline(config, tmp_path / "pdata", tmp_path).start() as pipeline:
         wait_for_count(server, f"{log_type}_CL | where Kind_s == 'poll'", 2)
         wait_for_count(server, "WatchpostDeadLetter_CL | where Pipeline_s == 'exec'", 1)
-    finally:
-        assert pipeline.stop() == 0, pipeline.log()
     row = server.query(f"{log_type}_CL | where Kind_s == 'poll2' | take 1").dicts()[0]
     assert row["Nested_a_d"] == 1
     dead = server.query("WatchpostDeadLetter_CL | where Pipeline_s == 'exec' | take 1").dicts()[0]
@@ -545,12 +533,9 @@ def test_http_source_takes_json_ndjson_and_gzip_and_acknowledges_durably(tmp_pat
     finally:
         pipeline.stop(signal.SIGKILL)
     http_config(config, server.url, server, log_type, port)
-    pipeline = Pipeline(config, tmp_path / "pdata", tmp_path).start()
-    try:
+    with Pipeline(config, tmp_path / "pdata", tmp_path).start() as pipeline:
         wait_for_count(server, f"{log_type}_CL", 200)
         time.sleep(1)
-    finally:
-        assert pipeline.stop() == 0, pipeline.log()
     assert_exactly_once(server, f"{log_type}_CL", 200)
     assert server.count(f"{log_type}_CL | where Kind_s == 'array' and Nested_a_d == seq_d") == 50
     assert server.count(f"{log_type}_CL | where Kind_s == 'gzip'") == 50

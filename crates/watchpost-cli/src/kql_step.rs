@@ -98,15 +98,11 @@ impl KqlProgram for EngineProgram {
         // the failure; the row computed with the null goes with it.
         for failure in unconvertible.iter().rev() {
             let column = &self.columns[failure.column];
-            let record = records[failure.row];
-            let value = record
-                .get(&column.name)
-                .or_else(|| record.iter().find(|(name, _)| name.eq_ignore_ascii_case(&column.name)).map(|(_, v)| v))
-                .map_or_else(String::new, Json::to_string);
             let reason = format!(
-                "the value of `{}` ({value}) cannot be converted to {}",
+                "the value of `{}` ({}) cannot be converted to {}",
                 column.name,
-                type_name(column.kql_type)
+                failure.value,
+                column.kql_type.stream_name()
             );
             let row = match std::mem::replace(&mut outcomes[failure.row], KqlOutcome::Filtered) {
                 KqlOutcome::Row(row) => Some(row),
@@ -116,13 +112,6 @@ impl KqlProgram for EngineProgram {
             outcomes[failure.row] = KqlOutcome::Failed { reason, row };
         }
         Ok(outcomes)
-    }
-}
-
-fn type_name(kql_type: KqlType) -> &'static str {
-    match kql_type {
-        KqlType::Bool => "boolean",
-        other => other.name(),
     }
 }
 

@@ -76,6 +76,36 @@ impl KqlType {
         }
     }
 
+    /// The types a stream declaration (a DCR's `streamDeclarations`, spec
+    /// 2.4; a pipeline `kql` step's `columns`) may give a column, by the
+    /// names it spells them with.
+    pub const STREAM_TYPES: [(&'static str, KqlType); 7] = [
+        ("string", KqlType::String),
+        ("int", KqlType::Int),
+        ("long", KqlType::Long),
+        ("real", KqlType::Real),
+        ("boolean", KqlType::Bool),
+        ("dynamic", KqlType::Dynamic),
+        ("datetime", KqlType::Datetime),
+    ];
+
+    /// A stream declaration's type name (any case), if it is one of
+    /// [`KqlType::STREAM_TYPES`].
+    pub fn from_stream_name(name: &str) -> Option<KqlType> {
+        KqlType::STREAM_TYPES.iter().find(|(known, _)| known.eq_ignore_ascii_case(name)).map(|(_, kql_type)| *kql_type)
+    }
+
+    /// The name a stream declaration spells this type with (`boolean` for
+    /// bool); the query name for types streams do not have.
+    pub fn stream_name(self) -> &'static str {
+        KqlType::STREAM_TYPES.iter().find(|(_, kql_type)| *kql_type == self).map_or(self.name(), |(name, _)| name)
+    }
+
+    /// The list of stream type names, for error messages.
+    pub fn stream_names() -> String {
+        KqlType::STREAM_TYPES.map(|(name, _)| name).join(", ")
+    }
+
     /// Parses a KQL type name, including the synonyms KQL accepts.
     pub fn from_name(name: &str) -> Option<KqlType> {
         Some(match name.to_ascii_lowercase().as_str() {

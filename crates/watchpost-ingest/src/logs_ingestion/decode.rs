@@ -137,6 +137,7 @@ fn finish_batch(columns: &[ColumnDef], builders: Vec<Builder>, rows: usize) -> R
 pub struct Unconvertible {
     pub row: usize,
     pub column: usize,
+    pub value: Value,
 }
 
 /// Records already parsed (the pipeline's events) onto `columns`, as
@@ -154,7 +155,8 @@ pub fn project_records(records: &[&Map<String, Value>], columns: &[ColumnDef]) -
                 record.iter().find(|(name, _)| name.eq_ignore_ascii_case(&def.name)).map(|(_, value)| value)
             });
             if !builder.push(value) {
-                failures.push(Unconvertible { row, column });
+                let value = value.cloned().unwrap_or(Value::Null);
+                failures.push(Unconvertible { row, column, value });
             }
         }
     }

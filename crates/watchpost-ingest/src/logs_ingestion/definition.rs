@@ -8,9 +8,6 @@ use watchpost_schema::{ColumnDef, KqlType};
 
 use super::LogsIngestionError;
 
-/// Column types a stream declaration may use (spec 2.4).
-const STREAM_TYPES: [&str; 7] = ["string", "int", "long", "real", "boolean", "dynamic", "datetime"];
-
 /// One declared input stream: a name (`Custom-...`) and ordered columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamDeclaration {
@@ -117,10 +114,10 @@ fn parse_streams(value: Option<&Value>) -> Result<Vec<StreamDeclaration>, LogsIn
                 )));
             }
             let type_name = column.get("type").and_then(Value::as_str).unwrap_or("");
-            let kql_type = stream_type(type_name).ok_or_else(|| {
+            let kql_type = KqlType::from_stream_name(type_name).ok_or_else(|| {
                 LogsIngestionError::invalid_rule(format!(
                     "{at}.type `{type_name}` is not a stream column type; use one of {}",
-                    STREAM_TYPES.join(", ")
+                    KqlType::stream_names()
                 ))
             })?;
             defs.push(ColumnDef::new(column_name, kql_type));
@@ -128,19 +125,6 @@ fn parse_streams(value: Option<&Value>) -> Result<Vec<StreamDeclaration>, LogsIn
         streams.push(StreamDeclaration { name: name.clone(), columns: defs });
     }
     Ok(streams)
-}
-
-fn stream_type(name: &str) -> Option<KqlType> {
-    Some(match name.to_ascii_lowercase().as_str() {
-        "string" => KqlType::String,
-        "int" => KqlType::Int,
-        "long" => KqlType::Long,
-        "real" => KqlType::Real,
-        "boolean" => KqlType::Bool,
-        "dynamic" => KqlType::Dynamic,
-        "datetime" => KqlType::Datetime,
-        _ => return None,
-    })
 }
 
 fn valid_column_name(name: &str) -> bool {

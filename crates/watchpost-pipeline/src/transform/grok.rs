@@ -27,7 +27,7 @@
 //! in 0.3 ms took 400 ms, and lines failing a pattern cost 30–100 times more.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use grok::parser::{grok_split, GrokComponent};
@@ -60,19 +60,11 @@ struct CompiledPattern {
     limit: u64,
     /// The regex with `limit`: what nearly every match uses.
     regex: Regex,
-    /// Other forms, made the first time a line needs them.
-    variants: Mutex<HashMap<Variant, Arc<Regex>>>,
+    /// The same with a larger JIT stack, made the first time a match
+    /// overflows the default one.
+    deep: OnceLock<Result<Regex, String>>,
     /// Capture group index → (field, conversion), resolved once.
     captures: Vec<(usize, FieldRef, Conversion)>,
-}
-
-/// A form of a pattern's regex.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Variant {
-    /// `(*LIMIT_MATCH=n)`.
-    limit: u64,
-    /// With a JIT stack for matches that overflow the default one.
-    deep: bool,
 }
 
 /// How a match ended, short of success.
@@ -302,8 +294,7 @@ fn compile_pattern(
     let expansion = expand(source, library, named_only).map_err(|e| format!("grok pattern {source:?}: {e}"))?;
     let text = expansion.regex;
     let limit = timeout.map_or(LIBRARY_LIMIT, |t| (budget_steps(t) as u64).clamp(1_000, LIBRARY_LIMIT));
-    let regex = build(&text, Variant { limit, deep: false })
-        .map_err(|e| format!("grok pattern {source:?} is not a valid regex: {e}"))?;
+    let regex = build(&text, limit, false).map_err(|e| format!("grok pattern {source:?} is not a valid regex: {e}"))?;
     let mut captures = Vec::new();
     for (index, name) in regex.capture_names().iter().enumerate() {
         let Some(name) = name else { continue };
@@ -323,27 +314,21 @@ fn compile_pattern(
         let field = FieldRef::parse(field).map_err(|e| format!("grok pattern {source:?}: {e}"))?;
         captures.push((index, field, conversion));
     }
-    Ok(CompiledPattern {
-        source: source.to_string(),
-        text,
-        limit,
-        regex,
-        variants: Mutex::new(HashMap::new()),
-        captures,
-    })
+    Ok(CompiledPattern { source: source.to_string(), text, limit, regex, deep: OnceLock::new(), captures })
 }
 
-/// Builds one form of an expanded regex. `(?J)` lets a name repeat, as
-/// Oniguruma does (a library pattern used twice brings its groups twice).
-fn build(text: &str, variant: Variant) -> Result<Regex, pcre2::Error> {
+/// Builds an expanded regex with a step limit, and with the larger JIT
+/// stack when `deep`. `(?J)` lets a name repeat, as Oniguruma does (a
+/// library pattern used twice brings its groups twice).
+fn build(text: &str, limit: u64, deep: bool) -> Result<Regex, pcre2::Error> {
     let mut full = String::with_capacity(text.len() + 40);
-    if variant.limit < LIBRARY_LIMIT {
-        full.push_str(&format!("(*LIMIT_MATCH={})", variant.limit));
+    if limit < LIBRARY_LIMIT {
+        full.push_str(&format!("(*LIMIT_MATCH={limit})"));
     }
     full.push_str("(?J)");
     full.push_str(text);
     let mut builder = builder();
-    if variant.deep {
+    if deep {
         builder.max_jit_stack_size(Some(DEEP_JIT_STACK_BYTES));
     }
     builder.build(&full)
@@ -420,7 +405,7 @@ impl Transform for GrokTransform {
 impl CompiledPattern {
     /// Matches `text`; one that returns after `deadline` timed out.
     fn search(&self, text: &str, deadline: Option<(Instant, Duration)>) -> Result<CaptureLocations, Miss> {
-        let outcome = self.run(&self.regex, Variant { limit: self.limit, deep: false }, text);
+        let outcome = self.run(&self.regex, text, false);
         match (outcome, deadline) {
             (Ok(_) | Err(Miss::NoMatch), Some((at, budget))) if Instant::now() > at => {
                 Err(Miss::Timeout(format!("a match ran over {} ms", budget.as_millis())))
@@ -429,33 +414,25 @@ impl CompiledPattern {
         }
     }
 
-    /// One match of one form; a JIT stack overflow is tried again with a
-    /// larger stack.
-    fn run(&self, regex: &Regex, variant: Variant, text: &str) -> Result<CaptureLocations, Miss> {
+    /// One match; a JIT stack overflow is tried again with the larger
+    /// stack (`deep` says this is that try).
+    fn run(&self, regex: &Regex, text: &str, deep: bool) -> Result<CaptureLocations, Miss> {
         let mut locations = regex.capture_locations();
         match regex.captures_read(&mut locations, text.as_bytes()) {
             Ok(Some(_)) => Ok(locations),
             Ok(None) => Err(Miss::NoMatch),
-            Err(err) if err.code() == pcre2_sys::PCRE2_ERROR_JIT_STACKLIMIT && !variant.deep => {
-                let deep = Variant { deep: true, ..variant };
-                let regex = self.form(deep).map_err(|err| Miss::Error(err.to_string()))?;
-                self.run(&regex, deep, text)
+            Err(err) if err.code() == pcre2_sys::PCRE2_ERROR_JIT_STACKLIMIT && !deep => {
+                let deep = self.deep.get_or_init(|| build(&self.text, self.limit, true).map_err(|e| e.to_string()));
+                match deep {
+                    Ok(regex) => self.run(regex, text, true),
+                    Err(why) => Err(Miss::Error(why.clone())),
+                }
             }
             Err(err) if LIMIT_ERRORS.contains(&err.code()) => {
                 Err(Miss::Timeout(format!("a match gave up at PCRE2's limit ({err})")))
             }
             Err(err) => Err(Miss::Error(err.to_string())),
         }
-    }
-
-    fn form(&self, variant: Variant) -> Result<Arc<Regex>, pcre2::Error> {
-        let mut forms = self.variants.lock().expect("grok forms lock");
-        if let Some(regex) = forms.get(&variant) {
-            return Ok(regex.clone());
-        }
-        let regex = Arc::new(build(&self.text, variant)?);
-        forms.insert(variant, regex.clone());
-        Ok(regex)
     }
 }
 

@@ -57,17 +57,6 @@ pub enum KqlOutcome {
     Failed { reason: String, row: Option<Map<String, Json>> },
 }
 
-/// Stream declaration types (the Logs Ingestion API's seven).
-const COLUMN_TYPES: [(&str, KqlType); 7] = [
-    ("string", KqlType::String),
-    ("int", KqlType::Int),
-    ("long", KqlType::Long),
-    ("real", KqlType::Real),
-    ("boolean", KqlType::Bool),
-    ("dynamic", KqlType::Dynamic),
-    ("datetime", KqlType::Datetime),
-];
-
 pub(crate) struct KqlTransform {
     program: Box<dyn KqlProgram>,
     columns: Vec<ColumnDef>,
@@ -177,15 +166,13 @@ fn parse_columns(value: toml::Value) -> Result<Vec<ColumnDef>, String> {
         let Some(type_name) = type_name.as_str() else {
             return Err(format!("the type of column `{name}` must be a string"));
         };
-        let found = COLUMN_TYPES.iter().find(|(known, _)| known.eq_ignore_ascii_case(type_name));
-        let Some((_, kql_type)) = found else {
-            let known: Vec<&str> = COLUMN_TYPES.iter().map(|(name, _)| *name).collect();
-            return Err(format!("column `{name}` has the type {type_name:?}; use one of {}", known.join(", ")));
+        let Some(kql_type) = KqlType::from_stream_name(type_name) else {
+            return Err(format!("column `{name}` has the type {type_name:?}; use one of {}", KqlType::stream_names()));
         };
         if name.is_empty() {
             return Err("a column name is empty".to_string());
         }
-        Ok(ColumnDef::new(name, *kql_type))
+        Ok(ColumnDef::new(name, kql_type))
     };
     let columns = match value {
         toml::Value::Table(table) => {
